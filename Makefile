@@ -26,3 +26,6 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) fedads-out .pytest_cache
+
+bench-world: $(STAMP)
+	$(PY) benchmarks/world_scale.py

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from fedads.errors import InputError
 
 
@@ -31,19 +33,27 @@ def check_in_range(
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise fail(where, f"{name}={value!r} is not a number", f"give a number in [{low}, {high}]")
+        raise fail(
+            where, f"{name}={value!r} is not a number", f"give a number in [{low}, {high}]"
+        ) from None
     ok_low = number >= low if low_inclusive else number > low
     ok_high = number <= high if high_inclusive else number < high
     if not (ok_low and ok_high) or number != number:  # NaN fails too
         lo = "[" if low_inclusive else "("
         hi = "]" if high_inclusive else ")"
-        raise fail(where, f"{name}={value!r} is out of range", f"give a value in {lo}{low}, {high}{hi}")
+        raise fail(
+            where, f"{name}={value!r} is out of range", f"give a value in {lo}{low}, {high}{hi}"
+        )
     return number
 
 
 def check_positive_int(where: str, name: str, value: Any, *, minimum: int = 1) -> int:
     """Check that ``value`` is an integer >= ``minimum``; return it as int."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+    if (
+        isinstance(value, bool | np.bool_)
+        or not isinstance(value, int | float | np.integer | np.floating)
+        or int(value) != value
+    ):
         raise fail(where, f"{name}={value!r} is not an integer", f"give an integer >= {minimum}")
     if int(value) < minimum:
         raise fail(where, f"{name}={value!r} is too small", f"give an integer >= {minimum}")
@@ -56,3 +66,64 @@ def check_choice(where: str, name: str, value: Any, choices: Iterable[Any]) -> A
     if value not in options:
         raise fail(where, f"{name}={value!r} is not supported", f"use one of {options}")
     return value
+
+
+def warn(
+    where: str,
+    problem: str,
+    note: str,
+    *,
+    category: type[Warning] | None = None,
+    stacklevel: int = 3,
+) -> None:
+    """Issue a warning (default :class:`fedads.errors.DataWarning`) in the house format.
+
+    ``stacklevel`` counts from the caller of this function (2 = the caller's caller).
+    """
+    import warnings
+
+    from fedads.errors import DataWarning
+
+    warnings.warn(f"{where}: {problem}; {note}", category or DataWarning, stacklevel=stacklevel)
+
+
+def examples(values: Iterable[Any], limit: int = 5) -> str:
+    """Format the first ``limit`` values as ``['a', 'b', ...] (+3 more)`` for a message."""
+    items = list(values)
+    shown = ", ".join(repr(v.item() if hasattr(v, "item") else v) for v in items[:limit])
+    more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    return f"[{shown}]{more}"
+
+
+def check_columns_present(
+    where: str, role: str, names: Iterable[str], available: Iterable[str]
+) -> None:
+    """Check that every column in ``names`` is in ``available``; the message lists what exists."""
+    present = list(available)
+    missing = [name for name in names if name not in present]
+    if missing:
+        noun = "column" if len(missing) == 1 else "columns"
+        raise fail(
+            where,
+            f"{role} {noun} {examples(missing, 10)} not found",
+            f"use one of the columns that exist: {examples(present, 20)}",
+        )
+
+
+def check_row_indices(where: str, rows: Any, n_rows: int) -> np.ndarray:
+    """Check an index array (1-D integers in ``[0, n_rows)``); return it as int64."""
+    array = np.asarray(rows)
+    if array.ndim != 1 or not (np.issubdtype(array.dtype, np.integer) or array.size == 0):
+        raise fail(
+            where,
+            f"rows must be a 1-D integer array, got shape {array.shape} dtype {array.dtype}",
+            "pass row positions such as Alignment.rows",
+        )
+    array = array.astype(np.int64, copy=False)
+    if array.size and (array.min() < 0 or array.max() >= n_rows):
+        raise fail(
+            where,
+            f"rows out of range [0, {n_rows}) (min {array.min()}, max {array.max()})",
+            "pass row positions into this table",
+        )
+    return array

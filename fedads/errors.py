@@ -25,3 +25,14 @@ class PartyError(ProtocolError):
         self.party = party
         self.detail = detail
         super().__init__(f"party {party!r}: {detail}")
+
+
+class FedadsWarning(UserWarning):
+    """Base class of every warning fedads issues on purpose."""
+
+
+class DataWarning(FedadsWarning):
+    """Suspicious but usable input data (e.g. an all-missing or constant column).
+
+    Filter it with ``warnings.filterwarnings("ignore", category=DataWarning)``.
+    """

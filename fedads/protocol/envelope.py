@@ -49,7 +49,9 @@ def encode(envelope: Envelope) -> bytes:
     for name, array in envelope.arrays.items():
         array = np.ascontiguousarray(array)
         if array.dtype == object:
-            raise ProtocolError(f"envelope {envelope.kind!r}: array {name!r} has object dtype; only numeric arrays may cross")
+            raise ProtocolError(
+                f"envelope {envelope.kind!r}: array {name!r} has object dtype; only numeric arrays may cross"
+            )
         specs.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape)})
         buffers.append(array.tobytes())
     header = json.dumps({"kind": envelope.kind, "meta": envelope.meta, "arrays": specs}).encode()

@@ -69,7 +69,7 @@ class Transport(Protocol):
         ...
 
     def send_all(self, envelopes: dict[str, Envelope]) -> dict[str, Envelope]:
-        """Send one envelope to each named party, concurrently where possible; wait for all replies."""
+        """Send one envelope to each named party (concurrently where possible); wait for all."""
         ...
 
     def close(self) -> None:

@@ -1,0 +1,480 @@
+"""Private entity alignment: two-way ECDH PSI (openmined-psi) between the two parties.
+
+Goal
+----
+Each party learns which of its OWN rows are in the intersection, and nothing about the keys
+outside it; the coordinator relays messages and sees only set sizes and blinded curve points;
+both parties end with the same aligned order of their own rows, so ``social.rows[i]`` and
+``ecommerce.rows[i]`` are the same user.
+
+How
+---
+openmined-psi is one-way: the *client* learns which of its items the *server* also holds. We
+run it in both directions at once: every party is a PSI server (for its peer's request) and a
+PSI client (for its own request), with two independent fresh P-256 keys. The server setup uses
+the ``RAW`` data structure (every blinded server item is sent), so the intersection is exact:
+there are no Bloom/GCS false positives (``fpr`` is irrelevant for ``RAW``).
+
+Message sequence (4 rounds; in each round the coordinator sends one envelope to each party and
+gets one reply; it forwards the peer's reply unchanged, so each step maps to one Flower
+message per party)::
+
+    round  coordinator -> party P              P -> coordinator        P computes
+    1      psi_start    {}                     psi_hello               (nothing)
+                                               meta n_keys
+    2      psi_hello    of the peer            psi_setup               setup = own keys blinded
+                                               arrays setup, request     with P's server key (RAW)
+                                               meta n_keys,            request = own keys
+                                                    n_peer_keys          blinded with P's client key
+    3      psi_setup    of the peer            psi_response            response = peer's request
+                                               arrays response           re-blinded with P's
+                                               meta n_keys, n_peer_keys  server key
+    4      psi_response of the peer            psi_done                own intersection rows from
+                                               meta n_keys, n_aligned    peer setup + response;
+                                                                         aligned order (below)
+
+Arrays are ``uint8 [nbytes]`` buffers of the serialized openmined-psi protobufs (``ServerSetup``,
+``Request``, ``Response``); about 35 bytes per key each (a compressed P-256 point plus
+protobuf framing). Meta holds only sizes. After round 4
+the coordinator checks that both parties report the same ``n_aligned > 0``
+(:func:`coordinate_alignment`); each party keeps its :class:`Alignment` (``party.alignment``).
+
+Aligned order
+-------------
+Each party sorts its intersection rows by ``BLAKE2b-128(d(k), key=s)`` where ``d(k)`` is a
+domain-separated BLAKE2b-256 of the normalised key and the salt ``s`` is derived from the XOR of
+``d(k)`` over the whole intersection. Both parties hold exactly the same intersection, so they
+derive the same salt and the same order without any extra message, and the coordinator (which
+does not know the intersection) cannot derive the salt. The order is pseudo-random and
+independent of the key values (a split by aligned position is not a split by key, even for
+sequential customer ids) and is reproducible: the same intersection always gives the same
+order.
+
+Leakage (semi-honest parties and coordinator)
+---------------------------------------------
+* Both parties learn the intersection (which of their own users the other party also has) and
+  the other party's set size. This is inherent to alignment for vertical FL and standard.
+* Neither party learns anything about the peer's keys outside the intersection: it only sees
+  the peer's keys as curve points blinded with the peer's secret exponent (DDH assumption).
+* The coordinator sees both set sizes, the intersection size and blinded points only; it never
+  sees a key, a hash of a key, or the ordering salt.
+* Not covered: a malicious party can put guessed keys (e.g. enumerated phone numbers) in its
+  own set to test membership; the peer sees the inflated ``n_peer_keys`` and may refuse. There
+  is no input certification in plain PSI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import private_set_intersection.python as psi
+from google.protobuf.message import DecodeError
+
+from fedads._validation import check_choice
+from fedads.align.keys import KeyNormalization, normalized_key_list
+from fedads.align.result import Alignment, aligned_order, no_overlap_error
+from fedads.errors import ProtocolError
+from fedads.protocol.envelope import Envelope, decode, encode
+from fedads.protocol.transport import COORDINATOR
+
+PARTIES: tuple[str, str] = ("social", "ecommerce")
+
+PSI_START = "psi_start"
+PSI_HELLO = "psi_hello"
+PSI_SETUP = "psi_setup"
+PSI_RESPONSE = "psi_response"
+PSI_DONE = "psi_done"
+PSI_KINDS: tuple[str, ...] = (PSI_START, PSI_HELLO, PSI_SETUP, PSI_RESPONSE, PSI_DONE)
+"""All envelope kinds of the alignment protocol, in sequence order."""
+
+META_FIELDS: frozenset[str] = frozenset({"n_keys", "n_peer_keys", "n_aligned"})
+"""The only meta fields alignment envelopes carry (all sizes)."""
+
+_FPR = 1e-9  # required by the API; with the RAW data structure matching is exact anyway
+_DATA_STRUCTURE = psi.DataStructure.RAW
+
+Relay = Callable[[str, str, Envelope], Envelope | None]
+"""``relay(sender, receiver, envelope)``: sees every envelope that crosses; may return a
+replacement envelope (e.g. to test tampering) or None to let it through unchanged."""
+
+SendAll = Callable[[dict[str, Envelope]], dict[str, Envelope]]
+"""``Transport.send_all``: one envelope per named party in, one reply per party out."""
+
+
+def peer_of(party: str) -> str:
+    """The other party's name."""
+    return PARTIES[1] if party == PARTIES[0] else PARTIES[0]
+
+
+class PsiParty:
+    """One party's side of the two-way PSI; consumes and produces :class:`Envelope` s.
+
+    Call the steps in order (or send the envelopes to :meth:`handle`): ``hello()``,
+    ``setup(peer_hello)``, ``respond(peer_setup)``, ``finish(peer_response)``. The keys never
+    leave this object except blinded with this party's secret exponents. One step at a time:
+    the openmined-psi objects inside are not safe to use from two threads at once (calls from
+    different threads one after the other are fine).
+
+    Args:
+        keys: ``[n_own]`` this party's raw join keys, in table row order.
+        party: ``"social"`` or ``"ecommerce"``.
+        normalization: key normalisation; must be the same on both sides (shared config).
+
+    Raises:
+        InputError: if the keys are unusable (see :func:`fedads.align.normalize_keys`).
+    """
+
+    def __init__(
+        self,
+        keys: Sequence[str] | np.ndarray,
+        party: str,
+        normalization: KeyNormalization | None = None,
+    ) -> None:
+        self.name: str = check_choice("PsiParty", "party", party, PARTIES)
+        self.peer: str = peer_of(self.name)
+        self.normalization = normalization or KeyNormalization()
+        self._keys = normalized_key_list(keys, self.normalization, party=self.name)
+        self.n_own = len(self._keys)
+        # Two independent keys: the server key blinds our set for the peer's queries, the
+        # client key blinds our own query. Never sent, dropped after finish().
+        self._server: Any = psi.server.CreateWithNewKey(True)
+        self._client: Any = psi.client.CreateWithNewKey(True)
+        self._peer_setup: Any = None
+        self._n_peer: int | None = None
+        self._next = PSI_START
+        self.alignment: Alignment | None = None
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def hello(self) -> Envelope:
+        """Round 1: announce this party's set size."""
+        self._advance(PSI_START, PSI_HELLO)
+        return Envelope(PSI_HELLO, meta={"n_keys": self.n_own})
+
+    def setup(self, peer_hello: Envelope) -> Envelope:
+        """Round 2: from the peer's hello, build our blinded set (server) and query (client).
+
+        Returns:
+            ``psi_setup`` with arrays ``setup`` and ``request``: ``uint8 [nbytes]`` each.
+        """
+        self._expect(peer_hello, PSI_HELLO)
+        self._advance(PSI_HELLO, PSI_SETUP)
+        self._n_peer = self._size(peer_hello, "n_keys")
+        setup = self._server.CreateSetupMessage(_FPR, self._n_peer, self._keys, _DATA_STRUCTURE)
+        request = self._client.CreateRequest(self._keys)
+        return Envelope(
+            PSI_SETUP,
+            arrays={"setup": _to_array(setup), "request": _to_array(request)},
+            meta={"n_keys": self.n_own, "n_peer_keys": self._n_peer},
+        )
+
+    def respond(self, peer_setup: Envelope) -> Envelope:
+        """Round 3: keep the peer's blinded set; answer the peer's query with our server key.
+
+        Returns:
+            ``psi_response`` with array ``response``: ``uint8 [nbytes]``.
+        """
+        self._expect(peer_setup, PSI_SETUP)
+        self._advance(PSI_SETUP, PSI_RESPONSE)
+        self._check_sizes(peer_setup, n_keys=self._n_peer, n_peer_keys=self.n_own)
+        self._peer_setup = self._parse(peer_setup, "setup", psi.ServerSetup)
+        request = self._parse(peer_setup, "request", psi.Request)
+        if len(request.encrypted_elements) != self._n_peer:
+            raise self._error(
+                f"peer request has {len(request.encrypted_elements)} items, "
+                f"announced {self._n_peer}"
+            )
+        try:
+            response = self._server.ProcessRequest(request)
+        except RuntimeError as exc:
+            raise self._error(f"cannot process the peer request ({exc})") from None
+        return Envelope(
+            PSI_RESPONSE,
+            arrays={"response": _to_array(response)},
+            meta={"n_keys": self.n_own, "n_peer_keys": int(self._n_peer or 0)},
+        )
+
+    def finish(self, peer_response: Envelope) -> Alignment:
+        """Round 4: our rows in the intersection, in the shared aligned order.
+
+        Returns:
+            This party's :class:`Alignment` (also kept as ``self.alignment``).
+
+        Raises:
+            InputError: the intersection is empty (no users in common).
+        """
+        alignment = self._intersect(peer_response)
+        if alignment.n_aligned == 0:
+            raise no_overlap_error(
+                self.name, self.peer, self.n_own, int(self._n_peer or 0), self._describe()
+            )
+        return alignment
+
+    def done(self) -> Envelope:
+        """The ``psi_done`` envelope reporting sizes after :meth:`finish`."""
+        if self.alignment is None:
+            raise self._error("done() called before the intersection was computed")
+        return Envelope(
+            PSI_DONE, meta={"n_keys": self.n_own, "n_aligned": self.alignment.n_aligned}
+        )
+
+    def handle(self, envelope: Envelope) -> Envelope:
+        """Answer one coordinator envelope (dispatch on ``envelope.kind``; see module doc).
+
+        An empty intersection is reported as ``psi_done`` with ``n_aligned=0`` (the
+        coordinator turns it into the user-facing error) rather than raised here.
+        """
+        if envelope.kind == PSI_START:
+            return self.hello()
+        if envelope.kind == PSI_HELLO:
+            return self.setup(envelope)
+        if envelope.kind == PSI_SETUP:
+            return self.respond(envelope)
+        if envelope.kind == PSI_RESPONSE:
+            self._intersect(envelope)
+            return self.done()
+        raise self._error(f"unexpected envelope kind {envelope.kind!r}; expected {self._next!r}")
+
+    # -- state (for hosts that rebuild the party between messages, e.g. a Flower ClientApp) --
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Everything needed to resume the protocol on a fresh ``PsiParty`` over the same keys.
+
+        PARTY-PRIVATE: holds this party's secret PSI exponents (``server_key``, ``client_key``,
+        ``uint8 [32]`` each). Keep it in the party's local state; never put it in an envelope.
+
+        Returns:
+            ``stage`` (``int64 [1]``, index into PSI_KINDS of the next expected step),
+            ``n_own``, and while in use ``server_key``, ``client_key``, ``n_peer``,
+            ``peer_setup`` (``uint8 [nbytes]``), and after the last step ``rows``
+            (``int64 [n_aligned]``).
+        """
+        state: dict[str, np.ndarray] = {
+            "stage": np.array([PSI_KINDS.index(self._next)], dtype=np.int64),
+            "n_own": np.array([self.n_own], dtype=np.int64),
+        }
+        if self._server is not None:
+            state["server_key"] = np.frombuffer(self._server.GetPrivateKeyBytes(), np.uint8)
+            state["client_key"] = np.frombuffer(self._client.GetPrivateKeyBytes(), np.uint8)
+        if self._n_peer is not None:
+            state["n_peer"] = np.array([self._n_peer], dtype=np.int64)
+        if self._peer_setup is not None:
+            state["peer_setup"] = _to_array(self._peer_setup)
+        if self.alignment is not None:
+            state["rows"] = np.array(self.alignment.rows, dtype=np.int64)
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`get_state` returned (this object must hold the same keys)."""
+        try:
+            stage = int(np.asarray(state["stage"]).reshape(-1)[0])
+            n_own = int(np.asarray(state["n_own"]).reshape(-1)[0])
+            self._next = PSI_KINDS[stage]
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise self._error("set_state: state lacks a valid 'stage' / 'n_own'") from None
+        if n_own != self.n_own:
+            raise self._error(f"set_state: state is for {n_own} keys, this party has {self.n_own}")
+        if "server_key" in state:
+            server_key = np.asarray(state["server_key"], dtype=np.uint8).tobytes()
+            client_key = np.asarray(state["client_key"], dtype=np.uint8).tobytes()
+            self._server = psi.server.CreateFromKey(server_key, True)
+            self._client = psi.client.CreateFromKey(client_key, True)
+        else:
+            self._server = self._client = None
+        self._n_peer = int(np.asarray(state["n_peer"])[0]) if "n_peer" in state else None
+        self._peer_setup = None
+        if "peer_setup" in state:
+            envelope = Envelope(PSI_SETUP, {"setup": np.asarray(state["peer_setup"], np.uint8)})
+            self._peer_setup = self._parse(envelope, "setup", psi.ServerSetup)
+        self.alignment = None
+        if "rows" in state:
+            self.alignment = Alignment(np.asarray(state["rows"]), self.n_own, self.name)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _intersect(self, peer_response: Envelope) -> Alignment:
+        self._expect(peer_response, PSI_RESPONSE)
+        self._advance(PSI_RESPONSE, PSI_DONE)
+        self._check_sizes(peer_response, n_keys=self._n_peer, n_peer_keys=self.n_own)
+        response = self._parse(peer_response, "response", psi.Response)
+        if len(response.encrypted_elements) != self.n_own:
+            raise self._error(
+                f"peer response has {len(response.encrypted_elements)} items, expected {self.n_own}"
+            )
+        try:
+            found = self._client.GetIntersection(self._peer_setup, response)
+        except RuntimeError as exc:
+            raise self._error(f"cannot compute the intersection ({exc})") from None
+        rows = np.sort(np.asarray(found, dtype=np.int64))
+        if rows.size and (rows[0] < 0 or rows[-1] >= self.n_own):
+            raise self._error("intersection indices out of range")
+        order = aligned_order([self._keys[i] for i in rows.tolist()]) if rows.size else rows
+        self.alignment = Alignment(rows[order], self.n_own, self.name)
+        self._server = self._client = self._peer_setup = None  # secrets no longer needed
+        return self.alignment
+
+    def _describe(self) -> str:
+        return self.normalization.describe()
+
+    def _advance(self, current: str, following: str) -> None:
+        if self._next != current:
+            raise self._error(f"step {current!r} out of order; expected {self._next!r}")
+        self._next = following
+
+    def _expect(self, envelope: Envelope, kind: str) -> None:
+        if not isinstance(envelope, Envelope) or envelope.kind != kind:
+            got = envelope.kind if isinstance(envelope, Envelope) else type(envelope).__name__
+            raise self._error(f"expected a {kind!r} envelope from the peer, got {got!r}")
+
+    def _size(self, envelope: Envelope, name: str) -> int:
+        value = envelope.meta.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise self._error(f"{envelope.kind!r} meta {name}={value!r} is not a positive size")
+        return int(value)
+
+    def _check_sizes(self, envelope: Envelope, **expected: int | None) -> None:
+        for name, value in expected.items():
+            if self._size(envelope, name) != value:
+                raise self._error(
+                    f"{envelope.kind!r} meta {name}={envelope.meta.get(name)!r}, expected {value}"
+                )
+
+    def _parse(self, envelope: Envelope, name: str, message_type: type) -> Any:
+        array = envelope.arrays.get(name)
+        if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim != 1:
+            raise self._error(f"{envelope.kind!r} lacks a uint8 array {name!r}")
+        message = message_type()
+        try:
+            message.ParseFromString(array.tobytes())
+        except DecodeError:
+            raise self._error(f"{envelope.kind!r} array {name!r} is not a valid message") from None
+        return message
+
+    def _error(self, detail: str) -> ProtocolError:
+        return ProtocolError(f"PSI alignment, party {self.name!r}: {detail}")
+
+
+def _to_array(message: Any) -> np.ndarray:
+    """Serialized protobuf -> ``uint8 [nbytes]`` (the envelope array format)."""
+    return np.frombuffer(message.SerializeToString(), dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class AlignmentSummary:
+    """What the coordinator learns from an alignment: sizes only."""
+
+    n_social: int
+    n_ecommerce: int
+    n_aligned: int
+
+
+def coordinate_alignment(
+    send_all: SendAll, normalization: KeyNormalization | None = None
+) -> AlignmentSummary:
+    """Coordinator side of the PSI: run the 4 rounds through ``send_all`` and check sizes.
+
+    Args:
+        send_all: e.g. ``transport.send_all``; called once per round with one envelope per
+            party (keys ``"social"``, ``"ecommerce"``), returns one reply per party. The
+            parties answer with :meth:`PsiParty.handle`.
+        normalization: only used to word the no-overlap message.
+
+    Returns:
+        AlignmentSummary of sizes; each party keeps its own :class:`Alignment`.
+
+    Raises:
+        InputError: no users in common.
+        ProtocolError: a reply of the wrong kind, or the two parties disagree on the size.
+    """
+    social, ecommerce = PARTIES
+    hellos = _round(send_all, {p: Envelope(PSI_START) for p in PARTIES}, PSI_HELLO)
+    setups = _round(send_all, {social: hellos[ecommerce], ecommerce: hellos[social]}, PSI_SETUP)
+    responses = _round(
+        send_all, {social: setups[ecommerce], ecommerce: setups[social]}, PSI_RESPONSE
+    )
+    done = _round(send_all, {social: responses[ecommerce], ecommerce: responses[social]}, PSI_DONE)
+    sizes = {p: int(hellos[p].meta["n_keys"]) for p in PARTIES}
+    aligned = {p: done[p].meta.get("n_aligned") for p in PARTIES}
+    if aligned[social] != aligned[ecommerce] or not isinstance(aligned[social], int):
+        raise ProtocolError(f"PSI alignment: the parties disagree on the intersection: {aligned}")
+    n_aligned = int(aligned[social])
+    if n_aligned == 0:
+        rule = (normalization or KeyNormalization()).describe()
+        raise no_overlap_error(social, ecommerce, sizes[social], sizes[ecommerce], rule)
+    return AlignmentSummary(sizes[social], sizes[ecommerce], n_aligned)
+
+
+def _round(send_all: SendAll, envelopes: dict[str, Envelope], kind: str) -> dict[str, Envelope]:
+    replies = send_all(envelopes)
+    for party in PARTIES:
+        reply = replies.get(party)
+        if not isinstance(reply, Envelope) or reply.kind != kind:
+            got = reply.kind if isinstance(reply, Envelope) else reply
+            raise ProtocolError(f"PSI alignment: party {party!r} answered {got!r}, not {kind!r}")
+    return replies
+
+
+def align_parties(
+    social_keys: Sequence[str] | np.ndarray,
+    ecommerce_keys: Sequence[str] | np.ndarray,
+    *,
+    normalization: KeyNormalization | None = None,
+    relay: Relay | None = None,
+    parallel: bool = True,
+) -> tuple[Alignment, Alignment]:
+    """Run the full two-way PSI in process (no transport), e.g. for tests and local runs.
+
+    Every envelope crosses through the envelope byte codec (``encode``/``decode``) exactly as
+    on the in-process transport, and through ``relay`` if given.
+
+    Args:
+        social_keys: ``[n_social]`` raw keys of the social table, in row order.
+        ecommerce_keys: ``[n_ecommerce]`` raw keys of the e-commerce table, in row order.
+        normalization: shared key normalisation (default: strip only).
+        relay: ``relay(sender, receiver, envelope)`` sees every crossing envelope (sender or
+            receiver is ``"coordinator"``); may return a replacement.
+        parallel: let the two parties compute each round concurrently (two threads; the
+            openmined-psi work releases the GIL), as two machines would.
+
+    Returns:
+        ``(social, ecommerce)`` :class:`Alignment` s with the same ``n_aligned``; position ``i``
+        is the same user on both sides.
+
+    Raises:
+        InputError: bad keys (see :func:`fedads.align.normalize_keys`) or no users in
+            common.
+    """
+    parties = {
+        "social": PsiParty(social_keys, "social", normalization),
+        "ecommerce": PsiParty(ecommerce_keys, "ecommerce", normalization),
+    }
+
+    def cross(sender: str, receiver: str, envelope: Envelope) -> Envelope:
+        wire = decode(encode(envelope))
+        if relay is not None:
+            replaced = relay(sender, receiver, wire)
+            if replaced is not None:
+                wire = replaced
+        return wire
+
+    def send_all(envelopes: dict[str, Envelope], pool: ThreadPoolExecutor | None) -> Any:
+        inbound = {p: cross(COORDINATOR, p, e) for p, e in envelopes.items()}
+        if pool is None:
+            replies = {p: parties[p].handle(e) for p, e in inbound.items()}
+        else:
+            futures = {p: pool.submit(parties[p].handle, e) for p, e in inbound.items()}
+            replies = {p: f.result() for p, f in futures.items()}
+        return {p: cross(p, COORDINATOR, r) for p, r in replies.items()}
+
+    if parallel:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fedads-psi") as pool:
+            coordinate_alignment(lambda e: send_all(e, pool), normalization)
+    else:
+        coordinate_alignment(lambda e: send_all(e, None), normalization)
+    social, ecommerce = parties["social"].alignment, parties["ecommerce"].alignment
+    assert social is not None and ecommerce is not None  # set by a successful coordinate_...
+    return social, ecommerce

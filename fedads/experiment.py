@@ -1,0 +1,303 @@
+"""The facade researchers use: ``Experiment(config).run(out_dir) -> ExperimentResult``.
+
+Data flows one way: world or party tables -> PSI alignment -> federated training (Flower or
+in-process) and the non-federated references -> evaluation on held-out aligned users -> report.
+
+The references (``ecommerce_only``, ``social_only``, ``centralized``) are trained in one process
+by the *experimenter*, who in a simulation may see both tables; they use the same aligned users,
+the same train / held-out split, the same encoders, architecture blocks, seed and batch order as
+the federated model, so that the comparison is fair. The truth table of a synthetic world is read
+only here, after scoring, to add the potential outcomes to the evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fedads._progress import Progress
+from fedads._validation import check_choice, check_in_range, check_positive_int, fail
+from fedads.eval import EvalData, Evaluation, evaluate
+from fedads.federation import BACKENDS, FederatedRun, FederationSettings, run_federated
+from fedads.models import FeatureEncoder, build_model, predict_local, train_local
+from fedads.tables import PartyTable
+from fedads.world import WorldConfig, generate_world
+
+REFERENCE_MODELS: tuple[str, ...] = ("ecommerce_only", "social_only", "centralized")
+_WHERE = "ExperimentConfig"
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment, end to end.
+
+    Attributes:
+        world: synthetic world parameters (ignored when party tables are given).
+        federation: protocol, split and column settings shared by both parties.
+        backend: ``"simulation"`` (Flower simulation engine, default), ``"deployment"`` or
+            ``"inprocess"``.
+        references: which non-federated models to train for comparison.
+        budgets: targeting budgets, shares of held-out aligned users.
+        headline_budget: the budget the headline lift is reported at (default 0.10).
+        n_bootstrap: paired bootstrap resamples (default 1000).
+        eval_seed: seed of the bootstrap and tie-breaking.
+        timeout_s: seconds a party may take to answer one message.
+    """
+
+    world: WorldConfig = field(default_factory=WorldConfig)
+    federation: FederationSettings = field(default_factory=FederationSettings)
+    backend: str = "simulation"
+    references: tuple[str, ...] = REFERENCE_MODELS
+    budgets: tuple[float, ...] = (0.01, 0.05, 0.10)
+    headline_budget: float = 0.10
+    n_bootstrap: int = 1000
+    eval_seed: int = 0
+    timeout_s: float = 600.0
+
+    def validate(self) -> ExperimentConfig:
+        self.federation.validate()
+        check_choice(_WHERE, "backend", self.backend, BACKENDS)
+        for name in self.references:
+            check_choice(_WHERE, "references", name, REFERENCE_MODELS)
+        for budget in (*self.budgets, self.headline_budget):
+            check_in_range(_WHERE, "budget", budget, 0.0, 1.0, low_inclusive=False)
+        check_positive_int(_WHERE, "n_bootstrap", self.n_bootstrap)
+        return self
+
+    def replace(self, **changes: Any) -> ExperimentConfig:
+        return replace(self, **changes).validate()
+
+
+@dataclass
+class ExperimentResult:
+    """What a run produced.
+
+    Attributes:
+        evaluation: metrics, targeting and lift (``fedads.eval.Evaluation``).
+        federated: the federated run (job values, aligned rows, traffic).
+        data_summary: row counts (social, ecommerce, aligned, held-out, not aligned).
+        report_paths: files written, when an output folder was given.
+    """
+
+    evaluation: Evaluation
+    federated: FederatedRun
+    data_summary: dict[str, Any]
+    scores: pd.DataFrame
+    report_paths: Any = None
+
+    def headline(self) -> dict[str, Any]:
+        """The headline lift per pool at the headline budget (see ``Evaluation.headline``)."""
+        return self.evaluation.headline()
+
+
+class Experiment:
+    """World or party tables -> federation -> references -> evaluation -> report.
+
+    Build with :meth:`from_world` (synthetic) or :meth:`from_tables` (bring your own data).
+    Nothing runs until :meth:`run`.
+    """
+
+    def __init__(
+        self,
+        config: ExperimentConfig | None = None,
+        *,
+        social: PartyTable | None = None,
+        ecommerce: PartyTable | None = None,
+        truth: pd.DataFrame | None = None,
+    ) -> None:
+        self.config = config or ExperimentConfig()
+        self.social = social
+        self.ecommerce = ecommerce
+        self.truth = truth
+
+    @classmethod
+    def from_world(cls, config: ExperimentConfig | None = None) -> Experiment:
+        """A synthetic-world experiment (the world is generated in :meth:`run`)."""
+        return cls(config)
+
+    @classmethod
+    def from_tables(
+        cls,
+        social: PartyTable,
+        ecommerce: PartyTable,
+        config: ExperimentConfig | None = None,
+        truth: pd.DataFrame | None = None,
+    ) -> Experiment:
+        """Your own party tables (see :func:`fedads.tables.load_party_table`)."""
+        return cls(config, social=social, ecommerce=ecommerce, truth=truth)
+
+    def run(self, out_dir: str | Path | None = None, *, verbose: bool = True) -> ExperimentResult:
+        """Run everything; write the report to ``out_dir`` when given."""
+        config = self.config.validate()
+        progress = Progress(verbose)
+        social, ecommerce, truth = self.social, self.ecommerce, self.truth
+        if social is None or ecommerce is None:
+            progress(f"generating the synthetic world ({config.world.n_users} e-commerce users)")
+            world = generate_world(config.world)
+            social, ecommerce = world.party_tables()
+            truth = world.truth
+        settings = replace(config.federation, verbose=verbose)
+        progress(f"federated training ({config.backend}, {settings.protocol.mode} mode)")
+        run = run_federated(
+            social,
+            ecommerce,
+            settings,
+            backend=config.backend,
+            timeout_s=config.timeout_s,
+            progress=progress,
+        )
+        train = np.asarray(run.values["train_positions"], dtype=np.int64)
+        test = np.asarray(run.values["test_positions"], dtype=np.int64)
+        scores = {"federated": np.asarray(run.values["scores"], dtype=np.float64)}
+        scores.update(
+            train_references(
+                social,
+                ecommerce,
+                run.social_rows,
+                run.ecommerce_rows,
+                train,
+                test,
+                settings,
+                config.references,
+                progress=progress,
+            )
+        )
+        rows = run.ecommerce_rows[test]
+        keys = ecommerce.keys()[rows]
+        y0, y1 = _potential_outcomes(truth, keys, ecommerce.key)
+        data = EvalData(
+            label=ecommerce.labels(rows),
+            is_existing_customer=ecommerce.existing_flags(rows),
+            scores=scores,
+            y0=y0,
+            y1=y1,
+            keys=keys,
+        )
+        progress(
+            f"evaluating {len(test)} held-out users ({config.n_bootstrap} bootstrap resamples)"
+        )
+        evaluation = evaluate(
+            data,
+            budgets=config.budgets,
+            headline_budget=config.headline_budget,
+            n_bootstrap=config.n_bootstrap,
+            seed=config.eval_seed,
+            baselines=tuple(m for m in REFERENCE_MODELS if m in scores),
+        )
+        n_aligned = int(run.values["n_aligned"])
+        summary = {
+            "social_rows": social.n_rows,
+            "ecommerce_rows": ecommerce.n_rows,
+            "aligned": n_aligned,
+            "test_users": int(len(test)),
+            "train_users": int(len(train)),
+            "social_not_aligned": social.n_rows - n_aligned,
+            "ecommerce_not_aligned": ecommerce.n_rows - n_aligned,
+        }
+        frame = pd.DataFrame({"key": keys, "label": data.label, **scores})
+        result = ExperimentResult(evaluation, run, summary, frame)
+        if out_dir is not None:
+            from fedads.report import write_report
+
+            result.report_paths = write_report(
+                out_dir,
+                evaluation,
+                summary,
+                extra=_extra(config, run),
+                key_column=ecommerce.key,
+            )
+            progress(f"report written to {out_dir}")
+        return result
+
+
+def train_references(
+    social: PartyTable,
+    ecommerce: PartyTable,
+    social_rows: np.ndarray,
+    ecommerce_rows: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    settings: FederationSettings,
+    kinds: tuple[str, ...] = REFERENCE_MODELS,
+    *,
+    progress: Progress | None = None,
+) -> dict[str, np.ndarray]:
+    """Train the non-federated references on the aligned users; return held-out probabilities.
+
+    Same aligned rows, split, encoders (fitted on train rows), architecture blocks, seed and
+    batch order as the federated model (``settings.protocol``).
+    """
+    if len(social_rows) != len(ecommerce_rows):
+        raise fail("train_references", "aligned row counts differ", "pass one PSI result's rows")
+    inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    specs = {}
+    for name, table, rows in (
+        ("social", social, social_rows),
+        ("ecommerce", ecommerce, ecommerce_rows),
+    ):
+        numeric = table.numeric_matrix(rows) if table.numeric_columns else None
+        categorical = table.categorical_matrix(rows) if table.categorical_columns else None
+        numeric = numeric if numeric is not None else np.zeros((len(rows), 0), np.float32)
+        categorical = (
+            categorical if categorical is not None else np.zeros((len(rows), 0), dtype=object)
+        )
+        encoder = FeatureEncoder().fit(numeric, categorical, train)
+        inputs[name] = encoder.transform(numeric, categorical)
+        specs[name] = encoder.spec
+    labels = ecommerce.labels(ecommerce_rows)
+    protocol = settings.protocol
+    out: dict[str, np.ndarray] = {}
+    for kind in kinds:
+        if progress is not None:
+            progress(f"training reference model {kind!r} ({protocol.epochs} epochs)")
+        model = build_model(kind, specs, protocol.model, protocol.seed)
+        train_local(model, inputs, labels, train, protocol)
+        out[kind] = np.asarray(predict_local(model, inputs, test), dtype=np.float64)
+    return out
+
+
+def _potential_outcomes(
+    truth: pd.DataFrame | None, keys: np.ndarray, key_column: str
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Y(0), Y(1) of the held-out users from a synthetic world's truth table (else None)."""
+    if truth is None or not {"y0", "y1"} <= set(truth.columns):
+        return None, None
+    column = key_column if key_column in truth.columns else "key"
+    indexed = truth.set_index(column)
+    missing = ~pd.Index(keys).isin(indexed.index)
+    if missing.any():
+        raise fail(
+            "truth table",
+            f"{int(missing.sum())} held-out keys are missing",
+            "pass the world's own truth table",
+        )
+    picked = indexed.loc[keys]
+    return picked["y0"].to_numpy(np.int8), picked["y1"].to_numpy(np.int8)
+
+
+def _extra(config: ExperimentConfig, run: FederatedRun) -> dict[str, Any]:
+    values = run.values
+    return {
+        "backend": run.backend,
+        "elapsed_s": round(run.elapsed_s, 2),
+        "traffic_bytes": run.traffic,
+        "training": {
+            key: np.asarray(value).tolist()
+            for key, value in values.items()
+            if key.startswith("epoch_")
+        },
+        "protocol": {
+            "mode": config.federation.protocol.mode,
+            "epochs": config.federation.protocol.epochs,
+            "batch_size": config.federation.protocol.batch_size,
+            "chunk_batches": config.federation.protocol.chunk_batches,
+            "compression": config.federation.protocol.compression,
+            "seed": config.federation.protocol.seed,
+        },
+        "world": config.world.to_dict() if hasattr(config.world, "to_dict") else None,
+    }

@@ -1,0 +1,322 @@
+"""The federated run: PSI alignment, split, training and scoring, on any transport.
+
+One job function (:func:`vfl_job`) drives the federation from the coordinator's seat; one party
+factory (:func:`party_factory`) builds each role from its own table. The same two functions run
+in-process (tests, sweeps) and inside Flower's ServerApp / ClientApps (simulation or deployment),
+so every transport trains exactly the same thing.
+
+Everything the job and the factories need travels as a flat Flower run config
+(:meth:`FederationSettings.to_run_config`); each party's data path is visible to that party only.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedads._progress import SILENT, Progress
+from fedads._validation import check_choice, check_in_range, check_positive_int, fail
+from fedads.align import KeyNormalization, coordinate_alignment
+from fedads.models import ModelConfig, TrainingHistory
+from fedads.protocol import Coordinator, InProcessTransport, ProtocolConfig
+from fedads.protocol.runtime import ALIGNED_ROWS_FILE, PartyRuntime
+from fedads.tables import PartyTable, load_party_table
+
+PARTIES: tuple[str, str] = ("social", "ecommerce")
+BACKENDS: tuple[str, ...] = ("simulation", "inprocess", "deployment")
+JOB = "fedads.federation:vfl_job"
+PARTY_FACTORY = "fedads.federation:party_factory"
+_WHERE = "FederationSettings"
+
+
+@dataclass(frozen=True)
+class FederationSettings:
+    """What the coordinator and the parties agree on before a run (no data, no secrets).
+
+    Attributes:
+        protocol: training protocol (mode, batch size, epochs, model, compression, seed).
+        test_share: share of aligned users held out for evaluation, split once by user before
+            any model sees them (default 0.3).
+        split_seed: seed of that split (default 0).
+        normalization: key normalisation both parties apply before PSI.
+        social_key, ecommerce_key: join-key column of each party's table.
+        label, existing: e-commerce label and existing-customer columns.
+        verbose: progress lines from the coordinator.
+    """
+
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    test_share: float = 0.3
+    split_seed: int = 0
+    normalization: KeyNormalization = field(default_factory=KeyNormalization)
+    social_key: str = "key"
+    ecommerce_key: str = "key"
+    label: str = "label"
+    existing: str = "is_existing_customer"
+    verbose: bool = True
+
+    def validate(self) -> FederationSettings:
+        self.protocol.validate()
+        self.normalization.validate()
+        check_in_range(
+            _WHERE,
+            "test_share",
+            self.test_share,
+            0.0,
+            1.0,
+            low_inclusive=False,
+            high_inclusive=False,
+        )
+        check_positive_int(_WHERE, "split_seed", self.split_seed, minimum=0)
+        return self
+
+    def to_run_config(self) -> dict[str, Any]:
+        """Flat Flower run config (scalars only)."""
+        p = self.protocol
+        return {
+            **{f"model-{k}": v for k, v in p.model.to_meta().items()},
+            "mode": p.mode,
+            "batch-size": p.batch_size,
+            "chunk-batches": 0 if p.chunk_batches is None else p.chunk_batches,
+            "epochs": p.epochs,
+            "lr": float(p.lr),
+            "seed": p.seed,
+            "compression": p.compression,
+            "optimizer": p.optimizer,
+            "weight-decay": float(p.weight_decay),
+            "predict-rows": p.predict_rows,
+            "test-share": float(self.test_share),
+            "split-seed": self.split_seed,
+            "key-strip": self.normalization.strip,
+            "key-lower": self.normalization.lower,
+            "social-key": self.social_key,
+            "ecommerce-key": self.ecommerce_key,
+            "label": self.label,
+            "existing": self.existing,
+            "verbose": self.verbose,
+        }
+
+    @classmethod
+    def from_run_config(cls, config: dict[str, Any] | Any) -> FederationSettings:
+        """Inverse of :meth:`to_run_config` (unknown keys ignored)."""
+        model = ModelConfig.from_meta(
+            {k[len("model-") :]: v for k, v in config.items() if str(k).startswith("model-")}
+        )
+        chunk = int(config["chunk-batches"])
+        protocol = ProtocolConfig(
+            mode=str(config["mode"]),
+            batch_size=int(config["batch-size"]),
+            chunk_batches=chunk or None,
+            epochs=int(config["epochs"]),
+            lr=float(config["lr"]),
+            seed=int(config["seed"]),
+            compression=str(config["compression"]),
+            optimizer=str(config["optimizer"]),
+            weight_decay=float(config["weight-decay"]),
+            model=model,
+            predict_rows=int(config["predict-rows"]),
+        )
+        return cls(
+            protocol=protocol,
+            test_share=float(config["test-share"]),
+            split_seed=int(config["split-seed"]),
+            normalization=KeyNormalization(
+                strip=bool(config["key-strip"]), lower=bool(config["key-lower"])
+            ),
+            social_key=str(config["social-key"]),
+            ecommerce_key=str(config["ecommerce-key"]),
+            label=str(config["label"]),
+            existing=str(config["existing"]),
+            verbose=bool(config.get("verbose", True)),
+        ).validate()
+
+
+def split_positions(n_aligned: int, test_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split aligned positions ``0..n_aligned-1`` once, by user: ``(train, test)``, both sorted.
+
+    The held-out set has ``round(test_share * n_aligned)`` users (at least 1, at most n-1).
+    """
+    if n_aligned < 2:
+        raise fail("split", f"only {n_aligned} aligned user(s)", "align at least 2 users")
+    n_test = min(max(int(round(test_share * n_aligned)), 1), n_aligned - 1)
+    order = np.random.default_rng(seed).permutation(n_aligned)
+    return np.sort(order[n_test:]).astype(np.int64), np.sort(order[:n_test]).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------- parties
+def load_role_table(role: str, source: Any, settings: FederationSettings) -> PartyTable:
+    """Load one party's table with the column roles the settings declare."""
+    check_choice("load_role_table", "role", role, PARTIES)
+    if role == "social":
+        return load_party_table(source, party="social", key=settings.social_key)
+    return load_party_table(
+        source,
+        party="ecommerce",
+        key=settings.ecommerce_key,
+        label=settings.label,
+        existing=settings.existing,
+    )
+
+
+def party_factory(role: str, run_config: Any, node_config: Any) -> PartyRuntime:
+    """Flower party factory: ``role``'s runtime over ``role``'s own table (and nothing else)."""
+    from fedads.flower import party_data_path
+
+    settings = FederationSettings.from_run_config(dict(run_config))
+    path = party_data_path(role, run_config, node_config)
+    if not path:
+        raise fail(f"{role} party", "no data path configured", f"set '{role}-path' in its config")
+    out_dir = node_config.get(f"{role}-out") or run_config.get(f"{role}-out") or None
+    table = load_role_table(role, path, settings)
+    return PartyRuntime(table, settings.normalization, out_dir=out_dir)
+
+
+# ---------------------------------------------------------------------------------- the job
+def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
+    """Coordinator side of a whole federated run; returns scores of the held-out users.
+
+    Steps: PSI alignment (sizes only reach the coordinator) -> split aligned positions into
+    train / held-out -> fit the split model -> score the held-out positions.
+
+    Returns (Flower-compatible scalars and arrays): ``n_social``, ``n_ecommerce``,
+    ``n_aligned``, ``train_positions`` int64, ``test_positions`` int64, ``scores`` float32
+    (probabilities of the held-out positions), ``epoch_losses``, ``epoch_seconds``,
+    ``epoch_bytes`` float64 ``[epochs]`` (payload bytes per epoch, all links),
+    ``bytes_social_to_ecommerce`` / ``bytes_ecommerce_to_social`` (training, relayed).
+    """
+    settings = FederationSettings.from_run_config(dict(run_config))
+    progress = Progress(settings.verbose)
+    progress("aligning users by private set intersection")
+    summary = coordinate_alignment(transport.send_all, settings.normalization)
+    progress(
+        f"aligned {summary.n_aligned} users (social {summary.n_social}, "
+        f"ecommerce {summary.n_ecommerce})"
+    )
+    train, test = split_positions(summary.n_aligned, settings.test_share, settings.split_seed)
+    coordinator = Coordinator(transport, settings.protocol, progress=progress)
+    history = coordinator.fit(train)
+    scores = coordinator.predict(test)
+    return {
+        "n_social": summary.n_social,
+        "n_ecommerce": summary.n_ecommerce,
+        "n_aligned": summary.n_aligned,
+        "train_positions": train,
+        "test_positions": test,
+        "scores": np.asarray(scores, dtype=np.float32),
+        **history_arrays(history),
+    }
+
+
+def history_arrays(history: TrainingHistory) -> dict[str, np.ndarray]:
+    """Per-epoch losses, seconds and bytes as arrays (what a Flower result can carry)."""
+    links = sorted({link for epoch in history.bytes_by_epoch for link in epoch})
+    out = {
+        "epoch_losses": np.asarray(history.epoch_losses, dtype=np.float64),
+        "epoch_seconds": np.asarray(history.epoch_seconds, dtype=np.float64),
+        "epoch_bytes": np.asarray(
+            [sum(epoch.values()) for epoch in history.bytes_by_epoch], dtype=np.float64
+        ),
+    }
+    for link in links:
+        name = "epoch_bytes." + link.replace("->", "_to_")
+        out[name] = np.asarray([e.get(link, 0) for e in history.bytes_by_epoch], dtype=np.float64)
+    return out
+
+
+# ---------------------------------------------------------------------------------- runner
+@dataclass
+class FederatedRun:
+    """The federated model's outcome as the experimenter sees it.
+
+    Attributes:
+        values: the job's result (see :func:`vfl_job`).
+        social_rows, ecommerce_rows: ``int64 [n_aligned]`` each party's table rows in the
+            aligned order, read from each party's private output folder (what the label holder's
+            evaluation and the simulated baselines need; never sent to the coordinator).
+        traffic: payload bytes per link for the whole run (alignment included).
+        backend: how it ran.
+    """
+
+    values: dict[str, Any]
+    social_rows: np.ndarray
+    ecommerce_rows: np.ndarray
+    traffic: dict[str, int]
+    backend: str
+    elapsed_s: float = 0.0
+
+
+def run_federated(
+    social: PartyTable,
+    ecommerce: PartyTable,
+    settings: FederationSettings | None = None,
+    *,
+    backend: str = "simulation",
+    work_dir: str | Path | None = None,
+    timeout_s: float = 600.0,
+    progress: Progress = SILENT,
+) -> FederatedRun:
+    """Align, train and score the federated model between two party tables.
+
+    Args:
+        social, ecommerce: the parties' validated tables (each stays with its party: for
+            Flower backends each is written to a party-private folder that only that party's
+            ClientApp reads).
+        settings: what both sides agree on (default :class:`FederationSettings`).
+        backend: ``"simulation"`` (Flower simulation engine, default), ``"deployment"``
+            (local SuperLink + 2 SuperNodes via ``flwr run``) or ``"inprocess"`` (same parties
+            and job, no Flower; for tests and sweeps).
+        work_dir: folder for party-private files (default: a temporary folder).
+        timeout_s: seconds a party may take to answer one message.
+    """
+    import time
+
+    settings = (settings or FederationSettings()).validate()
+    check_choice("run_federated", "backend", backend, BACKENDS)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="fedads-") as tmp:
+        root = Path(work_dir) if work_dir is not None else Path(tmp)
+        outs = {role: root / role / "out" for role in PARTIES}
+        tables = {"social": social, "ecommerce": ecommerce}
+        if backend == "inprocess":
+            runtimes = {
+                role: PartyRuntime(tables[role], settings.normalization, out_dir=outs[role])
+                for role in PARTIES
+            }
+            transport = InProcessTransport(runtimes, timeout_s=timeout_s)
+            try:
+                values = vfl_job(transport, settings.to_run_config())
+            finally:
+                transport.close()
+            traffic = transport.traffic.snapshot()
+        else:
+            from fedads.flower import run_federation
+
+            run_config = settings.to_run_config()
+            for role in PARTIES:
+                path = root / role / "table.parquet"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tables[role].frame.to_parquet(path, index=False)
+                run_config[f"{role}-path"] = str(path)
+                run_config[f"{role}-out"] = str(outs[role])
+            progress(f"starting the Flower {backend} engine (2 parties)")
+            result = run_federation(
+                JOB,
+                PARTY_FACTORY,
+                run_config,
+                backend=backend,
+                timeout_s=timeout_s,
+                verbose=settings.verbose,
+            )
+            values, traffic = dict(result.values), dict(result.traffic)
+        rows = {role: np.load(outs[role] / ALIGNED_ROWS_FILE) for role in PARTIES}
+    return FederatedRun(
+        values=values,
+        social_rows=rows["social"],
+        ecommerce_rows=rows["ecommerce"],
+        traffic=traffic,
+        backend=backend,
+        elapsed_s=time.perf_counter() - start,
+    )

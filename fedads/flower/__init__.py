@@ -1,0 +1,38 @@
+"""Flower adapter: run the transport-free parties and coordinator jobs on Flower.
+
+Translates Flower Messages to calls on party objects and back; holds no training logic.
+See docs/flower.md.
+"""
+
+from __future__ import annotations
+
+from fedads.flower.client_app import make_client_app
+from fedads.flower.config import (
+    PARTIES,
+    party_data_path,
+    register_job,
+    register_party_factory,
+    resolve_role,
+)
+from fedads.flower.deployment import LocalDeployment, run_deployment
+from fedads.flower.result import FederationResult, read_result
+from fedads.flower.server_app import make_server_app
+from fedads.flower.simulation import run_federation
+from fedads.flower.transport import FlowerTransport, discover_party_nodes
+
+__all__ = [
+    "PARTIES",
+    "FederationResult",
+    "FlowerTransport",
+    "LocalDeployment",
+    "discover_party_nodes",
+    "make_client_app",
+    "make_server_app",
+    "party_data_path",
+    "read_result",
+    "register_job",
+    "register_party_factory",
+    "resolve_role",
+    "run_deployment",
+    "run_federation",
+]

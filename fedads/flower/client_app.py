@@ -1,0 +1,352 @@
+"""The Flower ``ClientApp``: one Flower message in, one ``party.handle`` call, one reply out.
+
+Role: node config ``party`` (deployment: ``flower-supernode --node-config 'party="social"'``),
+else simulation ``partition-id`` (0 = ``social``, 1 = ``ecommerce``).
+
+Party object: built by the party factory named in run config ``party-factory`` (or passed to
+:func:`make_client_app`), which receives ``(role, run_config, node_config)``. The run config it
+receives has the *other* party's ``<role>-path`` removed, so a factory can only open its own data.
+
+State: Flower rebuilds the ClientApp for every message (the deployment engine even starts a new
+``flwr-clientapp`` process per message), so the live party object is kept in a process-local
+cache keyed by ``(run_id, node_id)`` together with a sequence number, and the same sequence
+number is kept in ``context.state`` (which Flower persists per node). A cache hit needs the two
+to agree; on a miss (new process, or another Ray actor handled the last message) the party is
+rebuilt by the factory and restored from the checkpoint written after the last message. The
+checkpoint is ``party.get_state()`` either in a party-private ``.npz`` file (``state-store =
+"file"``, default: cheaper, see docs/flower.md) or as an ``ArrayRecord`` in ``context.state``
+(``state-store = "context"``).
+
+Messages: ``"train"`` carries a protocol envelope for ``party.handle``; ``"query"`` carries the
+adapter's control envelopes ``hello`` (answer the role) and ``close`` (drop cache and checkpoint).
+Any exception while handling becomes an error reply (Flower ``Error``) whose reason names the
+party, the envelope kind and the exception; the ServerApp side turns it into ``PartyError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.common.constant import ErrorCode
+
+from fedads.errors import ProtocolError
+from fedads.flower.codec import (
+    content_to_envelope,
+    envelope_to_content,
+    record_to_state,
+    state_to_record,
+)
+from fedads.flower.config import (
+    PARTY_FACTORY_KEY,
+    STATE_DIR_KEY,
+    STATE_STORE_KEY,
+    STATE_STORES,
+    TIMEOUT_KEY,
+    PartyFactory,
+    merged_config,
+    party_run_config,
+    resolve_party_factory,
+    resolve_role,
+)
+from fedads.protocol.envelope import Envelope
+from fedads.protocol.transport import Party
+
+HELLO = "hello"
+CLOSE = "close"
+CONTROL_MESSAGE_TYPE = "query"
+PROTOCOL_MESSAGE_TYPE = "train"
+
+SEQ_RECORD = "fedads.seq"
+STATE_RECORD = "fedads.party-state"
+STATS_RECORD = "fedads.stats"
+_SEQ_FILE_KEY = "__fedads_seq__"
+_MAX_REASON_CHARS = 4000
+
+
+@dataclass
+class _Live:
+    party: Party
+    role: str
+    seq: int
+
+
+# Process-local: (run_id, node_id) -> live party. Survives ClientApp rebuilds within a process
+# (simulation Ray actors are long-lived); empty in every new flwr-clientapp process.
+_CACHE: dict[tuple[int, int], _Live] = {}
+
+
+def _seq(context: Context) -> int:
+    if SEQ_RECORD in context.state:
+        return int(context.state.config_records[SEQ_RECORD]["seq"])
+    return 0
+
+
+def _add_stats(context: Context, **increments: float) -> None:
+    record = context.state.config_records.get(STATS_RECORD)
+    values: dict[str, Any] = dict(record) if record is not None else {}
+    for key, inc in increments.items():
+        values[key] = values.get(key, 0) + inc
+    context.state[STATS_RECORD] = ConfigRecord(values)
+
+
+def _state_file(context: Context, role: str, config: dict[str, Any]) -> Path:
+    base = (
+        context.node_config.get(STATE_DIR_KEY)
+        or config.get(STATE_DIR_KEY)
+        or Path(tempfile.gettempdir()) / "fedads-flower-state"
+    )
+    return Path(str(base)) / f"run-{context.run_id}" / f"node-{context.node_id}-{role}.npz"
+
+
+def _save_checkpoint(
+    config: dict[str, Any], context: Context, role: str, state: dict[str, np.ndarray], seq: int
+) -> None:
+    store = str(config[STATE_STORE_KEY])
+    if _SEQ_FILE_KEY in state:
+        raise ProtocolError(f"party {role!r}: get_state() may not use the key {_SEQ_FILE_KEY!r}")
+    if store == "context":
+        context.state[STATE_RECORD] = state_to_record(state)
+        return
+    path = _state_file(context, role, config)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **state, **{_SEQ_FILE_KEY: np.array(seq, dtype=np.int64)})
+    os.replace(tmp, path)  # atomic: a reader sees the old or the new checkpoint, never half
+
+
+def _load_checkpoint(
+    config: dict[str, Any], context: Context, role: str, seq: int
+) -> dict[str, np.ndarray]:
+    if str(config[STATE_STORE_KEY]) == "context":
+        if STATE_RECORD not in context.state:
+            raise ProtocolError(
+                f"party {role!r}: context.state has no checkpoint for sequence {seq}"
+            )
+        return record_to_state(context.state.array_records[STATE_RECORD])
+    path = _state_file(context, role, config)
+    if not path.exists():
+        raise ProtocolError(
+            f"party {role!r}: checkpoint {path} is missing (sequence {seq}); was the state "
+            "directory deleted, or does this SuperNode run on another machine than the last one?"
+        )
+    with np.load(path, allow_pickle=False) as data:
+        state = {k: data[k] for k in data.files}
+    found = int(state.pop(_SEQ_FILE_KEY))
+    if found != seq:
+        raise ProtocolError(
+            f"party {role!r}: checkpoint {path} is at sequence {found} but the node expects {seq}"
+        )
+    return state
+
+
+def _clear_checkpoint(context: Context, role: str, config: dict[str, Any]) -> None:
+    for key in (STATE_RECORD, SEQ_RECORD):
+        if key in context.state:
+            del context.state[key]
+    path = _state_file(context, role, config)
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()  # only succeeds once the other party's file is gone too
+
+
+class PartyTimeout(ProtocolError):
+    """The party's call did not return within run config ``timeout-s``."""
+
+
+T = TypeVar("T")
+
+
+def _call_with_deadline(fn: Callable[[], T], deadline_s: float, what: str) -> T:
+    """``fn()``, run in a daemon thread and abandoned after ``deadline_s``.
+
+    Flower cannot cancel a ClientApp call and waits for every call in flight before it shuts
+    down, so a hung party would hang the whole federation (and, in simulation, the caller). The
+    abandoned thread keeps running until its process ends; its party object is dropped from the
+    cache, so nothing it does later is used.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"fedads-{what}", daemon=True)
+    thread.start()
+    thread.join(deadline_s)
+    if thread.is_alive():
+        raise PartyTimeout(
+            f"{what} still running after {deadline_s:g} s (run config 'timeout-s'); abandoned"
+        )
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+def _error_reply(message: Message, role: str, kind: str, exc: BaseException) -> Message:
+    tb = "".join(traceback.format_exception(exc)[-6:])
+    reason = (
+        f"[{role}] {type(exc).__name__}: {exc} (while handling {kind!r} in pid {os.getpid()})\n"
+        f"--- party {role!r} traceback (last frames) ---\n{tb}"
+    )
+    return Message(
+        Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason[-_MAX_REASON_CHARS:]),
+        reply_to=message,
+    )
+
+
+class ClientAdapter:
+    """Translates Flower messages for one node into calls on its party object.
+
+    Holds only the factory and the run-config overrides, so it pickles small (the simulation
+    engine ships the ClientApp to its Ray actors with every message); live parties sit in the
+    module-level cache of the process that handles the message.
+    """
+
+    def __init__(
+        self,
+        party_factory: PartyFactory | str | None = None,
+        run_config: dict[str, Any] | None = None,
+    ) -> None:
+        self.party_factory = party_factory
+        self.run_config = dict(run_config or {})
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _config(self, context: Context) -> dict[str, Any]:
+        return merged_config(dict(context.run_config), self.run_config)
+
+    def _build(self, role: str, config: dict[str, Any], context: Context) -> Party:
+        spec = self.party_factory if self.party_factory is not None else config[PARTY_FACTORY_KEY]
+        factory = resolve_party_factory(spec)
+        party = factory(role, party_run_config(role, config), dict(context.node_config))
+        if not callable(getattr(party, "handle", None)) or not callable(
+            getattr(party, "get_state", None)
+        ):
+            raise ProtocolError(
+                f"party factory {spec!r} returned {type(party).__name__}, not a Party"
+            )
+        name = getattr(party, "name", role)
+        if name != role:
+            raise ProtocolError(f"party factory {spec!r} built party {name!r} for role {role!r}")
+        return party
+
+    def _live(self, role: str, config: dict[str, Any], context: Context) -> _Live:
+        key = (context.run_id, context.node_id)
+        seq = _seq(context)
+        live = _CACHE.get(key)
+        if live is not None and live.seq == seq and live.role == role:
+            _add_stats(context, cache_hits=1)
+            return live
+        start = time.perf_counter()
+        party = self._build(role, config, context)
+        if seq > 0:
+            party.set_state(_load_checkpoint(config, context, role, seq))
+        live = _Live(party=party, role=role, seq=seq)
+        _CACHE[key] = live
+        _add_stats(context, restores=1, restore_s=time.perf_counter() - start)
+        return live
+
+    # -- message handlers -----------------------------------------------------------------
+    def handle_control(self, message: Message, context: Context) -> Message:
+        role, kind = "?", "?"
+        try:
+            role = resolve_role(context.node_config)
+            kind = content_to_envelope(message.content).kind
+            config = self._config(context)
+            if kind == HELLO:
+                self._live(role, config, context)  # build now: factory errors surface at discovery
+                reply = Envelope(HELLO, meta={"party": role, "pid": os.getpid()})
+            elif kind == CLOSE:
+                _CACHE.pop((context.run_id, context.node_id), None)
+                stats = context.state.config_records.get(STATS_RECORD)
+                meta = {"party": role, "seq": _seq(context), **(dict(stats) if stats else {})}
+                _clear_checkpoint(context, role, config)
+                reply = Envelope(CLOSE, meta=meta)
+            else:
+                raise ProtocolError(
+                    f"unknown control envelope {kind!r}; expected {HELLO!r} or {CLOSE!r}"
+                )
+            return Message(envelope_to_content(reply), reply_to=message)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an error reply
+            _CACHE.pop((context.run_id, context.node_id), None)
+            return _error_reply(message, role, kind, exc)
+
+    def handle_protocol(self, message: Message, context: Context) -> Message:
+        role, kind = "?", "?"
+        key = (context.run_id, context.node_id)
+        try:
+            role = resolve_role(context.node_config)
+            envelope = content_to_envelope(message.content)
+            kind = envelope.kind
+            config = self._config(context)
+            store = str(config[STATE_STORE_KEY])
+            if store not in STATE_STORES:
+                raise ProtocolError(
+                    f"run config {STATE_STORE_KEY!r}: {store!r} not in {list(STATE_STORES)}"
+                )
+            live = self._live(role, config, context)
+            start = time.perf_counter()
+
+            def serve() -> tuple[RecordDict, dict[str, np.ndarray]]:
+                reply = live.party.handle(envelope)
+                if not isinstance(reply, Envelope):
+                    raise ProtocolError(
+                        f"handle({kind!r}) returned {type(reply).__name__}, not an Envelope"
+                    )
+                return envelope_to_content(reply), live.party.get_state()
+
+            content, state = _call_with_deadline(
+                serve, float(config[TIMEOUT_KEY]), f"handle({kind!r})"
+            )
+            handled = time.perf_counter()
+            seq = live.seq + 1
+            _save_checkpoint(config, context, role, state, seq)
+            context.state[SEQ_RECORD] = ConfigRecord({"seq": seq})
+            live.seq = seq
+            _add_stats(
+                context,
+                messages=1,
+                handle_s=handled - start,
+                checkpoint_s=time.perf_counter() - handled,
+            )
+            return Message(content, reply_to=message)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an error reply
+            # The live object may be half-updated: forget it; the next message restores the
+            # last checkpoint (the sequence number in context.state did not advance).
+            _CACHE.pop(key, None)
+            return _error_reply(message, role, kind, exc)
+
+
+def make_client_app(
+    party_factory: PartyFactory | str | None = None, run_config: dict[str, Any] | None = None
+) -> ClientApp:
+    """A ClientApp that serves parties built by ``party_factory``.
+
+    Args:
+        party_factory: the factory, a registered name or ``"module:attr"``; ``None`` reads run
+            config ``party-factory``.
+        run_config: overrides laid over the run's ``context.run_config`` (the simulation engine
+            started from Python has an empty run config, so :func:`run_federation` passes it here).
+    """
+    adapter = ClientAdapter(party_factory, run_config)
+    client_app = ClientApp()
+    client_app.query()(adapter.handle_control)
+    client_app.train()(adapter.handle_protocol)
+    return client_app
+
+
+#: ``flwr run`` / ``flower-supernode`` entry point (``[tool.flwr.app.components] clientapp``).
+app = make_client_app()

@@ -1,0 +1,186 @@
+"""Run-config keys of the Flower adapter, role resolution, and the job / party-factory registry.
+
+A *party factory* builds one party object: ``factory(role, run_config, node_config) -> Party``.
+A *job* drives the federation from the ServerApp: ``job(transport, run_config) -> JobResult``.
+Both are named in the run config (``party-factory``, ``job``) either as ``"module:attribute"``
+(imported where needed: Ray actors, ``flwr-clientapp`` / ``flwr-serverapp`` processes) or as a
+name registered in this process with :func:`register_party_factory` / :func:`register_job`.
+A registered name only resolves in processes that ran the registration, so across processes
+(deployment engine) use ``"module:attribute"``; :func:`fedads.flower.run_federation` also accepts
+the callables themselves (the simulation engine pickles them into its Ray actors).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import numpy as np
+
+from fedads.errors import InputError
+from fedads.protocol.envelope import Scalar
+from fedads.protocol.transport import Party, Transport
+
+#: The two roles, in partition order: simulation partition 0 is ``social``, 1 is ``ecommerce``.
+PARTIES: tuple[str, str] = ("social", "ecommerce")
+
+RunConfig = Mapping[str, Scalar]
+JobResult = dict[str, "np.ndarray | Scalar"]
+
+# Run-config keys (all optional; defaults below).
+JOB_KEY = "job"
+PARTY_FACTORY_KEY = "party-factory"
+OUT_DIR_KEY = "out-dir"
+TIMEOUT_KEY = "timeout-s"
+NODE_WAIT_KEY = "node-wait-s"
+STATE_STORE_KEY = "state-store"
+# Node-config keys.
+PARTY_KEY = "party"
+STATE_DIR_KEY = "state-dir"
+PARTITION_ID_KEY = "partition-id"
+
+STATE_STORES = ("file", "context")
+
+DEFAULTS: dict[str, Scalar] = {
+    JOB_KEY: "fedads.flower.testing:echo_job",
+    PARTY_FACTORY_KEY: "fedads.flower.testing:echo_party_factory",
+    OUT_DIR_KEY: "",
+    TIMEOUT_KEY: 120.0,
+    NODE_WAIT_KEY: 60.0,
+    STATE_STORE_KEY: "file",
+}
+
+
+class PartyFactory(Protocol):
+    def __call__(self, role: str, run_config: RunConfig, node_config: RunConfig) -> Party: ...
+
+
+class Job(Protocol):
+    def __call__(self, transport: Transport, run_config: RunConfig) -> JobResult: ...
+
+
+_PARTY_FACTORIES: dict[str, Callable[..., Any]] = {}
+_JOBS: dict[str, Callable[..., Any]] = {}
+
+
+def register_party_factory(name: str, factory: PartyFactory) -> None:
+    """Make ``factory`` resolvable as ``party-factory = name`` in this process."""
+    _PARTY_FACTORIES[name] = factory
+
+
+def register_job(name: str, job: Job) -> None:
+    """Make ``job`` resolvable as ``job = name`` in this process."""
+    _JOBS[name] = job
+
+
+def _resolve(spec: object, registry: Mapping[str, Callable[..., Any]], key: str) -> Any:
+    if callable(spec):
+        return spec
+    if not isinstance(spec, str) or not spec:
+        raise InputError(f"run config {key!r}: expected 'module:attribute' or a name, got {spec!r}")
+    if spec in registry:
+        return registry[spec]
+    if ":" not in spec:
+        raise InputError(
+            f"run config {key!r}: {spec!r} is not registered in this process "
+            f"(registered: {sorted(registry)}) and is not of the form 'module:attribute'"
+        )
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InputError(
+            f"run config {key!r}: cannot import module {module_name!r}: {exc}"
+        ) from exc
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise InputError(
+                f"run config {key!r}: module {module_name!r} has no attribute {attr!r}"
+            )
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise InputError(f"run config {key!r}: {spec!r} is not callable")
+    return obj
+
+
+def resolve_party_factory(spec: object) -> PartyFactory:
+    """The party factory named by ``spec`` (a callable, a registered name or 'module:attr')."""
+    return _resolve(spec, _PARTY_FACTORIES, PARTY_FACTORY_KEY)  # type: ignore[no-any-return]
+
+
+def resolve_job(spec: object) -> Job:
+    """The job named by ``spec`` (a callable, a registered name or 'module:attr')."""
+    return _resolve(spec, _JOBS, JOB_KEY)  # type: ignore[no-any-return]
+
+
+def merged_config(*layers: Mapping[str, Any] | None) -> dict[str, Scalar]:
+    """``DEFAULTS`` overlaid with each layer in order (later wins); ``None`` layers skipped."""
+    out: dict[str, Scalar] = dict(DEFAULTS)
+    for layer in layers:
+        if layer:
+            out.update(layer)
+    return out
+
+
+def resolve_role(node_config: Mapping[str, Any]) -> str:
+    """The party this node plays: node config ``party``, else simulation ``partition-id``.
+
+    ``partition-id`` 0 is ``social`` and 1 is ``ecommerce`` (the order of :data:`PARTIES`).
+    """
+    if PARTY_KEY in node_config:
+        role = str(node_config[PARTY_KEY])
+        if role not in PARTIES:
+            raise InputError(
+                f"node config {PARTY_KEY!r}: {role!r} is not a party; use one of {list(PARTIES)}, "
+                f"e.g. flower-supernode --node-config '{PARTY_KEY}=\"social\"'"
+            )
+        return role
+    if PARTITION_ID_KEY in node_config:
+        pid = int(node_config[PARTITION_ID_KEY])
+        if not 0 <= pid < len(PARTIES):
+            raise InputError(
+                f"node config {PARTITION_ID_KEY!r}: {pid} has no party (0=social, 1=ecommerce); "
+                "run the simulation with exactly 2 SuperNodes"
+            )
+        return PARTIES[pid]
+    raise InputError(
+        f"node config has neither {PARTY_KEY!r} nor {PARTITION_ID_KEY!r} "
+        f"(keys: {sorted(node_config)}); start the SuperNode with "
+        f"--node-config '{PARTY_KEY}=\"social\"' or '{PARTY_KEY}=\"ecommerce\"'"
+    )
+
+
+#: Suffixes of party-private config keys: ``<role>-path`` (its data), ``<role>-out`` (its
+#: private output folder). A factory never sees the other party's; deployment puts them in the
+#: owning SuperNode's node config only.
+PRIVATE_SUFFIXES: tuple[str, ...] = ("path", "out")
+
+
+def data_path_key(role: str) -> str:
+    """Config key of ``role``'s data path: ``social-path`` / ``ecommerce-path``."""
+    return f"{role}-path"
+
+
+def private_keys(role: str) -> tuple[str, ...]:
+    """``role``'s party-private config keys, e.g. ``("social-path", "social-out")``."""
+    return tuple(f"{role}-{suffix}" for suffix in PRIVATE_SUFFIXES)
+
+
+def party_run_config(role: str, run_config: Mapping[str, Any]) -> dict[str, Scalar]:
+    """``run_config`` without the other parties' private keys: what ``role``'s factory sees."""
+    hidden = {key for other in PARTIES if other != role for key in private_keys(other)}
+    return {k: v for k, v in run_config.items() if k not in hidden}
+
+
+def party_data_path(
+    role: str, run_config: Mapping[str, Any], node_config: Mapping[str, Any]
+) -> str:
+    """``role``'s own data path: node config ``<role>-path`` (deployment), else run config.
+
+    Returns ``""`` when neither sets it. Factories should read their data path only through this.
+    """
+    key = data_path_key(role)
+    value = node_config.get(key) or run_config.get(key) or ""
+    return str(value)

@@ -1,0 +1,554 @@
+"""Run a job on Flower's deployment engine on this machine: SuperLink + 2 SuperNodes + ``flwr run``.
+
+:class:`LocalDeployment` starts, on loopback ports, an insecure ``flower-superlink`` and one
+``flower-supernode`` per party. Each SuperNode gets its own node config (written to a TOML file):
+``party``, the party's own data path ``<party>-path`` and a private ``state-dir``, and its own
+``FLWR_HOME``, so no process of one party is told where the other party's data is.
+:meth:`LocalDeployment.run` then submits the app with ``flwr run <project> <connection> --stream``
+(connection written to a temporary ``$FLWR_HOME/config.toml``), waits for the ServerApp to write
+``result.json`` to ``out-dir`` and reads it back. Everything is torn down on exit, also on failure:
+each process is started in its own session and its whole process group is terminated, then
+killed, with bounded waits.
+
+The app project handed to ``flwr run`` is, by default, generated in the temporary directory: a
+``pyproject.toml`` whose ``[tool.flwr.app.components]`` point at :mod:`fedads.flower.server_app`
+and :mod:`fedads.flower.client_app` (imported from the installed environment) and whose
+``[tool.flwr.app.config]`` holds the whole run config (``flwr run --run-config`` may only override
+keys declared there). The FAB is then a few kB. Runtime dependency installation is disabled
+(``FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1``, and on the SuperLink also
+``--disable-runtime-dependency-installation``; SuperNodes default to disabled), so every process
+uses this environment.
+
+Command line::
+
+    python -m fedads.flower.deployment --social-path s.csv --ecommerce-path e.csv \\
+        --job fedads.flower.testing:echo_job \\
+        --party-factory fedads.flower.testing:echo_party_factory
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import numpy as np
+import tomli_w
+
+from fedads._progress import Progress
+from fedads.errors import InputError, ProtocolError
+from fedads.flower.config import (
+    DEFAULTS,
+    OUT_DIR_KEY,
+    PARTIES,
+    PARTY_KEY,
+    STATE_DIR_KEY,
+    TIMEOUT_KEY,
+    data_path_key,
+    merged_config,
+    private_keys,
+)
+from fedads.flower.result import RESULT_JSON, FederationResult, read_result
+
+CONNECTION = "fedads-local"
+PROTOBUF_WARNING_FILTER = "ignore:Protobuf gencode version:UserWarning"
+_LOOPBACK = "127.0.0.1"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((_LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"({path} unreadable)"
+    return "\n".join(f"    {line}" for line in text[-lines:])
+
+
+def flower_env(flwr_home: Path) -> dict[str, str]:
+    """Environment for every Flower process we start: this venv's CLIs first on PATH (the
+    SuperLink / SuperNodes spawn ``flower-superexec``, ``flwr-serverapp``, ``flwr-clientapp`` by
+    name), no telemetry, no runtime dependency installation, no protobuf gencode warnings."""
+    env = dict(os.environ)
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
+    env["FLWR_HOME"] = str(flwr_home)
+    env["FLWR_TELEMETRY_ENABLED"] = "0"
+    env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] = "1"
+    warnings_spec = env.get("PYTHONWARNINGS", "")
+    if PROTOBUF_WARNING_FILTER not in warnings_spec:
+        env["PYTHONWARNINGS"] = ",".join(x for x in (warnings_spec, PROTOBUF_WARNING_FILTER) if x)
+    return env
+
+
+def write_app_project(project_dir: Path, run_config: Mapping[str, Any]) -> Path:
+    """A minimal Flower app project whose defaults are ``run_config`` (code comes from the env)."""
+    project_dir.mkdir(parents=True, exist_ok=True)
+    pyproject = {
+        "build-system": {"requires": ["setuptools>=68"], "build-backend": "setuptools.build_meta"},
+        "project": {
+            "name": "fedads-flower-app",
+            "version": "0.1.0",
+            "description": "fedads vertical federated learning on Flower (generated)",
+            "license": "Apache-2.0",
+            "dependencies": [],
+        },
+        "tool": {
+            "flwr": {
+                "app": {
+                    "publisher": "fedads",
+                    "components": {
+                        "serverapp": "fedads.flower.server_app:app",
+                        "clientapp": "fedads.flower.client_app:app",
+                    },
+                    "config": dict(run_config),
+                }
+            }
+        },
+    }
+    (project_dir / "pyproject.toml").write_text(tomli_w.dumps(pyproject))
+    return project_dir
+
+
+def declared_run_config(project_dir: Path) -> dict[str, Any]:
+    """The flattened ``[tool.flwr.app.config]`` of a Flower app project."""
+    path = project_dir / "pyproject.toml"
+    try:
+        with path.open("rb") as f:
+            pyproject = tomllib.load(f)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the Flower app project: {exc}") from exc
+    app = pyproject.get("tool", {}).get("flwr", {}).get("app", {})
+    if "components" not in app:
+        raise InputError(f"{path}: no [tool.flwr.app.components]; not a Flower app project")
+
+    def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in d.items():
+            if isinstance(value, Mapping):
+                out.update(flatten(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    return flatten(app.get("config", {}))
+
+
+class _Process:
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
+        self.name = name
+        self.cmd = cmd
+        self.log = log
+        self._log_file: IO[bytes] = log.open("wb")
+        self.popen = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # own process group: teardown reaches its children too
+        )
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM the process group, wait up to ``grace_s``, then SIGKILL it."""
+        pgid = self.popen.pid  # == process group id (start_new_session)
+        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.popen.wait(timeout=wait_s)
+            except subprocess.TimeoutExpired:
+                continue
+            # leader gone; make sure stragglers of its group go too
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            break
+        self._log_file.close()
+
+
+class LocalDeployment:
+    """A SuperLink and one SuperNode per party on loopback, torn down on :meth:`close`.
+
+    Args:
+        node_configs: extra node config per party (e.g. ``{"social": {"social-path": ...}}``);
+            ``party`` and ``state-dir`` are added.
+        workdir: where homes, logs, states and results go (default: a new temp dir, deleted on
+            close unless ``keep``).
+        keep: keep ``workdir`` after close (logs for debugging).
+        startup_timeout_s: bound on each process coming up.
+    """
+
+    def __init__(
+        self,
+        node_configs: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        workdir: str | Path | None = None,
+        keep: bool = False,
+        verbose: bool = True,
+        startup_timeout_s: float = 60.0,
+    ) -> None:
+        unknown = set(node_configs or {}) - set(PARTIES)
+        if unknown:
+            raise InputError(f"node_configs: unknown parties {sorted(unknown)}; use {PARTIES}")
+        self.node_configs = {p: dict((node_configs or {}).get(p, {})) for p in PARTIES}
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="fedads-deploy-")).resolve()
+        self.keep = keep
+        self.progress = Progress(verbose)
+        self.verbose = verbose
+        self.startup_timeout_s = startup_timeout_s
+        self.processes: list[_Process] = []
+        self.superlink_port = 0
+        self._runs = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> LocalDeployment:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _wait_port(self, proc: _Process, port: int) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise ProtocolError(
+                    f"{proc.name} exited with code {proc.popen.returncode} while starting; "
+                    f"log {proc.log}:\n{_tail(proc.log)}"
+                )
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.settimeout(0.5)
+                if sock.connect_ex((_LOOPBACK, port)) == 0:
+                    return
+            time.sleep(0.2)
+        raise ProtocolError(
+            f"{proc.name} did not listen on {_LOOPBACK}:{port} within "
+            f"{self.startup_timeout_s:g} s; log {proc.log}:\n{_tail(proc.log)}"
+        )
+
+    def start(self) -> None:
+        """Start the SuperLink, then the two SuperNodes; wait until each listens."""
+        logs = self.workdir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        bin_dir = Path(sys.executable).parent
+        self.superlink_port = _free_port()
+        link_home = self.workdir / "superlink-home"
+        self.progress(f"deployment: starting SuperLink on {_LOOPBACK}:{self.superlink_port}")
+        link = _Process(
+            "flower-superlink",
+            [
+                str(bin_dir / "flower-superlink"),
+                "--insecure",
+                "--host",
+                _LOOPBACK,
+                "--port",
+                str(self.superlink_port),
+                "--disable-runtime-dependency-installation",
+            ],
+            flower_env(link_home),
+            logs / "superlink.log",
+        )
+        self.processes.append(link)
+        self._wait_port(link, self.superlink_port)
+        nodes: list[tuple[_Process, int]] = []
+        for party in PARTIES:
+            party_dir = self.workdir / party
+            state_dir = party_dir / "state"
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            node_config = {
+                **self.node_configs[party],
+                PARTY_KEY: party,
+                STATE_DIR_KEY: str(state_dir),
+            }
+            config_file = party_dir / "node-config.toml"
+            config_file.write_text(tomli_w.dumps(node_config))
+            port = _free_port()
+            self.progress(f"deployment: starting SuperNode {party!r} (node config {config_file})")
+            node = _Process(
+                f"flower-supernode ({party})",
+                [
+                    str(bin_dir / "flower-supernode"),
+                    "--insecure",
+                    "--superlink",
+                    f"{_LOOPBACK}:{self.superlink_port}",
+                    "--port",
+                    str(port),
+                    "--node-config",
+                    str(config_file),
+                ],
+                flower_env(party_dir / "home"),
+                logs / f"supernode-{party}.log",
+            )
+            self.processes.append(node)
+            nodes.append((node, port))
+        for node, port in nodes:
+            self._wait_port(node, port)
+        cli_home = self.workdir / "cli-home"
+        cli_home.mkdir(parents=True, exist_ok=True)
+        (cli_home / "config.toml").write_text(
+            tomli_w.dumps(
+                {
+                    "superlink": {
+                        "default": CONNECTION,
+                        CONNECTION: {
+                            "address": f"{_LOOPBACK}:{self.superlink_port}",
+                            "insecure": True,
+                        },
+                    }
+                }
+            )
+        )
+
+    def close(self) -> None:
+        """Stop every process (SuperNodes first), then delete the work dir unless ``keep``."""
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.processes.clear()
+        if self._own_dir and not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        elif self.keep:
+            self.progress(f"deployment: logs and results kept in {self.workdir}")
+
+    # -- runs ---------------------------------------------------------------------------------
+    def _diagnostics(self, run_log: Path) -> str:
+        parts = [f"flwr run log {run_log}:\n{_tail(run_log, 40)}"]
+        for proc in self.processes:
+            state = "running" if proc.alive() else f"exited {proc.popen.returncode}"
+            parts.append(f"{proc.name} ({state}) log {proc.log}:\n{_tail(proc.log, 15)}")
+        return "\n".join(parts)
+
+    def run(
+        self,
+        run_config: Mapping[str, Any],
+        *,
+        project_dir: str | Path | None = None,
+        run_timeout_s: float = 600.0,
+    ) -> FederationResult:
+        """Submit one run with ``flwr run`` and return its result (raise its failure).
+
+        Args:
+            run_config: run config (``job``, ``party-factory``, ``timeout-s``, job keys...).
+                ``<party>-path`` keys are refused: data paths belong in ``node_configs``.
+            project_dir: a Flower app project to submit instead of the generated one (e.g. this
+                repo); its ``[tool.flwr.app.config]`` must declare every key of ``run_config``.
+            run_timeout_s: bound on the whole run, start-up included.
+        """
+        if not self.processes:
+            raise ProtocolError("LocalDeployment is not started (use it as a context manager)")
+        leaked = [k for p in PARTIES for k in private_keys(p) if run_config.get(k)]
+        if leaked:
+            raise InputError(
+                f"run config {leaked}: the run config reaches every party; pass party-private "
+                "keys as node config (node_configs={'social': {'social-path': ...}}) instead"
+            )
+        self._runs += 1
+        run_dir = self.workdir / "runs" / str(self._runs)
+        out_dir = run_dir / "out"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config = merged_config(run_config, {OUT_DIR_KEY: str(out_dir)})
+        cmd = [str(Path(sys.executable).parent / "flwr"), "run"]
+        if project_dir is None:
+            project = write_app_project(run_dir / "app", config)
+            cmd += [str(project), CONNECTION, "--stream"]
+        else:
+            project = Path(project_dir).resolve()
+            declared = declared_run_config(project)
+            overrides_config = {k: v for k, v in config.items() if k in declared}
+            undeclared = sorted(set(run_config) - set(declared))
+            if undeclared:
+                raise InputError(
+                    f"run config {undeclared}: not declared in [tool.flwr.app.config] of "
+                    f"{project / 'pyproject.toml'}; `flwr run --run-config` can only override "
+                    "declared keys (declare them, or omit project_dir to use a generated project)"
+                )
+            overrides = run_dir / "run-config.toml"
+            overrides.write_text(tomli_w.dumps(overrides_config))
+            cmd += [str(project), CONNECTION, "--stream", "--run-config", str(overrides)]
+        run_log = run_dir / "flwr-run.log"
+        self.progress(f"deployment: flwr run {project} (log {run_log})")
+        start = time.monotonic()
+        proc = _Process("flwr run", cmd, flower_env(self.workdir / "cli-home"), run_log)
+        printed = 0
+        try:
+            while True:
+                if (out_dir / RESULT_JSON).exists():
+                    break
+                if not proc.alive():
+                    # --stream returns when the run ends; give the result file a moment
+                    time.sleep(1.0)
+                    if (out_dir / RESULT_JSON).exists():
+                        break
+                    raise ProtocolError(
+                        f"flwr run exited with code {proc.popen.returncode} without a result in "
+                        f"{out_dir}\n{self._diagnostics(run_log)}"
+                    )
+                if time.monotonic() - start > run_timeout_s:
+                    raise ProtocolError(
+                        f"the run did not finish within {run_timeout_s:g} s (run_timeout_s)\n"
+                        f"{self._diagnostics(run_log)}"
+                    )
+                printed = self._echo(run_log, printed)
+                time.sleep(0.2)
+            # the ServerApp is done; let `flwr run --stream` flush and exit, boundedly
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(timeout=5.0)
+            self._echo(run_log, printed)
+        finally:
+            proc.stop(grace_s=2.0)
+        self.progress(f"deployment: run finished in {time.monotonic() - start:.1f} s")
+        return read_result(out_dir)
+
+    def _echo(self, log: Path, printed: int) -> int:
+        if not self.verbose:
+            return printed
+        try:
+            lines = log.read_text(errors="replace").splitlines()
+        except OSError:
+            return printed
+        for line in lines[printed:]:
+            if line.strip():
+                print(f"  | {line}", file=sys.stderr, flush=True)
+        return len(lines)
+
+
+def run_deployment(
+    run_config: Mapping[str, Any],
+    *,
+    node_configs: Mapping[str, Mapping[str, Any]] | None = None,
+    project_dir: str | Path | None = None,
+    run_timeout_s: float = 600.0,
+    startup_timeout_s: float = 60.0,
+    keep: bool = False,
+    verbose: bool = True,
+) -> FederationResult:
+    """Start a local deployment, run once, tear down; return the result.
+
+    Party-private keys found in ``run_config`` (``<party>-path``, ``<party>-out``) are moved to
+    that party's node config (as absolute paths), so each SuperNode, and only it, knows them.
+    """
+    config = dict(run_config)
+    nodes = {p: dict((node_configs or {}).get(p, {})) for p in PARTIES}
+    for party in PARTIES:
+        for key in private_keys(party):
+            value = config.pop(key, "")
+            if value:
+                nodes[party][key] = str(Path(str(value)).resolve())
+    with LocalDeployment(
+        nodes, keep=keep, verbose=verbose, startup_timeout_s=startup_timeout_s
+    ) as deployment:
+        return deployment.run(config, project_dir=project_dir, run_timeout_s=run_timeout_s)
+
+
+def _parse_value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def _summary(result: FederationResult) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, value in result.values.items():
+        if isinstance(value, np.ndarray):
+            values[key] = value.tolist() if value.size <= 20 else f"array{value.shape}"
+        else:
+            values[key] = value
+    return {
+        "values": values,
+        "traffic": result.traffic,
+        "messages": result.messages,
+        "party_nodes": {k: str(v) for k, v in result.party_nodes.items()},
+        "party_stats": result.party_stats,
+        "elapsed_s": round(result.elapsed_s, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m fedads.flower.deployment",
+        description="Run a fedads job on a local Flower deployment (SuperLink + 2 SuperNodes).",
+    )
+    parser.add_argument("--job", default=str(DEFAULTS["job"]), help="module:function of the job")
+    parser.add_argument(
+        "--party-factory", default=str(DEFAULTS["party-factory"]), help="module:function"
+    )
+    for party in PARTIES:
+        parser.add_argument(
+            f"--{party}-path", default="", help=f"{party}'s data (only its SuperNode is told)"
+        )
+    parser.add_argument(
+        "--run-config",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra run config entries (numbers and true/false are parsed)",
+    )
+    parser.add_argument("--timeout-s", type=float, default=float(DEFAULTS[TIMEOUT_KEY]))
+    parser.add_argument("--run-timeout-s", type=float, default=600.0)
+    parser.add_argument("--project-dir", default=None, help="submit this app project instead")
+    parser.add_argument("--keep", action="store_true", help="keep logs and results")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    config: dict[str, Any] = {
+        "job": args.job,
+        "party-factory": args.party_factory,
+        TIMEOUT_KEY: args.timeout_s,
+    }
+    for item in args.run_config:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--run-config {item!r}: expected KEY=VALUE")
+        config[key] = _parse_value(value)
+    for party in PARTIES:
+        path = getattr(args, f"{party}_path")
+        if path:
+            config[data_path_key(party)] = path
+    result = run_deployment(
+        config,
+        project_dir=args.project_dir,
+        run_timeout_s=args.run_timeout_s,
+        keep=args.keep,
+        verbose=not args.quiet,
+    )
+    print(json.dumps(_summary(result), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

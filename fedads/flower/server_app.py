@@ -1,0 +1,112 @@
+"""The Flower ``ServerApp``: discover roles, build a transport, run the job, return its result.
+
+The job is named by run config ``job`` (``"module:attr"`` or a registered name) or passed to
+:func:`make_server_app`; it is called as ``job(transport, run_config)`` and returns a flat dict of
+arrays and scalars. The result reaches the caller two ways, both always available:
+
+* ``on_outcome`` callback (simulation: the ServerApp runs in the caller's process);
+* run config ``out-dir`` (``flwr run``: the ServerApp runs in a ``flwr-serverapp`` process),
+  see :mod:`fedads.flower.result`.
+
+A failure is recorded the same two ways. Without ``on_outcome`` it is also re-raised so Flower
+marks the run failed; with it, it is not (the caller raises it), because the simulation engine
+would otherwise log it as an engine crash.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from fedads._progress import Progress
+from fedads.flower.config import (
+    JOB_KEY,
+    NODE_WAIT_KEY,
+    OUT_DIR_KEY,
+    TIMEOUT_KEY,
+    Job,
+    merged_config,
+    resolve_job,
+)
+from fedads.flower.result import FederationResult, check_job_result, write_error, write_result
+from fedads.flower.transport import FlowerTransport
+
+Outcome = FederationResult | BaseException
+
+
+def run_server(
+    grid: Grid,
+    context: Context,
+    job: Job | str | None = None,
+    run_config: dict[str, Any] | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> FederationResult | None:
+    """Body of the ServerApp's ``main`` (usable with any ``Grid``)."""
+    config = merged_config(dict(context.run_config), run_config)
+    progress = Progress(verbose=bool(config.get("verbose", True)))
+    out_dir = str(config.get(OUT_DIR_KEY) or "")
+    start = time.perf_counter()
+    transport: FlowerTransport | None = None
+    try:
+        job_fn = resolve_job(job if job is not None else config[JOB_KEY])
+        timeout_s = float(config[TIMEOUT_KEY])
+        progress("ServerApp: waiting for the social and ecommerce SuperNodes")
+        transport = FlowerTransport.connect(
+            grid, timeout_s, float(config[NODE_WAIT_KEY]), progress=progress
+        )
+        discovery_s = time.perf_counter() - start
+        job_name = getattr(job_fn, "__name__", str(job_fn))
+        progress(f"ServerApp: roles {transport.party_nodes}; running job {job_name}")
+        values = check_job_result(job_fn(transport, config))
+        transport.close()
+        result = FederationResult(
+            values=values,
+            traffic=transport.traffic.snapshot(),
+            messages=transport.traffic.messages,
+            party_nodes=dict(transport.party_nodes),
+            party_stats=transport.party_stats,
+            elapsed_s=time.perf_counter() - start,
+            discovery_s=discovery_s,
+        )
+    except BaseException as exc:
+        progress(f"ServerApp: failed: {type(exc).__name__}: {exc}")
+        if transport is not None:
+            transport.close()
+        if out_dir:
+            write_error(out_dir, exc)
+        if on_outcome is None:
+            raise
+        on_outcome(exc)
+        return None
+    progress(
+        f"ServerApp: job done in {result.elapsed_s:.1f} s, "
+        f"{result.messages} envelopes, {result.traffic_bytes()} array bytes"
+    )
+    if out_dir:
+        write_result(out_dir, result)
+    if on_outcome is not None:
+        on_outcome(result)
+    return result
+
+
+def make_server_app(
+    job: Job | str | None = None,
+    run_config: dict[str, Any] | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> ServerApp:
+    """A ServerApp running ``job`` (``None``: run config ``job``) with ``run_config`` overrides."""
+    server_app = ServerApp()
+
+    @server_app.main()
+    def main(grid: Grid, context: Context) -> None:
+        run_server(grid, context, job, run_config, on_outcome)
+
+    return server_app
+
+
+#: ``flwr run`` entry point (``[tool.flwr.app.components] serverapp``).
+app = make_server_app()

@@ -1,0 +1,226 @@
+"""``run_federation``: run a job against two parties on Flower from Python; get its result back.
+
+``backend="simulation"`` uses ``flwr.simulation.run_simulation`` (Ray backend, 2 virtual
+SuperNodes, one Ray actor per CPU... capped at 2 actors so both parties can work at once).
+In simulation the node config only has ``partition-id`` / ``num-partitions`` (Flower gives no
+way to set per-node keys there), so roles come from ``partition-id``: 0 = social, 1 = ecommerce.
+The ServerApp runs in a thread of this process, so the result comes back in memory; the
+ClientApp (with the party factory) is pickled into the Ray actors. Ray is shut down on return.
+
+``backend="deployment"`` starts a local SuperLink and two SuperNodes and uses ``flwr run``
+(see :mod:`fedads.flower.deployment`); ``job`` and ``party_factory`` must then be
+``"module:attr"`` strings, since they are imported in other processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from fedads._progress import Progress
+from fedads.errors import InputError, ProtocolError
+from fedads.flower.config import (
+    JOB_KEY,
+    PARTY_FACTORY_KEY,
+    STATE_DIR_KEY,
+    TIMEOUT_KEY,
+    Job,
+    PartyFactory,
+    resolve_job,
+    resolve_party_factory,
+)
+from fedads.flower.result import FederationResult
+from fedads.flower.server_app import Outcome
+
+BACKENDS = ("simulation", "deployment")
+PROTOBUF_WARNING_FILTER = "ignore:Protobuf gencode version:UserWarning"
+_ENV = ("FLWR_TELEMETRY_ENABLED", "PYTHONWARNINGS", "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO")
+
+
+class _DropNoise(logging.Filter):
+    """Drop log lines our caller cannot act on: Flower's "run_simulation is deprecated" banner
+    and Ray's "SIGTERM handler is not set" (when called from a thread)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (
+            "`run_simulation` function is deprecated" in message
+            or "SIGTERM handler is not set" in message
+        )
+
+
+def _backend_config(num_cpus: int) -> dict[str, Any]:
+    return {
+        # One CPU per actor and a Ray "cluster" of 2 CPUs: exactly 2 actors, so both
+        # parties' ClientApps run concurrently (Flower's default of 2 CPUs per actor would
+        # give one actor on this 2-core machine and serialize the parties).
+        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+        "init_args": {
+            "num_cpus": num_cpus,
+            "num_gpus": 0,
+            "include_dashboard": False,
+            "logging_level": logging.WARNING,
+            "log_to_driver": True,
+            "configure_logging": True,
+        },
+    }
+
+
+def run_federation(
+    job: Job | str,
+    party_factory: PartyFactory | str,
+    run_config: Mapping[str, Any] | None = None,
+    *,
+    backend: str = "simulation",
+    timeout_s: float = 120.0,
+    verbose: bool = True,
+    **deployment_options: Any,
+) -> FederationResult:
+    """Run ``job`` with parties built by ``party_factory``; return the job's result.
+
+    Args:
+        job: ``job(transport, run_config) -> dict`` of arrays/scalars, a registered name, or
+            ``"module:attr"``.
+        party_factory: ``factory(role, run_config, node_config) -> Party``, a registered name,
+            or ``"module:attr"``.
+        run_config: run config for job and factories (Flower scalars only); per-party data paths
+            go in ``social-path`` / ``ecommerce-path`` (each factory sees only its own).
+        backend: ``"simulation"`` (Ray, in this process) or ``"deployment"`` (local SuperLink +
+            SuperNodes via ``flwr run``).
+        timeout_s: per ``send``/``send_all`` reply timeout; a party that misses it raises
+            :class:`~fedads.errors.PartyError`.
+        verbose: print progress lines on stderr.
+        deployment_options: passed to :func:`fedads.flower.deployment.run_deployment`.
+
+    Returns:
+        :class:`~fedads.flower.result.FederationResult`; ``result.values`` is the job's dict.
+
+    Raises:
+        PartyError: a party failed or timed out (names the party).
+        ProtocolError: role discovery failed, or the job raised (chained).
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"run_federation: backend {backend!r} not in {list(BACKENDS)}")
+    config: dict[str, Any] = dict(run_config or {})
+    config[TIMEOUT_KEY] = float(timeout_s)
+    config.setdefault("verbose", verbose)
+    if backend == "deployment":
+        from fedads.flower.deployment import run_deployment
+
+        if not isinstance(job, str) or not isinstance(party_factory, str):
+            raise InputError(
+                "run_federation(backend='deployment'): pass job and party_factory as "
+                "'module:attr' strings; they are imported by other processes"
+            )
+        config[JOB_KEY] = job
+        config[PARTY_FACTORY_KEY] = party_factory
+        return run_deployment(config, verbose=verbose, **deployment_options)
+    if deployment_options:
+        raise InputError(
+            f"run_federation: unexpected options {sorted(deployment_options)} for simulation"
+        )
+    # Resolve now: a typo fails here, not inside a Ray actor.
+    job_fn = resolve_job(job)
+    factory = resolve_party_factory(party_factory)
+    return _simulate(job_fn, factory, config, verbose=verbose)
+
+
+@contextmanager
+def quiet_flower_env() -> Iterator[None]:
+    """Environment for Flower/Ray processes started from here; restored afterwards.
+
+    Telemetry off; protobuf "gencode version" warnings off in child processes (Ray actors
+    inherit the environment; ``fedads/__init__`` filters them only in this process).
+    """
+    saved = {key: os.environ.get(key) for key in _ENV}
+    os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
+    os.environ["RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"] = "0"  # silence a Ray FutureWarning
+    warnings_spec = os.environ.get("PYTHONWARNINGS", "")
+    if PROTOBUF_WARNING_FILTER not in warnings_spec:
+        os.environ["PYTHONWARNINGS"] = ",".join(
+            x for x in (warnings_spec, PROTOBUF_WARNING_FILTER) if x
+        )
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _simulate(
+    job: Job, factory: PartyFactory, config: dict[str, Any], *, verbose: bool
+) -> FederationResult:
+    with quiet_flower_env():
+        return _simulate_in_env(job, factory, config, verbose=verbose)
+
+
+def _simulate_in_env(
+    job: Job, factory: PartyFactory, config: dict[str, Any], *, verbose: bool
+) -> FederationResult:
+    import ray
+    from flwr.simulation import run_simulation
+
+    from fedads.flower.client_app import make_client_app
+    from fedads.flower.server_app import make_server_app
+
+    progress = Progress(verbose)
+    state_dir = None
+    if not config.get(STATE_DIR_KEY):
+        # Simulated nodes have no node config of their own: give their checkpoints a private
+        # directory that disappears with the run.
+        state_dir = tempfile.TemporaryDirectory(prefix="fedads-flower-state-")
+        config = {**config, STATE_DIR_KEY: state_dir.name}
+    outcomes: list[Outcome] = []
+    server_app = make_server_app(job=job, run_config=config, on_outcome=outcomes.append)
+    client_app = make_client_app(party_factory=factory, run_config=config)
+    flwr_logger = logging.getLogger("flwr")
+    old_level = flwr_logger.level
+    noise = _DropNoise()
+    noisy_loggers = [flwr_logger, logging.getLogger("ray._private.worker")]
+    for logger in noisy_loggers:
+        logger.addFilter(noise)
+    if not verbose:
+        flwr_logger.setLevel(logging.WARNING)
+    progress("simulation: starting Ray and 2 virtual SuperNodes")
+    start = time.perf_counter()
+    engine_error: BaseException | None = None
+    try:
+        # Flower waits for every ClientApp call in flight before it returns; the ClientApp
+        # abandons a party call after `timeout-s`, so a hung party cannot hang us here.
+        run_simulation(
+            server_app=server_app,
+            client_app=client_app,
+            num_supernodes=2,
+            backend_config=_backend_config(num_cpus=2),  # type: ignore[arg-type]
+        )
+    except BaseException as exc:  # noqa: BLE001 - re-raised below, after cleanup
+        engine_error = exc
+    finally:
+        flwr_logger.setLevel(old_level)
+        for logger in noisy_loggers:
+            logger.removeFilter(noise)
+        if ray.is_initialized():
+            ray.shutdown()
+        if state_dir is not None:
+            state_dir.cleanup()
+    progress(f"simulation: finished in {time.perf_counter() - start:.1f} s")
+    if outcomes:
+        outcome = outcomes[0]
+        if isinstance(outcome, BaseException):
+            if isinstance(outcome, ProtocolError | InputError | KeyboardInterrupt):
+                raise outcome
+            raise ProtocolError(f"the job failed: {type(outcome).__name__}: {outcome}") from outcome
+        return outcome
+    if engine_error is not None:
+        raise ProtocolError(
+            f"the Flower simulation engine failed: {engine_error}"
+        ) from engine_error
+    raise ProtocolError("the Flower simulation ended without a result from the ServerApp")

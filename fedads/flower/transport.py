@@ -1,0 +1,253 @@
+"""``FlowerTransport``: the coordinator's ``Transport`` over a Flower ``Grid``.
+
+Each envelope becomes one Flower ``Message`` (``message_type="train"``; adapter control
+envelopes use ``"query"``) to the party's node; the reply becomes an envelope again. ``send_all``
+pushes all messages in one ``grid.send_and_receive`` call, so the parties work concurrently.
+A party whose reply carries an error, or that does not answer within ``timeout_s``, raises
+:class:`~fedads.errors.PartyError` naming it; a party that timed out is never sent another
+message (its ClientApp may still be running, and Flower does not cancel it).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Mapping
+
+from flwr.app import Message
+from flwr.serverapp import Grid
+
+from fedads._progress import SILENT, Progress
+from fedads.errors import PartyError, ProtocolError
+from fedads.flower.client_app import (
+    CLOSE,
+    CONTROL_MESSAGE_TYPE,
+    HELLO,
+    PROTOCOL_MESSAGE_TYPE,
+)
+from fedads.flower.codec import content_to_envelope, envelope_to_content
+from fedads.flower.config import PARTIES
+from fedads.protocol.envelope import Envelope
+from fedads.protocol.transport import COORDINATOR, Traffic
+
+_REASON_ROLE = re.compile(r"^\[(?P<role>[^\]]+)\] ")
+
+
+def split_reason(reason: str | None) -> tuple[str | None, str]:
+    """``(role, text)`` of an error reason written by the ClientApp (``"[role] text"``)."""
+    text = reason or "(no reason given)"
+    match = _REASON_ROLE.match(text)
+    if match is None:
+        return None, text
+    return match.group("role"), text[match.end() :]
+
+
+def _ttl(timeout_s: float) -> float:
+    # Long enough for the reply to be accepted whenever we still wait for it; short enough
+    # that a message nobody picked up expires instead of running after the job gave up.
+    return max(2.0 * timeout_s, timeout_s + 30.0)
+
+
+def _exchange(
+    grid: Grid,
+    envelopes: Mapping[int, Envelope],
+    message_type: str,
+    timeout_s: float,
+    group_id: str,
+) -> dict[int, Message]:
+    """Send one envelope per node id in one ``send_and_receive``; replies by node id."""
+    messages = [
+        Message(
+            envelope_to_content(env), node_id, message_type, ttl=_ttl(timeout_s), group_id=group_id
+        )
+        for node_id, env in envelopes.items()
+    ]
+    replies: Iterable[Message] = grid.send_and_receive(messages, timeout=timeout_s)
+    return {reply.metadata.src_node_id: reply for reply in replies}
+
+
+def wait_for_nodes(grid: Grid, count: int, wait_s: float, progress: Progress = SILENT) -> list[int]:
+    """Poll ``grid.get_node_ids()`` until ``count`` nodes are connected (at most ``wait_s``)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        nodes = sorted(grid.get_node_ids())
+        if len(nodes) >= count:
+            if len(nodes) > count:
+                progress(
+                    f"{len(nodes)} nodes connected, expected {count}; asking all for their role"
+                )
+            return nodes
+        if time.monotonic() > deadline:
+            raise ProtocolError(
+                f"only {len(nodes)} of {count} SuperNodes connected within {wait_s:g} s "
+                "(run config 'node-wait-s'); are both SuperNodes started and pointed at "
+                "this SuperLink?"
+            )
+        time.sleep(0.1)
+
+
+def discover_party_nodes(
+    grid: Grid, timeout_s: float, node_wait_s: float, progress: Progress = SILENT
+) -> dict[str, int]:
+    """``{party: node_id}``: wait for two nodes, then ask each its role (``hello`` envelope).
+
+    ``node_wait_s`` bounds the whole discovery: nodes registering *and* the first replies, which
+    come only once the engine has started its workers (Ray actors take ~10 s; a SuperNode
+    installs the app first). The ``hello`` wait is never shorter than ``timeout_s``.
+    """
+    deadline = time.monotonic() + node_wait_s
+    nodes = wait_for_nodes(grid, len(PARTIES), node_wait_s, progress)
+    hello_s = max(deadline - time.monotonic(), timeout_s)
+    replies = _exchange(
+        grid, {n: Envelope(HELLO) for n in nodes}, CONTROL_MESSAGE_TYPE, hello_s, "hello"
+    )
+    party_nodes: dict[str, int] = {}
+    problems: list[str] = []
+    failed: list[PartyError] = []
+    for node in nodes:
+        reply = replies.get(node)
+        if reply is None:
+            problems.append(
+                f"node {node} did not answer 'hello' within {hello_s:.0f} s "
+                "(run config 'node-wait-s')"
+            )
+        elif reply.has_error():
+            role, text = split_reason(reply.error.reason)
+            if role in PARTIES:
+                failed.append(PartyError(role, f"failed to start (node {node}): {text}"))
+            problems.append(f"node {node} failed on 'hello': {reply.error.reason}")
+        else:
+            party = str(content_to_envelope(reply.content).meta.get("party"))
+            if party in party_nodes:
+                problems.append(
+                    f"nodes {party_nodes[party]} and {node} both play {party!r}; give each "
+                    "SuperNode its own --node-config party=..."
+                )
+            party_nodes[party] = node
+    missing = [p for p in PARTIES if p not in party_nodes]
+    if failed:
+        raise failed[0]
+    if problems or missing:
+        detail = "; ".join(problems + ([f"no node plays {missing}"] if missing else []))
+        raise ProtocolError(f"role discovery failed: {detail}")
+    return party_nodes
+
+
+class FlowerTransport:
+    """:class:`~fedads.protocol.transport.Transport` relaying envelopes through a Flower ``Grid``.
+
+    Args:
+        grid: the ServerApp's grid.
+        party_nodes: ``{party: node_id}``, e.g. from :func:`discover_party_nodes`.
+        timeout_s: how long to wait for the replies of one ``send`` / ``send_all``.
+    """
+
+    def __init__(
+        self,
+        grid: Grid,
+        party_nodes: Mapping[str, int],
+        timeout_s: float = 120.0,
+        *,
+        progress: Progress = SILENT,
+    ) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        self.grid = grid
+        self.party_nodes = dict(party_nodes)
+        self.timeout_s = float(timeout_s)
+        self.traffic = Traffic()
+        self.progress = progress
+        self.party_stats: dict[str, dict[str, float | int | str | bool]] = {}
+        self._dead: dict[str, str] = {}
+        self._closed = False
+        self._group = 0
+
+    @classmethod
+    def connect(
+        cls,
+        grid: Grid,
+        timeout_s: float = 120.0,
+        node_wait_s: float = 60.0,
+        *,
+        progress: Progress = SILENT,
+    ) -> FlowerTransport:
+        """Discover which node plays which party, then build the transport."""
+        return cls(
+            grid,
+            discover_party_nodes(grid, timeout_s, node_wait_s, progress),
+            timeout_s,
+            progress=progress,
+        )
+
+    def send(self, party: str, envelope: Envelope) -> Envelope:
+        """Send ``envelope`` to ``party`` and wait for its reply."""
+        return self.send_all({party: envelope})[party]
+
+    def send_all(self, envelopes: Mapping[str, Envelope]) -> dict[str, Envelope]:
+        """Send one envelope per party at once; wait for all replies (or the timeout)."""
+        if self._closed:
+            raise ProtocolError("FlowerTransport is closed")
+        for party in envelopes:
+            if party not in self.party_nodes:
+                raise ProtocolError(f"unknown party {party!r}; known: {sorted(self.party_nodes)}")
+            if party in self._dead:
+                raise PartyError(party, f"not reachable any more: {self._dead[party]}")
+        self._group += 1
+        by_node = {self.party_nodes[p]: env for p, env in envelopes.items()}
+        for party, env in envelopes.items():
+            self.traffic.record(COORDINATOR, party, env)
+        start = time.perf_counter()
+        replies = _exchange(
+            self.grid, by_node, PROTOCOL_MESSAGE_TYPE, self.timeout_s, str(self._group)
+        )
+        elapsed = time.perf_counter() - start
+        out: dict[str, Envelope] = {}
+        failures: list[PartyError] = []
+        for party, env in envelopes.items():
+            reply = replies.get(self.party_nodes[party])
+            if reply is None:
+                detail = (
+                    f"no reply to {env.kind!r} within {self.timeout_s:g} s "
+                    "(run config 'timeout-s'); "
+                    "the party is slow or hung and will not be sent anything else"
+                )
+                self._dead[party] = detail
+                failures.append(PartyError(party, detail))
+            elif reply.has_error():
+                _, text = split_reason(reply.error.reason)
+                failures.append(PartyError(party, f"failed on {env.kind!r}: {text}"))
+            else:
+                answer = content_to_envelope(reply.content)
+                self.traffic.record(party, COORDINATOR, answer)
+                out[party] = answer
+        if failures:
+            first = failures[0]
+            if len(failures) > 1:
+                others = "; ".join(str(f) for f in failures[1:])
+                raise PartyError(first.party, f"{first.detail} [also: {others}]") from first
+            raise first
+        kinds = ",".join(sorted({e.kind for e in envelopes.values()}))
+        self.progress(f"{kinds} -> {'+'.join(envelopes)}: {elapsed * 1000:.0f} ms")
+        return out
+
+    def close(self) -> None:
+        """Tell the live parties the run is over (they drop cache and checkpoints). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        alive = {
+            node: Envelope(CLOSE) for p, node in self.party_nodes.items() if p not in self._dead
+        }
+        if not alive:
+            return
+        try:
+            replies = _exchange(
+                self.grid, alive, CONTROL_MESSAGE_TYPE, min(self.timeout_s, 30.0), "close"
+            )
+        except Exception as exc:  # noqa: BLE001 - closing is best effort
+            self.progress(f"close: {type(exc).__name__}: {exc}")
+            return
+        for party, node in self.party_nodes.items():
+            reply = replies.get(node)
+            if reply is not None and not reply.has_error():
+                self.party_stats[party] = dict(content_to_envelope(reply.content).meta)

@@ -1,0 +1,100 @@
+"""Configuration of a federated training run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fedads._validation import check_choice, check_in_range, check_positive_int, fail
+from fedads.models.nets import ModelConfig
+from fedads.models.train import TrainConfig, check_training_fields
+from fedads.protocol.codec import COMPRESSIONS
+
+MODES = ("exact", "efficient")
+DEFAULT_CHUNK_BATCHES = 4
+_WHERE = "ProtocolConfig"
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """How the coordinator runs the federation (validated on construction).
+
+    Attributes:
+        mode: ``"exact"`` (default): the same updates as centralized training of the same split
+            model; ``"efficient"``: chunks of ``chunk_batches`` batches per round trip with
+            embeddings up to ``chunk_batches - 1`` steps stale (see ``docs/protocol.md``).
+        batch_size: rows per optimizer step (default 1024).
+        chunk_batches: batches per round trip ``B``; ``None`` (default) means 1 in exact mode and
+            4 in efficient mode. Exact mode accepts only 1.
+        epochs: passes over the train rows (default 5).
+        lr: learning rate of every party's optimizer (default 2e-3).
+        seed: seeds model init and batch order (default 0).
+        compression: ``"none"`` (default), ``"float16"`` or ``"int8"`` for exchanged embeddings
+            and gradients (``fedads.protocol.codec``).
+        timeout_s: seconds a party may take to answer one message; ``None`` (default) waits
+            forever. Applied to transports that expose a ``timeout_s`` attribute.
+        optimizer: ``"adam"`` (default), ``"adamw"`` or ``"sgd"``.
+        weight_decay: weight decay of every optimizer (default 0).
+        model: architecture (:class:`~fedads.models.nets.ModelConfig`).
+        predict_rows: rows per message when scoring or validating (default 65536).
+    """
+
+    mode: str = "exact"
+    batch_size: int = 1024
+    chunk_batches: int | None = None
+    epochs: int = 5
+    lr: float = 2e-3
+    seed: int = 0
+    compression: str = "none"
+    timeout_s: float | None = None
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    predict_rows: int = 65536
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> ProtocolConfig:
+        """Check every field; raise :class:`fedads.errors.InputError` naming the bad one."""
+        check_choice(_WHERE, "mode", self.mode, MODES)
+        if self.chunk_batches is not None:
+            check_positive_int(_WHERE, "chunk_batches", self.chunk_batches)
+            if self.mode == "exact" and self.chunk_batches != 1:
+                raise fail(
+                    _WHERE,
+                    f"chunk_batches={self.chunk_batches} with mode='exact'",
+                    "use chunk_batches=1 (or None) for exact mode, or mode='efficient' for chunks",
+                )
+        check_choice(_WHERE, "compression", self.compression, COMPRESSIONS)
+        if self.timeout_s is not None:
+            check_in_range(
+                _WHERE, "timeout_s", self.timeout_s, 0.0, float("inf"), low_inclusive=False
+            )
+        check_positive_int(_WHERE, "predict_rows", self.predict_rows)
+        if not isinstance(self.model, ModelConfig):
+            raise fail(
+                _WHERE,
+                f"model={self.model!r} is not a ModelConfig",
+                "pass fedads.models.ModelConfig(...)",
+            )
+        self.model.validate()
+        check_training_fields(self, _WHERE)
+        return self
+
+    @property
+    def batches_per_round(self) -> int:
+        """``B``: batches each round trip carries (1 in exact mode)."""
+        if self.mode == "exact":
+            return 1
+        return self.chunk_batches or DEFAULT_CHUNK_BATCHES
+
+    def train_config(self) -> TrainConfig:
+        """The equivalent :class:`~fedads.models.train.TrainConfig` (centralized, baselines)."""
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            seed=self.seed,
+            optimizer=self.optimizer,
+            weight_decay=self.weight_decay,
+        )

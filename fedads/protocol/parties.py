@@ -1,0 +1,602 @@
+"""The two parties of the split-learning protocol, transport-free.
+
+:class:`SocialParty` holds the social features and the social bottom model; it sends embeddings
+``H_s`` and receives gradients ``dL/dH_s``. :class:`EcommerceParty` holds the e-commerce features,
+the labels, its bottom model and the top head; it receives ``H_s``, takes optimizer steps and sends
+back ``dL/dH_s``. Both implement :class:`fedads.protocol.transport.Party`: they only answer
+envelopes (see ``fedads.protocol.messages`` for the table) and never see each other.
+
+Data: each party gets plain arrays in the aligned order (position ``i`` is the same user on both
+sides): numeric float ``[n, n_num]`` (NaN allowed), categorical str ``[n, n_cat]``, and for the
+e-commerce party labels float ``[n]`` in ``[0, 1]``. On ``setup`` a party fits its
+:class:`~fedads.models.features.FeatureEncoder` on its own train rows, encodes all rows once and
+caches the tensors; every batch is then a tensor index with the position array.
+
+Chunk semantics (``B`` batches per message, ``B = 1`` in exact mode). For a chunk with batches
+``t0 .. t0+B-1``:
+
+* social, on ``forward`` / ``backward_forward``: first applies the pending gradients (below), then
+  computes ``H_s`` for the new chunk with its current weights ``w_s(t0)`` (batch 0 with autograd
+  graph kept, batches 1.. without) and keeps the chunk's positions as pending;
+* ecommerce, on ``train``: for ``j = 0 .. B-1`` one optimizer step of bottom + top on batch
+  ``t0+j`` using the received ``H_s`` for that batch, returning ``G_j = dL_j/dH_s`` (the gradient
+  autograd gives for a leaf ``H_s`` in ``top([H_s, H_e])``);
+* social, on ``backward_forward`` / ``backward``: for ``j = 0 .. B-1`` recomputes its forward of
+  batch ``t0+j`` with its current weights ``w_s(t0+j)`` (batch 0 reuses the kept graph; the weights
+  are unchanged), backpropagates ``G_j`` and steps.
+
+So batch ``t0+j`` is trained by the e-commerce side on embeddings computed ``j`` social steps ago
+(up to ``B-1``), and the social side applies a gradient whose top-side part is ``j`` steps
+stale. For ``B = 1`` nothing is stale and the updates equal centralized training of the same
+``SplitModel``.
+
+State: :meth:`get_state` returns a flat ``dict[str, np.ndarray]`` (setup config as UTF-8 JSON bytes,
+encoder, model parameters, optimizer state, step counter, pending chunk) and :meth:`set_state`
+restores it into a freshly built party over the same data, so a stateless host (a Flower
+``ClientApp`` rebuilt per message) can persist a party between messages. A restored social party
+recomputes the forward of a pending batch 0 instead of reusing the graph (same weights, same
+result).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fedads._validation import fail
+from fedads.errors import ProtocolError
+from fedads.models.features import EncoderConfig, FeatureEncoder, as_categorical, as_numeric
+from fedads.models.nets import (
+    BottomFactory,
+    ModelConfig,
+    TopFactory,
+    build_bottom,
+    build_top,
+    count_parameters,
+    flatten_logits,
+    output_dim,
+)
+from fedads.models.train import batch_loss, check_positions, make_optimizer
+from fedads.protocol import messages as msg
+from fedads.protocol.codec import pack, unpack
+from fedads.protocol.envelope import Envelope
+
+_SETUP_KEY = "setup.meta"
+_STEP_KEY = "counter.step"
+
+
+@dataclass(frozen=True)
+class PartyConfig:
+    """Party-local options (never sent anywhere).
+
+    Attributes:
+        encoder: feature encoding options (must match the centralized run for exact equivalence).
+        bottom_factory: builds this party's bottom from ``(TowerSpec, ModelConfig)``; default
+            :class:`~fedads.models.nets.BottomTower`.
+        top_factory: (e-commerce only) builds the top from ``(input_dim, ModelConfig)``; default
+            :class:`~fedads.models.nets.TopHead`.
+    """
+
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    bottom_factory: BottomFactory | None = None
+    top_factory: TopFactory | None = None
+
+
+class _BaseParty:
+    """Shared machinery: data, encoder cache, setup, state, dispatch."""
+
+    name: str = ""
+
+    def __init__(
+        self, numeric: np.ndarray | None, categorical: np.ndarray | None, config: PartyConfig | None
+    ) -> None:
+        where = type(self).__name__
+        self.config = config or PartyConfig()
+        n = _n_rows(numeric, categorical, where)
+        self._numeric = as_numeric(numeric, n, where)
+        self._categorical = as_categorical(categorical, n, where)
+        if self._numeric.shape[0] != self._categorical.shape[0]:
+            raise fail(
+                where,
+                f"numeric has {self._numeric.shape[0]} rows, "
+                f"categorical {self._categorical.shape[0]}",
+                "pass both in the same aligned order",
+            )
+        if self._numeric.shape[1] + self._categorical.shape[1] == 0:
+            raise fail(
+                where, "no feature columns", "pass at least one numeric or categorical column"
+            )
+        self.n_rows = int(self._numeric.shape[0])
+        self.step = 0
+        self.embedding_dim = 0
+        self.bottom: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._encoder: FeatureEncoder | None = None
+        self._encoder_state: dict[str, np.ndarray] | None = None
+        self._x_num: torch.Tensor | None = None  # float32 [n, n_num], encoded, cached
+        self._x_cat: torch.Tensor | None = None  # int64 [n, n_cat], encoded, cached
+        self._setup_meta: dict[str, Any] | None = None
+        self._compression = "none"
+
+    # ------------------------------------------------------------------ dispatch
+    def _handlers(self) -> dict[str, Callable[[Envelope], Envelope]]:
+        return {msg.HELLO: self._on_hello, msg.SETUP: self._on_setup}
+
+    def handle(self, envelope: Envelope) -> Envelope:
+        """Answer one envelope (see ``fedads.protocol.messages``)."""
+        handler = self._handlers().get(envelope.kind)
+        if handler is None:
+            raise ProtocolError(f"{self.name} party cannot handle message kind {envelope.kind!r}")
+        if envelope.kind not in (msg.HELLO, msg.SETUP) and self._setup_meta is None:
+            raise ProtocolError(f"{self.name} party got {envelope.kind!r} before 'setup'")
+        return handler(envelope)
+
+    def _on_hello(self, envelope: Envelope) -> Envelope:
+        return Envelope(msg.HELLO, {}, {"n_rows": self.n_rows, "role": self.name})
+
+    def _on_setup(self, envelope: Envelope) -> Envelope:
+        meta = dict(envelope.meta)
+        train = check_positions(
+            f"{self.name} setup",
+            "train_positions",
+            envelope.arrays.get(msg.TRAIN_POSITIONS),
+            self.n_rows,
+        )
+        if int(meta.get("n_train", train.size)) != train.size:
+            raise ProtocolError(
+                f"setup says n_train={meta['n_train']} but carries {train.size} train positions"
+            )
+        self._install_encoder(
+            FeatureEncoder(self.config.encoder).fit(self._numeric, self._categorical, train)
+        )
+        self._build(meta)
+        self.step = 0
+        return Envelope(
+            msg.SETUP,
+            {},
+            {
+                "n_rows": self.n_rows,
+                "embedding_dim": self.embedding_dim,
+                "n_parameters": self.n_parameters,
+            },
+        )
+
+    # ------------------------------------------------------------------ building
+    def _install_encoder(self, encoder: FeatureEncoder) -> bool:
+        """Use ``encoder``; re-encode all rows only if it differs from the cached one.
+
+        Returns whether it changed.
+        """
+        state = encoder.get_state()
+        if self._encoder_state is not None and _same_arrays(state, self._encoder_state):
+            return False
+        self._encoder, self._encoder_state = encoder, state
+        self._x_num, self._x_cat = encoder.transform(self._numeric, self._categorical)
+        return True
+
+    def _build(self, meta: dict[str, Any]) -> None:
+        """(Re)build models and optimizer from setup meta (seeded: same seed, same weights)."""
+        assert self._encoder is not None
+        model_config = ModelConfig.from_meta(meta)
+        seed = int(meta["seed"])
+        spec = self._encoder.spec
+        self.bottom = build_bottom(self.name, spec, model_config, seed, self.config.bottom_factory)
+        self.embedding_dim = output_dim(self.bottom, spec)
+        self._build_extra(model_config, seed, meta)
+        self.optimizer = make_optimizer(
+            [p for m in self._modules().values() for p in m.parameters()],
+            str(meta["optimizer"]),
+            float(meta["lr"]),
+            float(meta.get("weight_decay", 0.0)),
+        )
+        self._compression = str(meta.get("compression", "none"))
+        self._setup_meta = meta
+
+    def _build_extra(self, model_config: ModelConfig, seed: int, meta: dict[str, Any]) -> None:
+        """Subclass hook: build more modules after the bottom."""
+
+    def _modules(self) -> dict[str, nn.Module]:
+        assert self.bottom is not None
+        return {"bottom": self.bottom}
+
+    @property
+    def n_parameters(self) -> int:
+        return int(sum(count_parameters(m) for m in self._modules().values()))
+
+    def _rows(self, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self._x_num is not None and self._x_cat is not None
+        index = torch.from_numpy(positions)
+        return self._x_num.index_select(0, index), self._x_cat.index_select(0, index)
+
+    def _positions(self, envelope: Envelope) -> np.ndarray:
+        """The request's positions, range-checked (uniqueness is the coordinator's job)."""
+        return check_positions(
+            f"{self.name} {envelope.kind}",
+            "positions",
+            envelope.arrays.get(msg.POSITIONS),
+            self.n_rows,
+            unique=False,
+        )
+
+    # ------------------------------------------------------------------ state
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Flat arrays: setup config, encoder, parameters, optimizer state, counters.
+
+        ``{}`` before setup.
+        """
+        if self._setup_meta is None or self.optimizer is None:
+            return {}
+        state: dict[str, np.ndarray] = {
+            _SETUP_KEY: np.frombuffer(
+                json.dumps(self._setup_meta, sort_keys=True).encode(), dtype=np.uint8
+            ).copy(),
+            _STEP_KEY: np.array([self.step], dtype=np.int64),
+        }
+        assert self._encoder_state is not None
+        state.update({f"encoder.{k}": v.copy() for k, v in self._encoder_state.items()})
+        for prefix, module in self._modules().items():
+            for key, tensor in module.state_dict().items():
+                state[f"{prefix}.{key}"] = tensor.detach().cpu().numpy().copy()
+        for index, slots in self.optimizer.state_dict()["state"].items():
+            for key, value in slots.items():
+                if value is None:
+                    continue
+                array = (
+                    value.detach().cpu().numpy().copy()
+                    if isinstance(value, torch.Tensor)
+                    else np.asarray(value)
+                )
+                state[f"optim.{index}.{key}"] = array
+        state.update(self._extra_state())
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`get_state` output (``{}`` leaves the party as it is)."""
+        if not state:
+            return
+        meta = json.loads(np.asarray(state[_SETUP_KEY], dtype=np.uint8).tobytes().decode())
+        changed = self._install_encoder(
+            FeatureEncoder.from_state(
+                {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
+            )
+        )
+        if changed or meta != self._setup_meta or self.optimizer is None:
+            self._build(meta)
+        for prefix, module in self._modules().items():
+            own = f"{prefix}."
+            module.load_state_dict(
+                {
+                    k[len(own) :]: torch.tensor(np.asarray(v))
+                    for k, v in state.items()
+                    if k.startswith(own)
+                }
+            )
+        assert self.optimizer is not None
+        slots: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in state.items():
+            if key.startswith("optim."):
+                _, index, name = key.split(".", 2)
+                slots.setdefault(int(index), {})[name] = torch.tensor(np.asarray(value))
+        groups = self.optimizer.state_dict()["param_groups"]
+        self.optimizer.load_state_dict({"state": slots, "param_groups": groups})
+        self.step = int(state[_STEP_KEY][0])
+        self._restore_extra(state)
+
+    def _extra_state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def _restore_extra(self, state: dict[str, np.ndarray]) -> None:
+        """Subclass hook."""
+
+
+class SocialParty(_BaseParty):
+    """The social-ad platform: social features and the social bottom model (no labels).
+
+    Args:
+        numeric: float ``[n, n_num]`` (NaN allowed) in the aligned order, or ``None``.
+        categorical: str ``[n, n_cat]`` in the aligned order, or ``None``.
+        config: party-local options (:class:`PartyConfig`).
+    """
+
+    name = msg.SOCIAL
+
+    def __init__(
+        self,
+        numeric: np.ndarray | None,
+        categorical: np.ndarray | None,
+        config: PartyConfig | None = None,
+    ) -> None:
+        super().__init__(numeric, categorical, config)
+        self._pending: np.ndarray | None = None  # positions of the chunk awaiting gradients
+        self._pending_batch_size = 0
+        self._graph: torch.Tensor | None = None  # batch 0 of the pending chunk, with autograd graph
+
+    @classmethod
+    def from_table(
+        cls, table: Any, rows: np.ndarray | None = None, config: PartyConfig | None = None
+    ) -> SocialParty:
+        """Build from a ``fedads.tables.PartyTable`` (``rows``: its aligned row positions)."""
+        return cls(table.numeric_matrix(rows), table.categorical_matrix(rows), config)
+
+    def _handlers(self) -> dict[str, Callable[[Envelope], Envelope]]:
+        return {
+            **super()._handlers(),
+            msg.FORWARD: self._on_forward,
+            msg.BACKWARD_FORWARD: self._on_backward_forward,
+            msg.BACKWARD: self._on_backward,
+            msg.EMBED: self._on_embed,
+        }
+
+    def _on_setup(self, envelope: Envelope) -> Envelope:
+        self._pending, self._graph = None, None
+        return super()._on_setup(envelope)
+
+    def _on_forward(self, envelope: Envelope) -> Envelope:
+        if self._pending is not None:
+            raise ProtocolError(
+                "social party still waits for the gradients of its previous chunk; "
+                "send 'backward_forward' or 'backward'"
+            )
+        return self._embed_chunk(envelope)
+
+    def _on_backward_forward(self, envelope: Envelope) -> Envelope:
+        self._apply_gradients(envelope)
+        return self._embed_chunk(envelope)
+
+    def _on_backward(self, envelope: Envelope) -> Envelope:
+        self._apply_gradients(envelope)
+        return Envelope(msg.BACKWARD, {}, {"step": self.step})
+
+    def _embed_chunk(self, envelope: Envelope) -> Envelope:
+        """``H_s`` of a new chunk with the current weights; keep batch 0's graph for backward."""
+        assert self.bottom is not None
+        positions = self._positions(envelope)
+        batch_size = int(envelope.meta["batch_size"])
+        self.bottom.train()
+        first = self.bottom(*self._rows(positions[:batch_size]))
+        embeddings = np.empty((positions.size, self.embedding_dim), dtype=np.float32)
+        embeddings[: first.shape[0]] = first.detach().numpy()
+        if positions.size > batch_size:
+            with torch.no_grad():
+                embeddings[batch_size:] = self.bottom(*self._rows(positions[batch_size:])).numpy()
+        self._pending, self._pending_batch_size, self._graph = positions, batch_size, first
+        return Envelope(
+            envelope.kind, pack(msg.EMBEDDINGS, embeddings, self._compression), {"step": self.step}
+        )
+
+    def _apply_gradients(self, envelope: Envelope) -> None:
+        """One local step per batch of the pending chunk, backpropagating the received grads."""
+        assert self.bottom is not None and self.optimizer is not None
+        if self._pending is None:
+            raise ProtocolError(
+                f"social party got gradients ({envelope.kind!r}) but has no pending chunk"
+            )
+        gradients = np.require(
+            unpack(envelope.arrays, msg.GRADIENTS), dtype=np.float32, requirements=["W"]
+        )
+        pending, batch_size = self._pending, self._pending_batch_size
+        if gradients.shape != (pending.size, self.embedding_dim):
+            raise ProtocolError(
+                f"gradients have shape {gradients.shape}; "
+                f"expected {(pending.size, self.embedding_dim)}"
+            )
+        grads = torch.from_numpy(gradients)
+        self.bottom.train()
+        for j, start in enumerate(range(0, pending.size, batch_size)):
+            stop = min(start + batch_size, pending.size)
+            if j == 0 and self._graph is not None:
+                out = self._graph
+            else:
+                out = self.bottom(*self._rows(pending[start:stop]))
+            self.optimizer.zero_grad(set_to_none=True)
+            out.backward(grads[start:stop])
+            self.optimizer.step()
+            self.step += 1
+            self._graph = None
+        self._pending, self._graph = None, None
+
+    def _on_embed(self, envelope: Envelope) -> Envelope:
+        """Embeddings for scoring: eval mode, no gradient, no state change."""
+        assert self.bottom is not None
+        positions = self._positions(envelope)
+        self.bottom.eval()
+        try:
+            with torch.no_grad():
+                embeddings = self.bottom(*self._rows(positions)).numpy()
+        finally:
+            self.bottom.train()
+        return Envelope(msg.EMBED, pack(msg.EMBEDDINGS, embeddings, self._compression), {})
+
+    def _extra_state(self) -> dict[str, np.ndarray]:
+        if self._pending is None:
+            return {}
+        return {
+            "pending.positions": self._pending.copy(),
+            "pending.batch_size": np.array([self._pending_batch_size], dtype=np.int64),
+        }
+
+    def _restore_extra(self, state: dict[str, np.ndarray]) -> None:
+        self._graph = None  # parameters were overwritten in place; recompute the forward
+        if "pending.positions" in state:
+            self._pending = np.asarray(state["pending.positions"], dtype=np.int64).copy()
+            self._pending_batch_size = int(state["pending.batch_size"][0])
+        else:
+            self._pending = None
+
+
+class EcommerceParty(_BaseParty):
+    """The e-commerce ad platform: its features, the labels, its bottom model and the top head.
+
+    Args:
+        numeric: float ``[n, n_num]`` (NaN allowed) in the aligned order, or ``None``.
+        categorical: str ``[n, n_cat]`` in the aligned order, or ``None``.
+        labels: float ``[n]`` in ``[0, 1]`` (the conversion), aligned order. Never leaves the party.
+        config: party-local options (:class:`PartyConfig`).
+    """
+
+    name = msg.ECOMMERCE
+
+    def __init__(
+        self,
+        numeric: np.ndarray | None,
+        categorical: np.ndarray | None,
+        labels: np.ndarray,
+        config: PartyConfig | None = None,
+    ) -> None:
+        super().__init__(numeric, categorical, config)
+        y = np.asarray(labels)
+        where = "EcommerceParty"
+        if y.ndim != 1 or y.shape[0] != self.n_rows:
+            raise fail(
+                where,
+                f"labels have shape {y.shape}",
+                f"pass a 1-D array of {self.n_rows} labels in the aligned order",
+            )
+        if not np.issubdtype(y.dtype, np.number) and y.dtype != bool:
+            raise fail(where, f"labels have dtype {y.dtype}", "pass 0/1 numbers")
+        y = y.astype(np.float32)
+        if not np.isfinite(y).all() or y.min(initial=0.0) < 0 or y.max(initial=0.0) > 1:
+            raise fail(
+                where,
+                "labels contain values outside [0, 1] or missing values",
+                "pass 0/1 labels without NaN",
+            )
+        self._labels = torch.from_numpy(y)
+        self.top: nn.Module | None = None
+        self.peer_embedding_dim = 0
+
+    @classmethod
+    def from_table(
+        cls, table: Any, rows: np.ndarray | None = None, config: PartyConfig | None = None
+    ) -> EcommerceParty:
+        """Build from a ``fedads.tables.PartyTable`` with a label column (``rows``: aligned rows).
+
+        The existing-customer flag is not a feature unless the table lists it as one.
+        """
+        return cls(
+            table.numeric_matrix(rows), table.categorical_matrix(rows), table.labels(rows), config
+        )
+
+    def _handlers(self) -> dict[str, Callable[[Envelope], Envelope]]:
+        return {
+            **super()._handlers(),
+            msg.TRAIN: self._on_train,
+            msg.SCORE: self._on_score,
+            msg.EVALUATE: self._on_evaluate,
+        }
+
+    def _build_extra(self, model_config: ModelConfig, seed: int, meta: dict[str, Any]) -> None:
+        self.peer_embedding_dim = int(meta["peer_embedding_dim"])
+        self.top = build_top(
+            self.peer_embedding_dim + self.embedding_dim,
+            model_config,
+            seed,
+            self.config.top_factory,
+        )
+
+    def _modules(self) -> dict[str, nn.Module]:
+        assert self.bottom is not None and self.top is not None
+        return {"bottom": self.bottom, "top": self.top}
+
+    def _peer_embeddings(self, envelope: Envelope, n: int) -> torch.Tensor:
+        embeddings = np.require(
+            unpack(envelope.arrays, msg.EMBEDDINGS), dtype=np.float32, requirements=["W"]
+        )
+        if embeddings.shape != (n, self.peer_embedding_dim):
+            raise ProtocolError(
+                f"embeddings have shape {embeddings.shape}; expected {(n, self.peer_embedding_dim)}"
+            )
+        return torch.from_numpy(embeddings)
+
+    def _logits(self, h_social: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
+        assert self.bottom is not None and self.top is not None
+        h_own = self.bottom(*self._rows(positions))
+        return flatten_logits(self.top(torch.cat([h_social, h_own], dim=1)))  # PARTY_ORDER
+
+    def _on_train(self, envelope: Envelope) -> Envelope:
+        """One optimizer step per batch of the chunk; return ``dL/dH_s`` per row and the losses."""
+        assert self.bottom is not None and self.top is not None and self.optimizer is not None
+        positions = self._positions(envelope)
+        batch_size = int(envelope.meta["batch_size"])
+        h_social = self._peer_embeddings(envelope, positions.size)
+        gradients = np.empty((positions.size, self.peer_embedding_dim), dtype=np.float32)
+        losses: dict[str, float] = {}
+        self.bottom.train()
+        self.top.train()
+        for j, start in enumerate(range(0, positions.size, batch_size)):
+            stop = min(start + batch_size, positions.size)
+            rows = positions[start:stop]
+            leaf = h_social[start:stop].detach().requires_grad_(True)
+            loss = batch_loss(
+                self._logits(leaf, rows), self._labels.index_select(0, torch.from_numpy(rows))
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+            assert leaf.grad is not None
+            gradients[start:stop] = leaf.grad.numpy()
+            losses[f"loss_{j}"] = float(loss.detach())
+        meta: dict[str, int | float | str | bool] = {
+            "n_batches": len(losses),
+            "step": self.step,
+            **losses,
+        }
+        return Envelope(msg.TRAIN, pack(msg.GRADIENTS, gradients, self._compression), meta)
+
+    def _eval_logits(self, envelope: Envelope) -> tuple[np.ndarray, torch.Tensor]:
+        assert self.bottom is not None and self.top is not None
+        positions = self._positions(envelope)
+        h_social = self._peer_embeddings(envelope, positions.size)
+        self.bottom.eval()
+        self.top.eval()
+        try:
+            with torch.no_grad():
+                return positions, self._logits(h_social, positions)
+        finally:
+            self.bottom.train()
+            self.top.train()
+
+    def _on_score(self, envelope: Envelope) -> Envelope:
+        """Probabilities for the requested positions (returned to the coordinator only)."""
+        _, logits = self._eval_logits(envelope)
+        return Envelope(
+            msg.SCORE,
+            {msg.SCORES: torch.sigmoid(logits).numpy().astype(np.float32, copy=False)},
+            {},
+        )
+
+    def _on_evaluate(self, envelope: Envelope) -> Envelope:
+        """Sum of BCE over the requested positions (a scalar in meta; no per-row output)."""
+        positions, logits = self._eval_logits(envelope)
+        loss_sum = F.binary_cross_entropy_with_logits(
+            logits, self._labels.index_select(0, torch.from_numpy(positions)), reduction="sum"
+        )
+        return Envelope(
+            msg.EVALUATE, {}, {"loss_sum": float(loss_sum), "n_rows": int(positions.size)}
+        )
+
+
+def _n_rows(numeric: Any, categorical: Any, where: str) -> int:
+    for array in (numeric, categorical):
+        if array is not None:
+            shape = np.shape(array)
+            if len(shape) != 2:
+                raise fail(
+                    where, f"features have shape {shape}", "pass 2-D arrays [n_rows, n_columns]"
+                )
+            return int(shape[0])
+    raise fail(where, "numeric and categorical are both None", "pass at least one feature array")
+
+
+def _same_arrays(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    return a.keys() == b.keys() and all(
+        a[k].shape == b[k].shape and np.array_equal(a[k], b[k]) for k in a
+    )

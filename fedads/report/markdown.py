@@ -1,0 +1,348 @@
+"""``report.md``: tables of metrics, targeting and lift, plus a plain-words verdict.
+
+The verdict is generated from the numbers only: the headline lift (federated over
+e-commerce-only at the headline budget), whether its 95% interval covers 0, and where the
+interval sits relative to the claimed range (default +15% to +25%).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fedads.eval.evaluate import Evaluation
+from fedads.eval.lift import LiftResult
+
+DEFAULT_CLAIM: tuple[float, float] = (0.15, 0.25)
+"""The claim under test: the federated model brings 15-25% more new customers."""
+
+POOL_WORDS = {
+    "all": "all held-out users",
+    "prospecting": "prospecting pool (existing customers excluded before selection)",
+}
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def _int(value: int | None) -> str:
+    return "n/a" if value is None else f"{value:,}"
+
+
+def _pct(value: float | None, *, signed: bool = True, digits: int = 1) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value * 100:+.{digits}f}%" if signed else f"{value * 100:.{digits}f}%"
+
+
+def _share(value: float) -> str:
+    """A budget share as a short percentage: 0.1 -> '10%', 0.005 -> '0.5%'."""
+    return f"{value * 100:.4g}%"
+
+
+def _ci(row: LiftResult) -> str:
+    if not (math.isfinite(row.ci_low) and math.isfinite(row.ci_high)):
+        return "n/a"
+    return f"{_pct(row.ci_low)} to {_pct(row.ci_high)}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _claim_position(low: float, high: float, claim: tuple[float, float]) -> str:
+    """Where an interval sits relative to the claimed range: below, above, within, overlaps."""
+    c_low, c_high = claim
+    if high < c_low:
+        return "below"
+    if low > c_high:
+        return "above"
+    if c_low <= low and high <= c_high:
+        return "within"
+    return "overlaps"
+
+
+def _claim_words(low: float, high: float, claim: tuple[float, float]) -> str:
+    span = f"{_pct(claim[0], digits=0)} to {_pct(claim[1], digits=0)}"
+    position = _claim_position(low, high, claim)
+    if position == "below":
+        return f"The whole interval lies below the claimed {span}: the data contradict the claim."
+    if position == "above":
+        return f"The whole interval lies above the claimed {span}: the lift is larger than claimed."
+    if position == "within":
+        return f"The whole interval lies within the claimed {span}, so the data support the claim."
+    return (
+        f"The interval overlaps the claimed {span} but is wider than it, so the data are "
+        "consistent with the claim without confirming it."
+    )
+
+
+def _has_ci(row: LiftResult) -> bool:
+    return math.isfinite(row.ci_low) and math.isfinite(row.ci_high)
+
+
+def _short_words(row: LiftResult, claim: tuple[float, float]) -> str:
+    """E.g. 'the interval covers 0 and lies below the claimed range'."""
+    if not _has_ci(row):
+        return "no interval"
+    zero = "covers 0" if row.ci_low <= 0 <= row.ci_high else "excludes 0"
+    position = {
+        "below": "lies below the claimed range",
+        "above": "lies above the claimed range",
+        "within": "lies within the claimed range",
+        "overlaps": "overlaps the claimed range",
+    }[_claim_position(row.ci_low, row.ci_high, claim)]
+    return f"the interval {zero} and {position}"
+
+
+def _lift_sentence(row: LiftResult, baseline: str) -> str:
+    if not math.isfinite(row.point):
+        what = "new-customer conversions" if row.kind == "targeting" else "incremental ones"
+        return (
+            f"undefined because the {baseline} model's selected users have {row.baseline_count} "
+            f"{what}"
+        )
+    text = f"{_pct(row.point)} ({row.model_count:,} against {row.baseline_count:,}"
+    if _has_ci(row):
+        text += (
+            f"; 95% CI {_ci(row)} over {row.n_valid:,} paired bootstrap resamples, lift > 0 in "
+            f"{_pct(row.share_positive, signed=False, digits=0)} of them)"
+        )
+    else:
+        text += "; no bootstrap interval)"
+    return text
+
+
+def _sign_words(row: LiftResult) -> str:
+    if not _has_ci(row):
+        return "Without an interval the sampling noise of this estimate is unknown."
+    if row.ci_low > 0:
+        return (
+            f"The interval excludes 0: on this held-out set the {row.model} model brings more new "
+            f"customers than the {row.baseline} model."
+        )
+    if row.ci_high < 0:
+        return (
+            f"The interval lies below 0: on this held-out set the {row.model} model brings fewer "
+            f"new customers than the {row.baseline} model."
+        )
+    return (
+        f"The interval covers 0, so this held-out set cannot tell the {row.model} model apart "
+        f"from the {row.baseline} model."
+    )
+
+
+def verdict(evaluation: Evaluation, claim: tuple[float, float] = DEFAULT_CLAIM) -> str:
+    """One paragraph in plain words, generated from the headline lift rows.
+
+    Leads with the prospecting pool (both models may exclude known customers, so it is the like
+    for like comparison), then the all-users pool, then the incremental lift when potential
+    outcomes are known.
+    """
+    model, baseline = evaluation.model, evaluation.baseline
+    if model not in evaluation.models or baseline not in evaluation.models:
+        missing = [m for m in (model, baseline) if m not in evaluation.models]
+        return (
+            f"No headline lift: model(s) {missing} were not evaluated, so the claim of "
+            f"{_pct(claim[0], digits=0)} to {_pct(claim[1], digits=0)} more new customers cannot "
+            "be checked."
+        )
+    budget = evaluation.headline_budget
+    parts = [
+        f"At a budget of {_share(budget)} of held-out aligned users ({evaluation.headline_k:,} of "
+        f"{evaluation.data.n:,}), comparing the {model} model with the {baseline} model by the "
+        "new-customer conversions among the users each one selects:"
+    ]
+    prospecting = evaluation.lift("prospecting")
+    everyone = evaluation.lift("all")
+    if prospecting is not None:
+        parts.append(
+            f"in the {POOL_WORDS['prospecting']} the lift is "
+            f"{_lift_sentence(prospecting, baseline)}."
+        )
+        if math.isfinite(prospecting.point):
+            parts.append(_sign_words(prospecting))
+            if _has_ci(prospecting):
+                parts.append(_claim_words(prospecting.ci_low, prospecting.ci_high, claim))
+    if everyone is not None:
+        sentence = f"Among {POOL_WORDS['all']} the lift is {_lift_sentence(everyone, baseline)}"
+        if math.isfinite(everyone.point) and _has_ci(everyone):
+            sentence += f"; {_short_words(everyone, claim)}"
+        parts.append(sentence + ".")
+    incremental = evaluation.lift("prospecting", kind="incremental")
+    if incremental is not None:
+        sentence = (
+            "Counting only conversions the ad caused (y1 - y0, known in this synthetic world), the "
+            f"prospecting lift is {_lift_sentence(incremental, baseline)}"
+        )
+        if math.isfinite(incremental.point) and _has_ci(incremental):
+            sentence += f"; {_short_words(incremental, claim)}"
+        parts.append(sentence + ".")
+    elif not evaluation.data.has_potential_outcomes:
+        parts.append(
+            "Observed conversions include people who would have converted without the ad; no "
+            "potential outcomes were given, so the incremental lift is not reported."
+        )
+    return " ".join(parts)
+
+
+def _data_rows(data_section: Mapping[str, Any]) -> list[list[str]]:
+    labels = [
+        ("social_rows", "social party rows"),
+        ("ecommerce_rows", "e-commerce party rows"),
+        ("aligned", "aligned users (PSI intersection)"),
+        ("test_users", "held-out aligned users"),
+        ("test_existing_customers", "of which existing customers"),
+        ("test_conversions", "conversions among held-out users"),
+        ("test_new_customer_conversions", "new-customer conversions among held-out users"),
+        ("test_incremental_new_customer_conversions", "incremental new-customer conversions"),
+    ]
+    return [[text, _int(data_section[key])] for key, text in labels if key in data_section]
+
+
+def render_markdown(
+    evaluation: Evaluation,
+    data_section: Mapping[str, Any],
+    *,
+    claim: tuple[float, float] = DEFAULT_CLAIM,
+    plots: Mapping[str, str] | None = None,
+    key_column: str = "key",
+) -> str:
+    """The full ``report.md`` text."""
+    out = ["# fedads evaluation report", ""]
+    out += ["## Verdict", "", verdict(evaluation, claim), ""]
+    out += ["## Data", "", _table(["quantity", "value"], _data_rows(data_section)), ""]
+
+    out += ["## Models", ""]
+    out.append(
+        f"Overall metrics on held-out users; AUC also per segment. ECE: "
+        f"{evaluation.settings.get('ece_bins')} {evaluation.settings.get('ece_strategy')} bins "
+        "(quantile = equal mass); pred/obs = predicted over observed conversions; log loss in "
+        "nats with clipped probabilities."
+    )
+    out.append("")
+    rows = []
+    notes = []
+    for model, segments in evaluation.metrics.items():
+        overall = segments["overall"]
+        rows.append(
+            [
+                model,
+                _num(overall.auc),
+                _num(segments["existing"].auc),
+                _num(segments["new"].auc),
+                _num(overall.logloss, 4),
+                _num(overall.ece, 4),
+                _num(overall.pred_over_obs, 2),
+            ]
+        )
+        for segment, metrics in segments.items():
+            notes += [f"{model}, {segment}: {note}" for note in metrics.notes]
+    out.append(
+        _table(["model", "AUC", "AUC existing", "AUC new", "log loss", "ECE", "pred/obs"], rows)
+    )
+    if notes:
+        out += ["", "Undefined metrics: " + "; ".join(notes) + "."]
+    out.append("")
+
+    out += [f"## Targeting at the headline budget ({_share(evaluation.headline_budget)})", ""]
+    incremental = evaluation.data.has_potential_outcomes
+    header = [
+        "pool",
+        "model",
+        "K",
+        "selected",
+        "conversions",
+        "new-customer conv.",
+        "precision@K",
+        "recall new",
+        "new share",
+    ]
+    if incremental:
+        header += ["incr. conv.", "incr. new conv."]
+    rows = []
+    for row in evaluation.targeting:
+        if not math.isclose(row.budget, evaluation.headline_budget):
+            continue
+        cells = [
+            row.pool,
+            row.model,
+            _int(row.k),
+            _int(row.n_selected),
+            _int(row.conversions),
+            _int(row.new_customer_conversions),
+            _num(row.precision_at_k),
+            _num(row.recall_new),
+            _num(row.new_share_of_converters),
+        ]
+        if incremental:
+            cells += [
+                _int(row.incremental_conversions),
+                _int(row.incremental_new_customer_conversions),
+            ]
+        rows.append(cells)
+    out += [_table(header, rows), ""]
+
+    out += ["## Lift", ""]
+    if evaluation.lifts:
+        out.append(
+            f"Lift = new-customer conversions of {evaluation.model} / those of the baseline - 1, "
+            "per pool and budget. `targeting`: observed conversions among the selected; "
+            "`incremental`: y1 - y0 among the selected. 95% CI: paired bootstrap percentile "
+            f"interval ({evaluation.n_bootstrap:,} resamples, seed {evaluation.seed})."
+        )
+        out.append("")
+        rows = [
+            [
+                row.baseline,
+                row.kind,
+                row.pool,
+                _share(row.budget),
+                _int(row.k),
+                _int(row.model_count),
+                _int(row.baseline_count),
+                _pct(row.point),
+                _ci(row),
+                _pct(row.share_positive, signed=False, digits=0),
+            ]
+            for row in evaluation.lifts
+        ]
+        header = [
+            "baseline",
+            "kind",
+            "pool",
+            "budget",
+            "K",
+            evaluation.model,
+            "baseline",
+            "lift",
+            "95% CI",
+            "P(lift > 0)",
+        ]
+        out += [_table(header, rows), ""]
+    else:
+        out += ["No lift was computed (see notes).", ""]
+
+    if plots:
+        out += ["## Plots", ""]
+        for name, file_name in plots.items():
+            out += [f"![{name}]({file_name})", ""]
+
+    out += ["## Files", ""]
+    out.append(
+        f"`scores.csv`: one row per held-out aligned user with `{key_column}`, `label`, "
+        "`is_existing_customer` and one score column per model; `report.json`: every number "
+        "above (NaN written as null)."
+    )
+    out.append("")
+    if evaluation.notes:
+        out += ["## Notes", ""]
+        out += [f"- {note}" for note in evaluation.notes]
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,278 @@
+"""``write_report``: report.json (the contract), report.md, scores.csv and PNG plots.
+
+report.json contract (read by other tools; see docs/evaluation.md):
+
+- ``data.social_rows``, ``data.ecommerce_rows``, ``data.aligned``, ``data.test_users``;
+- ``budget``: the headline budget share;
+- ``models.<m>.auc``, ``models.<m>.logloss`` for every evaluated model among ``federated``,
+  ``ecommerce_only``, ``social_only``, ``centralized`` (a model that was not run is omitted);
+- ``lift.<pool>.point`` and ``lift.<pool>.ci95`` (two numbers) for ``all`` and ``prospecting``
+  at the headline budget (federated over ecommerce_only, observed new-customer conversions);
+- richer detail in other keys. Strict JSON: NaN and inf are written as null.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedads._validation import check_in_range, check_positive_int, fail
+from fedads.eval._json import to_jsonable
+from fedads.eval.data import POOLS
+from fedads.eval.evaluate import Evaluation
+from fedads.eval.lift import LiftResult
+from fedads.report.markdown import DEFAULT_CLAIM, render_markdown, verdict
+from fedads.report.plots import write_plots
+from fedads.report.scores import check_key_column, write_scores_csv
+
+SCHEMA_VERSION = 1
+REQUIRED_DATA_KEYS = ("social_rows", "ecommerce_rows", "aligned")
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """Files written by :func:`write_report`.
+
+    Attributes:
+        out_dir: the output directory; json, markdown, scores: ``report.json``, ``report.md``,
+            ``scores.csv``; plots: plot name -> PNG path (empty when plots are off).
+    """
+
+    out_dir: Path
+    json: Path
+    markdown: Path
+    scores: Path
+    plots: dict[str, Path] = field(default_factory=dict)
+
+    def all(self) -> list[Path]:
+        """Every written file."""
+        return [self.json, self.markdown, self.scores, *self.plots.values()]
+
+
+def _check_data_summary(
+    where: str, data_summary: Mapping[str, Any], evaluation: Evaluation
+) -> dict[str, Any]:
+    if not isinstance(data_summary, Mapping):
+        raise fail(
+            where,
+            f"data_summary is a {type(data_summary).__name__}",
+            "pass a dict with social_rows, ecommerce_rows, aligned (and optionally test_users)",
+        )
+    hints = {
+        "social_rows": "rows of the social party table",
+        "ecommerce_rows": "rows of the e-commerce party table",
+        "aligned": "users in the PSI intersection",
+    }
+    for key in REQUIRED_DATA_KEYS:
+        if key not in data_summary:
+            raise fail(where, f"data_summary has no {key!r}", f"pass {key} = {hints[key]}")
+    section = dict(data_summary)
+    for key in (*REQUIRED_DATA_KEYS, "test_users"):
+        if key in section:
+            section[key] = check_positive_int(
+                f"{where}: data_summary", key, section[key], minimum=0
+            )
+    n = evaluation.data.n
+    if section.setdefault("test_users", n) != n:
+        raise fail(
+            where,
+            f"data_summary test_users={section['test_users']} but the evaluation has {n} users",
+            "pass the number of held-out aligned users that were evaluated (or omit it)",
+        )
+    if section["aligned"] > min(section["social_rows"], section["ecommerce_rows"]):
+        raise fail(
+            where,
+            f"data_summary aligned={section['aligned']} exceeds a party's row count "
+            f"(social {section['social_rows']}, e-commerce {section['ecommerce_rows']})",
+            "check the order of the numbers",
+        )
+    if n > section["aligned"]:
+        raise fail(
+            where,
+            f"the evaluation has {n} held-out users but only {section['aligned']} are aligned",
+            "evaluate held-out users drawn from the aligned users",
+        )
+    for key, value in evaluation.data.summary().items():
+        section.setdefault(key, value)
+    return section
+
+
+def _lift_entry(row: LiftResult | None, evaluation: Evaluation, kind: str) -> dict[str, Any]:
+    base = {
+        "model": evaluation.model,
+        "baseline": evaluation.baseline,
+        "kind": kind,
+        "budget": evaluation.headline_budget,
+        "k": evaluation.headline_k,
+    }
+    if row is None:
+        return {
+            **base,
+            "point": None,
+            "ci95": [None, None],
+            "share_positive": None,
+            "reason": f"{evaluation.model} or {evaluation.baseline} was not evaluated",
+        }
+    return {
+        **base,
+        "point": row.point,
+        "ci95": [row.ci_low, row.ci_high],
+        "share_positive": row.share_positive,
+        "model_new_customer_conversions": row.model_count,
+        "baseline_new_customer_conversions": row.baseline_count,
+        "n_bootstrap": row.n_bootstrap,
+        "n_valid": row.n_valid,
+        "reason": None if math.isfinite(row.point) else "baseline count is 0 (or negative)",
+    }
+
+
+def build_report(
+    evaluation: Evaluation,
+    data_section: Mapping[str, Any],
+    *,
+    extra: Mapping[str, Any] | None = None,
+    claim: tuple[float, float] = DEFAULT_CLAIM,
+    files: Mapping[str, Any] | None = None,
+    key_column: str = "key",
+) -> dict[str, Any]:
+    """The ``report.json`` document (strict-JSON-ready: NaN -> None)."""
+    evaluation_dict = evaluation.to_dict()
+    models = {}
+    for model, segments in evaluation.metrics.items():
+        overall = segments["overall"]
+        models[model] = {
+            "auc": overall.auc,
+            "logloss": overall.logloss,
+            "ece": overall.ece,
+            "pred_over_obs": overall.pred_over_obs,
+            "n": overall.n,
+            "positives": overall.positives,
+            "segments": {s: m.to_dict() for s, m in segments.items() if s != "overall"},
+            "notes": list(overall.notes),
+        }
+    lift = {pool: _lift_entry(evaluation.lift(pool), evaluation, "targeting") for pool in POOLS}
+    incremental = None
+    if evaluation.data.has_potential_outcomes:
+        incremental = {
+            pool: _lift_entry(evaluation.lift(pool, kind="incremental"), evaluation, "incremental")
+            for pool in POOLS
+        }
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "data": dict(data_section),
+        "budget": evaluation.headline_budget,
+        "budget_users": evaluation.headline_k,
+        "budgets": list(evaluation.budgets),
+        "pools": list(POOLS),
+        "seed": evaluation.seed,
+        "n_bootstrap": evaluation.n_bootstrap,
+        "key_column": key_column,
+        "key_source": "keys" if evaluation.data.keys is not None else "row_position",
+        "models": models,
+        "lift": lift,
+        "lift_incremental": incremental,
+        "lift_detail": evaluation_dict["lifts"],
+        "targeting": evaluation_dict["targeting"],
+        "metrics": evaluation_dict["metrics"],
+        "curves": evaluation_dict["curves"],
+        "gains": evaluation_dict["gains"],
+        "claim": {"low": claim[0], "high": claim[1]},
+        "verdict": verdict(evaluation, claim),
+        "settings": evaluation_dict["settings"],
+        "notes": evaluation_dict["notes"],
+        "seconds": evaluation_dict["seconds"],
+        "files": dict(files or {}),
+        "extra": dict(extra or {}),
+    }
+    return to_jsonable(document)
+
+
+def _check_claim(where: str, claim: tuple[float, float]) -> tuple[float, float]:
+    if not isinstance(claim, tuple | list) or len(claim) != 2:
+        raise fail(where, f"claim={claim!r} is not a pair", "give (low, high), e.g. (0.15, 0.25)")
+    low = check_in_range(where, "claim low", claim[0], -1.0, math.inf)
+    high = check_in_range(where, "claim high", claim[1], low, math.inf)
+    return (low, high)
+
+
+def write_report(
+    out_dir: str | Path,
+    evaluation: Evaluation,
+    data_summary: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+    *,
+    key_column: str = "key",
+    claim: tuple[float, float] = DEFAULT_CLAIM,
+    plots: bool = True,
+) -> ReportPaths:
+    """Write ``report.json``, ``report.md``, ``scores.csv`` and PNG plots into ``out_dir``.
+
+    Args:
+        out_dir: created if missing; existing report files in it are overwritten.
+        evaluation: the result of :func:`fedads.eval.evaluate`.
+        data_summary: ``social_rows``, ``ecommerce_rows``, ``aligned`` (required, counts of
+            rows) and optionally ``test_users`` (must equal the evaluated users); other keys are
+            copied into ``report.json``'s ``data`` section.
+        extra: any JSON-compatible details (config, timings) stored under ``extra``.
+        key_column: name of the e-commerce key column in ``scores.csv``.
+        claim: the claimed lift range the verdict compares with.
+        plots: write the PNG plots.
+
+    Returns:
+        :class:`ReportPaths`.
+    """
+    where = "write_report"
+    if not isinstance(evaluation, Evaluation):
+        raise fail(
+            where, f"evaluation is a {type(evaluation).__name__}", "pass the result of evaluate()"
+        )
+    data_section = _check_data_summary(where, data_summary, evaluation)
+    check_key_column(where, key_column, evaluation.models)
+    claim = _check_claim(where, claim)
+    if extra is not None and not isinstance(extra, Mapping):
+        raise fail(where, f"extra is a {type(extra).__name__}", "pass a dict or None")
+    try:
+        extra_json = to_jsonable(dict(extra or {}))
+        data_json = to_jsonable(data_section)
+    except TypeError as exc:
+        raise fail(
+            where,
+            f"extra or data_summary is not JSON-compatible ({exc})",
+            "pass numbers, strings, lists and dicts only",
+        ) from None
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise fail(
+            where, f"cannot create {str(out)!r} ({exc})", "pass a writable directory"
+        ) from None
+
+    scores_path = write_scores_csv(out / "scores.csv", evaluation.data, key_column)
+    plot_paths = write_plots(evaluation, out) if plots else {}
+    files = {"scores": scores_path.name, "markdown": "report.md"}
+    files["plots"] = {name: path.name for name, path in plot_paths.items()}
+
+    document = build_report(
+        evaluation, data_json, extra=extra_json, claim=claim, files=files, key_column=key_column
+    )
+    json_path = out / "report.json"
+    json_path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    markdown_path = out / "report.md"
+    markdown_path.write_text(
+        render_markdown(
+            evaluation,
+            data_json,
+            claim=claim,
+            plots={name: path.name for name, path in plot_paths.items()},
+            key_column=key_column,
+        ),
+        encoding="utf-8",
+    )
+    return ReportPaths(
+        out_dir=out, json=json_path, markdown=markdown_path, scores=scores_path, plots=plot_paths
+    )

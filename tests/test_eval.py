@@ -1,0 +1,557 @@
+"""Tests of the evaluation layer: metrics, targeting, lift, bootstrap, seed aggregation."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import fedads.eval.lift as lift_module
+from fedads.errors import DataWarning, InputError
+from fedads.eval import (
+    MODELS,
+    EvalData,
+    LiftUndefinedWarning,
+    auc,
+    bootstrap_counts,
+    bootstrap_counts_naive,
+    budget_users,
+    calibration_bins,
+    combine_seeds,
+    compute_lifts,
+    compute_segment,
+    evaluate,
+    expected_calibration_error,
+    lift_ratio,
+    logloss,
+    new_customer_curve,
+    predicted_over_observed,
+    segment_metrics,
+    select_top_k,
+    summarize_lift,
+    targeting_table,
+    tie_breaker,
+)
+from fedads.eval.lift import extended_percentile, resample_lifts
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def synthetic(
+    n: int,
+    seed: int = 0,
+    *,
+    ties: bool = False,
+    edge: float = 0.0,
+    outcomes: bool = True,
+) -> EvalData:
+    """Random held-out users; ``federated`` gets ``edge`` extra signal on new-customer uplift."""
+    rng = np.random.default_rng(seed)
+    existing = (rng.random(n) < 0.3).astype(int)
+    y0 = (rng.random(n) < 0.04).astype(int)
+    y1 = np.maximum(y0, rng.random(n) < 0.06).astype(int)
+    base = 0.3 * y1 + rng.random(n) * 0.7
+    scores = {m: np.clip(base * 0.5 + rng.random(n) * 0.5, 0, 1) for m in MODELS}
+    scores["federated"] = np.clip(scores["federated"] + edge * y1 * (1 - existing), 0, 1)
+    if ties:
+        scores = {m: np.round(s, 1) for m, s in scores.items()}
+    return EvalData(
+        label=y1,
+        is_existing_customer=existing,
+        scores=scores,
+        y0=y0 if outcomes else None,
+        y1=y1 if outcomes else None,
+    )
+
+
+# 6 users for the metric hand computations.
+LABEL6 = np.array([1, 0, 1, 0, 0, 1])
+PROB6 = np.array([0.9, 0.8, 0.6, 0.3, 0.2, 0.1])
+
+# 10 users for the targeting hand computations (see test_targeting_hand_example).
+SCORE10 = np.array([0.9, 0.8, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+LABEL10 = np.array([1, 1, 0, 1, 0, 1, 0, 1, 0, 0])
+EXIST10 = np.array([1, 0, 0, 0, 1, 0, 0, 0, 1, 0])
+Y0_10 = np.array([1, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+
+
+def data10(**scores: np.ndarray) -> EvalData:
+    return EvalData(
+        label=LABEL10,
+        is_existing_customer=EXIST10,
+        scores=scores or {"federated": SCORE10},
+        y0=Y0_10,
+        y1=LABEL10,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# metrics
+
+
+def test_auc_hand_case() -> None:
+    # positives score 0.9, 0.6, 0.1; negatives 0.8, 0.3, 0.2: pairs won 3 + 2 + 0 = 5 of 9.
+    assert auc(LABEL6, PROB6) == pytest.approx(5 / 9)
+
+
+def test_auc_counts_ties_as_half() -> None:
+    assert auc(np.array([1, 0]), np.array([0.5, 0.5])) == pytest.approx(0.5)
+
+
+def test_logloss_hand_case() -> None:
+    expected = (
+        -(
+            math.log(0.9)
+            + math.log(0.2)
+            + math.log(0.6)
+            + math.log(0.7)
+            + math.log(0.8)
+            + math.log(0.1)
+        )
+        / 6
+    )
+    assert logloss(LABEL6, PROB6) == pytest.approx(expected)
+
+
+def test_logloss_clips_certain_mistakes() -> None:
+    # p = 0 for a converter: -log(1e-7) instead of inf; p = 1 for a converter: ~0.
+    assert logloss(np.array([1]), np.array([0.0])) == pytest.approx(-math.log(1e-7))
+    assert logloss(np.array([1, 0]), np.array([1.0, 0.0])) == pytest.approx(-math.log(1 - 1e-7))
+    assert logloss(np.array([1]), np.array([0.0]), eps=1e-3) == pytest.approx(-math.log(1e-3))
+
+
+def test_ece_equal_width_hand_case() -> None:
+    # bin [0, .5): p .3 .2 .1, y 0 0 1 -> |1/3 - .2|; bin [.5, 1]: p .9 .8 .6, y 1 0 1
+    # -> |2/3 - 23/30|; each bin holds half the users.
+    expected = 0.5 * abs(1 / 3 - 0.2) + 0.5 * abs(2 / 3 - 2.3 / 3)
+    value = expected_calibration_error(LABEL6, PROB6, n_bins=2, strategy="uniform")
+    assert value == pytest.approx(expected)
+    assert value == pytest.approx(7 / 60)
+
+
+def test_ece_equal_mass_hand_case() -> None:
+    # sorted p: (.1,.2) y (1,0); (.3,.6) y (0,1); (.8,.9) y (0,1)
+    # -> (|.5-.15| + |.5-.45| + |.5-.85|) / 3
+    value = expected_calibration_error(LABEL6, PROB6, n_bins=3, strategy="quantile")
+    assert value == pytest.approx((0.35 + 0.05 + 0.35) / 3)
+
+
+def test_calibration_bins_edges() -> None:
+    bins = calibration_bins(np.array([0.0, 0.49, 0.5, 1.0]), n_bins=2, strategy="uniform")
+    assert bins.tolist() == [0, 0, 1, 1]
+    # 7 users in 3 equal-mass bins: sizes 3, 2, 2.
+    bins = calibration_bins(np.linspace(0, 1, 7), n_bins=3, strategy="quantile")
+    assert bins.tolist() == [0, 0, 0, 1, 1, 2, 2]
+
+
+def test_perfect_calibration_gives_zero_ece() -> None:
+    label = np.array([1, 0, 1, 0])
+    prob = np.array([0.5, 0.5, 0.5, 0.5])
+    assert expected_calibration_error(label, prob, n_bins=1) == pytest.approx(0.0)
+
+
+def test_predicted_over_observed_hand_case() -> None:
+    assert predicted_over_observed(LABEL6, PROB6) == pytest.approx(2.9 / 3)
+    assert math.isnan(predicted_over_observed(np.array([0, 0]), np.array([0.1, 0.2])))
+
+
+def test_segment_metrics_hand_case() -> None:
+    data = EvalData(
+        label=LABEL6, is_existing_customer=[1, 1, 0, 0, 0, 0], scores={"federated": PROB6}
+    )
+    result = segment_metrics(data)["federated"]
+    assert result["overall"].auc == pytest.approx(5 / 9)
+    assert result["existing"].auc == pytest.approx(1.0)  # (y 1, 0) with p (.9, .8)
+    assert result["new"].auc == pytest.approx(0.5)  # pos .6 .1 vs neg .3 .2: 2 of 4
+    assert result["existing"].n == 2 and result["new"].positives == 2
+    assert result["overall"].notes == ()
+
+
+def test_one_class_segment_gives_nan_with_reason() -> None:
+    data = EvalData(
+        label=LABEL6, is_existing_customer=[0, 1, 0, 0, 0, 0], scores={"federated": PROB6}
+    )
+    existing = segment_metrics(data)["federated"]["existing"]
+    assert math.isnan(existing.auc)
+    assert math.isnan(existing.pred_over_obs)
+    assert existing.logloss == pytest.approx(-math.log(0.2))
+    assert any("AUC undefined" in note and "one class" in note for note in existing.notes)
+    assert any("no observed conversion" in note for note in existing.notes)
+
+
+def test_empty_segment_does_not_crash() -> None:
+    data = EvalData(label=LABEL6, is_existing_customer=np.zeros(6), scores={"federated": PROB6})
+    existing = segment_metrics(data)["federated"]["existing"]
+    assert existing.n == 0
+    assert all(math.isnan(v) for v in (existing.auc, existing.logloss, existing.ece))
+    assert "segment is empty" in existing.notes[0]
+
+
+def test_compute_segment_matches_functions() -> None:
+    row = compute_segment(LABEL6, PROB6, n_bins=3)
+    assert row.auc == pytest.approx(auc(LABEL6, PROB6))
+    assert row.ece == pytest.approx(expected_calibration_error(LABEL6, PROB6, n_bins=3))
+
+
+def test_metric_functions_validate_input() -> None:
+    with pytest.raises(InputError, match="prob has 2 rows but label has 3"):
+        logloss(np.array([1, 0, 1]), np.array([0.1, 0.2]))
+    with pytest.raises(InputError, match="outside \\[0, 1\\]"):
+        logloss(np.array([1, 0]), np.array([0.1, 1.2]))
+    with pytest.raises(InputError, match="strategy='median' is not supported"):
+        expected_calibration_error(LABEL6, PROB6, strategy="median")
+
+
+# --------------------------------------------------------------------------------------------
+# targeting
+
+
+def test_budget_users_rounds_half_up() -> None:
+    assert budget_users(0.10, 20_000) == 2_000
+    assert budget_users(0.25, 10) == 3  # 2.5 -> 3, not banker's 2
+    assert budget_users(0.05, 10) == 1  # 0.5 -> 1
+    assert budget_users(0.01, 10) == 0
+    assert budget_users(1.0, 7) == 7
+    with pytest.raises(InputError, match="budget=0"):
+        budget_users(0.0, 10)
+    with pytest.raises(InputError, match="budget=1.5"):
+        budget_users(1.5, 10)
+
+
+def test_targeting_hand_example() -> None:
+    # users 1 and 2 tie at 0.8; at K = 5 both are selected in either order.
+    rows = {(r.pool, r.budget): r for r in targeting_table(data10(), budgets=[0.5, 0.8])}
+    everyone = rows["all", 0.5]  # users 0..4
+    assert (everyone.k, everyone.n_selected) == (5, 5)
+    assert everyone.conversions == 3  # users 0, 1, 3
+    assert everyone.new_customer_conversions == 2  # users 1, 3 (0 is an existing customer)
+    assert everyone.precision_at_k == pytest.approx(3 / 5)
+    assert everyone.recall_new == pytest.approx(2 / 4)  # new converters: 1, 3, 5, 7
+    assert everyone.new_share_of_converters == pytest.approx(2 / 3)
+    assert everyone.incremental_conversions == 2  # uplift 1 for users 1, 3
+    assert everyone.incremental_new_customer_conversions == 2
+
+    prospect = rows["prospecting", 0.5]  # existing 0, 4, 8 removed: users 1, 2, 3, 5, 6
+    assert (prospect.k, prospect.n_selected) == (5, 5)
+    assert prospect.conversions == prospect.new_customer_conversions == 3  # users 1, 3, 5
+    assert prospect.recall_new == pytest.approx(3 / 4)
+    assert prospect.new_share_of_converters == pytest.approx(1.0)
+    assert prospect.incremental_new_customer_conversions == 2  # users 1, 3 (5 has y0 = 1)
+
+    # K = 8 but only 7 users are eligible in the prospecting pool: all 7 are selected.
+    small_pool = rows["prospecting", 0.8]
+    assert (small_pool.k, small_pool.n_selected) == (8, 7)
+    assert small_pool.new_customer_conversions == 4
+    assert small_pool.precision_at_k == pytest.approx(4 / 7)
+    assert small_pool.recall_new == pytest.approx(1.0)
+
+
+def test_targeting_tie_at_the_boundary_is_broken_by_the_seed() -> None:
+    # K = 2 in the all pool: user 0, then one of the tied users 1 (converter) and 2 (not).
+    outcomes = {}
+    for seed in range(40):
+        tie = tie_breaker(10, seed)
+        winner = 1 if tie[1] < tie[2] else 2
+        row = targeting_table(data10(), budgets=[0.2], pools=["all"], seed=seed)[0]
+        assert row.conversions == (2 if winner == 1 else 1)
+        assert row.new_customer_conversions == (1 if winner == 1 else 0)
+        outcomes[winner] = seed
+        # deterministic: the same seed gives the same answer
+        again = targeting_table(data10(), budgets=[0.2], pools=["all"], seed=seed)[0]
+        assert again == row
+    assert set(outcomes) == {1, 2}  # both tie orders occur across seeds
+
+
+def test_select_top_k_and_equal_scores_select_the_same_users() -> None:
+    tie = np.array([5, 3, 1, 0, 2, 4])
+    score = np.array([0.5, 0.5, 0.9, 0.5, 0.1, 0.5])
+    # 0.9 first, then the 0.5 users by tie rank: 3 (0), 1 (3), 5 (4), 0 (5).
+    assert select_top_k(score, 3, tie_break=tie).tolist() == [2, 3, 1]
+    eligible = np.array([1, 1, 0, 1, 1, 1], dtype=bool)
+    assert select_top_k(score, 2, tie_break=tie, eligible=eligible).tolist() == [3, 1]
+
+
+def test_new_customer_curve_matches_targeting() -> None:
+    data = synthetic(500, seed=3, ties=True)
+    curves = new_customer_curve(data, shares=[0.05, 0.1, 0.3], seed=7)
+    rows = targeting_table(data, budgets=[0.05, 0.1, 0.3], seed=7)
+    for row in rows:
+        index = [0.05, 0.1, 0.3].index(row.budget)
+        assert curves[row.pool][row.model][index] == row.new_customer_conversions
+
+
+# --------------------------------------------------------------------------------------------
+# lift and bootstrap
+
+
+def test_lift_ratio_and_zero_baseline() -> None:
+    assert lift_ratio(12, 10) == pytest.approx(0.2)
+    with pytest.warns(LiftUndefinedWarning, match="baseline count is 0"):
+        value = lift_ratio(3, 0)
+    assert math.isnan(value)
+    with pytest.warns(LiftUndefinedWarning):
+        assert math.isnan(lift_ratio(3, -2))
+
+
+@pytest.mark.parametrize(("n", "ties", "seed"), [(40, True, 1), (157, False, 2), (301, True, 3)])
+def test_fast_bootstrap_equals_naive(n: int, ties: bool, seed: int) -> None:
+    data = synthetic(n, seed=seed, ties=ties)
+    budgets = (0.01, 0.05, 0.1, 0.33, 0.9, 1.0)
+    fast = bootstrap_counts(data, budgets=budgets, n_bootstrap=30, seed=seed)
+    naive = bootstrap_counts_naive(data, budgets=budgets, n_bootstrap=30, seed=seed)
+    assert fast.ks == naive.ks
+    for model in data.models:
+        np.testing.assert_array_equal(fast.new_customer[model], naive.new_customer[model])
+        np.testing.assert_array_equal(fast.incremental_new[model], naive.incremental_new[model])
+    assert fast.new_customer["federated"].any()
+
+
+def test_bootstrap_does_not_depend_on_chunking(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = synthetic(300, seed=4)
+    whole = bootstrap_counts(data, n_bootstrap=25, seed=9)
+    monkeypatch.setattr(lift_module, "_CHUNK_ELEMENTS", 700)  # 2 resamples per chunk
+    chunked = bootstrap_counts(data, n_bootstrap=25, seed=9)
+    prefix = bootstrap_counts(data, n_bootstrap=10, seed=9)
+    for model in data.models:
+        np.testing.assert_array_equal(whole.new_customer[model], chunked.new_customer[model])
+        np.testing.assert_array_equal(
+            whole.new_customer[model][..., :10], prefix.new_customer[model]
+        )
+    other = bootstrap_counts(data, n_bootstrap=25, seed=10)
+    assert not np.array_equal(whole.new_customer["federated"], other.new_customer["federated"])
+
+
+def test_lift_point_matches_targeting_counts() -> None:
+    data = synthetic(2_000, seed=5)
+    rows = {(r.model, r.pool, r.budget): r for r in targeting_table(data, budgets=[0.1], seed=0)}
+    for result in compute_lifts(data, budgets=[0.1], n_bootstrap=0):
+        a = rows[result.model, result.pool, 0.1]
+        b = rows[result.baseline, result.pool, 0.1]
+        if result.kind == "targeting":
+            expected = a.new_customer_conversions / b.new_customer_conversions - 1
+        else:
+            expected = (
+                a.incremental_new_customer_conversions / b.incremental_new_customer_conversions - 1
+            )
+        assert result.point == pytest.approx(expected)
+        assert math.isnan(result.ci_low) and result.n_bootstrap == 0
+
+
+def test_model_equal_to_baseline_gives_exactly_zero() -> None:
+    data = synthetic(3_000, seed=6)
+    scores = dict(data.scores)
+    scores["federated"] = scores["ecommerce_only"].copy()
+    same = EvalData(data.label, data.is_existing_customer, scores, y0=data.y0, y1=data.y1)
+    for result in compute_lifts(same, baselines=["ecommerce_only"], n_bootstrap=200, seed=1):
+        assert result.point == 0.0
+        assert result.ci_low == 0.0 and result.ci_high == 0.0
+        assert result.ci_low <= 0 <= result.ci_high
+        assert result.share_positive == 0.0
+
+
+def test_better_model_by_construction_has_ci_above_zero() -> None:
+    data = synthetic(5_000, seed=7, edge=0.6)
+    results = compute_lifts(
+        data, baselines=["ecommerce_only"], budgets=[0.1], n_bootstrap=300, seed=2
+    )
+    assert len(results) == 4  # 2 pools x 2 kinds
+    for result in results:
+        assert result.point > 0
+        assert result.ci_low > 0, result
+        assert result.ci_low <= result.point <= result.ci_high
+        assert result.share_positive == 1.0
+
+
+def test_zero_baseline_gives_nan_and_warning_not_inf() -> None:
+    # The baseline ranks the 3 existing customers first; at K = 2 (all pool) it selects no new
+    # customer, so its new-customer conversions are 0.
+    label = np.array([1, 1, 1, 0, 1, 0, 0, 1, 0, 0])
+    existing = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
+    baseline = np.array([0.9, 0.8, 0.7, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+    federated = np.array([0.1, 0.1, 0.1, 0.2, 0.9, 0.3, 0.3, 0.8, 0.3, 0.3])
+    data = EvalData(label, existing, {"federated": federated, "ecommerce_only": baseline})
+    with pytest.warns(LiftUndefinedWarning):
+        results = compute_lifts(data, budgets=[0.2], pools=["all"], n_bootstrap=50, seed=0)
+    (result,) = results
+    assert result.baseline_count == 0 and result.model_count == 2
+    assert math.isnan(result.point) and not math.isinf(result.point)
+
+
+def test_extended_percentile_and_resample_lifts() -> None:
+    values = np.random.default_rng(0).normal(size=101)
+    for q in (0.0, 2.5, 50.0, 97.5, 100.0):
+        assert extended_percentile(values, q) == pytest.approx(np.percentile(values, q))
+    # baseline 0: ranked by counts; 3 > 0 -> +inf, 0 == 0 -> 0
+    lifts = resample_lifts(np.array([3, 0, 6, 2]), np.array([0, 0, 4, 4]))
+    assert lifts.tolist() == [math.inf, 0.0, 0.5, -0.5]
+    assert extended_percentile(np.array([0.1, 0.2, math.inf]), 97.5) == math.inf
+    assert extended_percentile(np.array([0.1, 0.2, math.inf]), 2.5) == pytest.approx(0.105)
+    # 40 resamples, 2 with an undefined ratio: kept, lower bound finite, upper bound unbounded
+    model = np.full(40, 12)
+    baseline = np.concatenate((np.full(38, 10), [0, 0]))
+    with pytest.warns(LiftUndefinedWarning, match="baseline count <= 0 in 2 of 40"):
+        low, high, share, n_defined = summarize_lift(model, baseline)
+    assert low == pytest.approx(0.2) and math.isnan(high)
+    assert share == 1.0 and n_defined == 38
+
+
+def test_bootstrap_timing_20k_users_4_models_1000_resamples() -> None:
+    data = synthetic(20_000, seed=8)
+    start = time.perf_counter()
+    counts = bootstrap_counts(data, budgets=(0.01, 0.05, 0.1), n_bootstrap=1000, seed=0)
+    seconds = time.perf_counter() - start
+    assert counts.new_customer["federated"].shape == (2, 3, 1000)
+    assert seconds < 10.0, f"bootstrap took {seconds:.1f} s"
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate and seeds
+
+
+def test_evaluate_end_to_end_and_strict_json() -> None:
+    data = synthetic(2_000, seed=9)
+    evaluation = evaluate(data, budgets=(0.05,), headline_budget=0.1, n_bootstrap=100, seed=3)
+    assert evaluation.budgets == (0.05, 0.1)  # headline added
+    assert evaluation.headline_k == 200
+    assert {r.baseline for r in evaluation.lifts} == {
+        "ecommerce_only",
+        "social_only",
+        "centralized",
+    }
+    assert evaluation.lift("prospecting") is not None
+    text = json.dumps(evaluation.to_dict(), allow_nan=False)
+    assert "NaN" not in text
+    headline = evaluation.headline()
+    assert {"lift.all", "lift.prospecting", "incremental_lift.all", "auc.federated"} <= set(
+        headline
+    )
+
+
+def test_evaluate_without_federated_skips_lift() -> None:
+    data = synthetic(500, seed=10)
+    only = EvalData(
+        data.label, data.is_existing_customer, {"ecommerce_only": data.scores["ecommerce_only"]}
+    )
+    evaluation = evaluate(only, n_bootstrap=10)
+    assert evaluation.lifts == ()
+    assert any("federated" in note for note in evaluation.notes)
+
+
+def test_evaluate_collects_warnings_in_notes() -> None:
+    label = np.array([1, 1, 1, 0, 1, 0, 0, 1, 0, 0])
+    existing = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
+    baseline = np.array([0.9, 0.8, 0.7, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+    federated = np.array([0.1, 0.1, 0.1, 0.2, 0.9, 0.3, 0.3, 0.8, 0.3, 0.3])
+    data = EvalData(label, existing, {"federated": federated, "ecommerce_only": baseline})
+    with pytest.warns(LiftUndefinedWarning):
+        evaluation = evaluate(data, budgets=(0.2,), headline_budget=0.2, n_bootstrap=20)
+    assert any("undefined: baseline count is 0" in note for note in evaluation.notes)
+    assert math.isnan(evaluation.lift("all").point)
+
+
+def test_evaluate_rejects_bad_settings() -> None:
+    data = synthetic(200, seed=11)
+    with pytest.raises(InputError, match="budget=0.0 is out of range"):
+        evaluate(data, budgets=(0.0, 0.1))
+    with pytest.raises(InputError, match="n_bootstrap=-1 is too small"):
+        evaluate(data, n_bootstrap=-1)
+    with pytest.raises(InputError, match="headline_budget=2"):
+        evaluate(data, headline_budget=2)
+    with pytest.raises(InputError, match="pass an EvalData"):
+        evaluate({"label": [1]})  # type: ignore[arg-type]
+
+
+def test_combine_seeds_hand_case() -> None:
+    summary = combine_seeds({0: 0.1, 1: 0.2, 2: 0.3})
+    # mean .2, sd .1, t(0.975, df=2) = 4.302652729911275
+    half = 4.302652729911275 * 0.1 / math.sqrt(3)
+    assert summary.mean["value"] == pytest.approx(0.2)
+    assert summary.ci_low["value"] == pytest.approx(0.2 - half)
+    assert summary.ci_high["value"] == pytest.approx(0.2 + half)
+    assert summary.table.loc[1, "value"] == pytest.approx(0.2)
+    assert summary.n_seeds["value"] == 3
+
+
+def test_combine_seeds_dicts_nan_and_evaluations() -> None:
+    with pytest.warns(DataWarning, match="'b' has 1 finite seed value"):
+        summary = combine_seeds([{"a": 1.0, "b": None}, {"a": 3.0, "b": 5.0}])
+    assert summary.mean["a"] == pytest.approx(2.0)
+    assert summary.n_seeds["b"] == 1 and math.isnan(summary.ci_low["b"])
+    assert summary.to_dict()["summary"]["b"]["ci95"] == [None, None]
+    json.dumps(summary.to_dict(), allow_nan=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LiftUndefinedWarning)  # tiny budgets: baseline may be 0
+        evaluations = [evaluate(synthetic(600, seed=s), n_bootstrap=0, seed=s) for s in range(3)]
+        combined = combine_seeds(evaluations)
+    assert list(combined.table.index) == [0, 1, 2]
+    assert "lift.prospecting" in combined.table.columns
+    assert combined.to_frame().loc["lift.prospecting", "n_seeds"] == 3
+    with pytest.raises(InputError, match="no results given"):
+        combine_seeds([])
+
+
+# --------------------------------------------------------------------------------------------
+# input validation
+
+
+def _good() -> dict:
+    return {
+        "label": [1, 0, 1],
+        "is_existing_customer": [0, 0, 1],
+        "scores": {"federated": [0.2, 0.1, 0.9]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"label": [1, 0]}, "is_existing_customer has 3 rows but label has 2"),
+        ({"label": [1, 2, 0]}, "label has 1 values other than 0/1"),
+        ({"label": [1.0, float("nan"), 0.0]}, "label has 1 values other than 0/1"),
+        ({"label": [0, 0, 0]}, "label has no positive"),
+        ({"label": []}, "label is empty"),
+        ({"is_existing_customer": [0, 1, -1]}, "is_existing_customer has 1 values other"),
+        ({"scores": {"federated": [0.2, float("nan"), 0.9]}}, "non-finite values"),
+        ({"scores": {"federated": [0.2, 1.5, 0.9]}}, "outside \\[0, 1\\]"),
+        ({"scores": {"federated": [0.2, 0.5]}}, "score 'federated' has 2 rows but label has 3"),
+        ({"scores": {}}, "no model scores given"),
+        ({"scores": {"label": [0.1, 0.2, 0.3]}}, "reserved column name"),
+        ({"scores": {"fed model": [0.1, 0.2, 0.3]}}, "is not an identifier"),
+        ({"y0": [0, 0, 1]}, "only one of y0, y1 is given"),
+        ({"y0": [0, 0, 1], "y1": [1, 0, 3]}, "y1 has 1 values other than 0/1"),
+        ({"keys": ["a", "b", "a"]}, "keys has duplicate values"),
+        ({"label": [[1, 0, 1]]}, "label has shape"),
+    ],
+)
+def test_evaldata_rejects_bad_input(change: dict, message: str) -> None:
+    kwargs = {**_good(), **change}
+    with pytest.raises(InputError, match=message) as info:
+        EvalData(**kwargs)
+    assert str(info.value).startswith("EvalData: ") and "; " in str(info.value)
+
+
+def test_evaldata_from_frame_and_canonical_order() -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "key": ["a", "b", "c"],
+            "label": [1, 0, 0],
+            "is_existing_customer": [0, 1, 0],
+            "score_social_only": [0.1, 0.2, 0.3],
+            "score_federated": [0.3, 0.2, 0.1],
+        }
+    )
+    data = EvalData.from_frame(frame, key_column="key")
+    assert data.models == ("federated", "social_only")
+    assert data.keys.tolist() == ["a", "b", "c"]
+    assert not data.has_potential_outcomes
+    with pytest.raises(InputError, match="column 'label' is missing"):
+        EvalData.from_frame(frame.drop(columns="label"))
+    with pytest.raises(ValueError):  # arrays are read-only
+        data.label[0] = 0

@@ -1,0 +1,424 @@
+"""Flower adapter: codec, roles, state persistence, transport errors, and real Flower runs.
+
+Fast tests drive the ClientApp adapter and ``FlowerTransport`` through an in-process fake grid.
+Three simulation runs (Ray, ~10-20 s each) share the work: one healthy run checked by several
+tests (module fixture), one with a failing party, one with a hung party. The deployment engine
+(SuperLink + 2 SuperNodes + ``flwr run``) runs in one ``slow`` test.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flwr.app import Context, Message, RecordDict
+from flwr.supercore.task_identity import TaskIdentity
+
+from fedads.errors import InputError, PartyError, ProtocolError
+from fedads.flower import (
+    FlowerTransport,
+    discover_party_nodes,
+    read_result,
+    register_party_factory,
+    resolve_role,
+    run_federation,
+)
+from fedads.flower import client_app as client_app_module
+from fedads.flower.client_app import ClientAdapter
+from fedads.flower.codec import content_to_envelope, envelope_to_content
+from fedads.flower.config import party_run_config, resolve_party_factory
+from fedads.flower.result import FederationResult, write_error, write_result
+from fedads.flower.testing import ECHO, EchoParty, echo_job, echo_party_factory
+from fedads.protocol.envelope import Envelope
+from fedads.protocol.transport import COORDINATOR
+
+SOCIAL_NODE, ECOMMERCE_NODE = 11, 22
+
+
+# ----------------------------------------------------------------------------- fake grid
+class FakeGrid:
+    """Delivers each message straight to a ClientAdapter, one Context per node (no engine).
+
+    ``silent`` nodes never answer (a timeout); ``forget_cache`` empties the process-local party
+    cache before every message, as if each message ran in a new process (deployment engine).
+    """
+
+    def __init__(
+        self,
+        adapter: ClientAdapter,
+        roles: dict[int, str],
+        *,
+        silent: frozenset[int] = frozenset(),
+        forget_cache: bool = False,
+    ) -> None:
+        self.adapter = adapter
+        self.contexts = {
+            node: Context(
+                run_id=7,
+                node_id=node,
+                node_config={"party": role},
+                state=RecordDict(),
+                run_config={},
+            )
+            for node, role in roles.items()
+        }
+        self.silent = silent
+        self.forget_cache = forget_cache
+        self.timeouts: list[float | None] = []
+
+    def get_node_ids(self) -> list[int]:
+        return list(self.contexts)
+
+    def send_and_receive(
+        self, messages: list[Message], *, timeout: float | None = None
+    ) -> list[Message]:
+        self.timeouts.append(timeout)
+        replies = []
+        for message in messages:
+            node = message.metadata.dst_node_id
+            if node in self.silent:
+                continue
+            if self.forget_cache:
+                client_app_module._CACHE.clear()
+            if message.metadata.message_type == "query":
+                handler = self.adapter.handle_control
+            else:
+                handler = self.adapter.handle_protocol
+            replies.append(handler(message, self.contexts[node]))
+        return replies
+
+
+@pytest.fixture
+def task_identity() -> Iterator[None]:
+    """Flower's Message() needs a task identity (set by the engines; not in a bare test)."""
+    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 7, 1, 1
+    client_app_module._CACHE.clear()
+    yield
+    client_app_module._CACHE.clear()
+    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+
+
+def make_grid(tmp_path: Path, **kwargs: object) -> FakeGrid:
+    config = {"state-dir": str(tmp_path / "state"), "timeout-s": 5.0, **kwargs.pop("config", {})}  # type: ignore[dict-item]
+    adapter = ClientAdapter(echo_party_factory, config)
+    return FakeGrid(adapter, {SOCIAL_NODE: "social", ECOMMERCE_NODE: "ecommerce"}, **kwargs)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- unit tests
+def test_codec_round_trip_keeps_dtypes_shapes_and_scalar_types() -> None:
+    envelope = Envelope(
+        "forward",
+        {
+            "positions": np.arange(5, dtype=np.int64),
+            "embeddings": np.ones((2, 3), dtype=np.float16),
+            "scalar": np.array(2.5),  # 0-d stays 0-d
+            "empty": np.zeros((0, 4), dtype=np.float32),
+            "strided": np.arange(12.0).reshape(3, 4)[:, ::2],
+            "mask": np.array([True, False]),
+        },
+        {"n": 3, "lr": 0.5, "mode": "split", "flag": True, "np_int": np.int64(7)},
+    )
+    back = content_to_envelope(envelope_to_content(envelope))
+    assert back.kind == "forward"
+    for name, array in envelope.arrays.items():
+        assert back.arrays[name].dtype == array.dtype
+        assert back.arrays[name].shape == array.shape
+        np.testing.assert_array_equal(back.arrays[name], array)
+    assert back.meta == {"n": 3, "lr": 0.5, "mode": "split", "flag": True, "np_int": 7}
+    assert type(back.meta["flag"]) is bool and type(back.meta["n"]) is int
+    assert back.payload_nbytes() == envelope.payload_nbytes()
+
+
+def test_codec_refuses_what_may_not_cross() -> None:
+    with pytest.raises(ProtocolError, match="'names'.*object"):
+        envelope_to_content(Envelope("x", {"names": np.array(["a", None], dtype=object)}))
+    with pytest.raises(ProtocolError, match="'where'"):
+        envelope_to_content(Envelope("x", meta={"where": [1, 2]}))  # type: ignore[dict-item]
+
+
+def test_roles_from_node_config_or_partition_id() -> None:
+    assert resolve_role({"party": "ecommerce"}) == "ecommerce"
+    assert resolve_role({"partition-id": 0, "num-partitions": 2}) == "social"
+    assert resolve_role({"partition-id": 1, "num-partitions": 2}) == "ecommerce"
+    with pytest.raises(InputError, match="'party'.*'bank'"):
+        resolve_role({"party": "bank"})
+    with pytest.raises(InputError, match="exactly 2 SuperNodes"):
+        resolve_role({"partition-id": 2})
+    with pytest.raises(InputError, match="--node-config"):
+        resolve_role({})
+
+
+def test_factory_sees_only_its_own_private_keys() -> None:
+    config = {"social-path": "s.csv", "ecommerce-path": "e.csv", "ecommerce-out": "o", "lr": 0.1}
+    assert party_run_config("social", config) == {"social-path": "s.csv", "lr": 0.1}
+    assert party_run_config("ecommerce", config) == {
+        "ecommerce-path": "e.csv",
+        "ecommerce-out": "o",
+        "lr": 0.1,
+    }
+
+
+def test_factory_resolution() -> None:
+    register_party_factory("test-echo", echo_party_factory)
+    assert resolve_party_factory("test-echo") is echo_party_factory
+    assert resolve_party_factory("fedads.flower.testing:echo_party_factory") is echo_party_factory
+    with pytest.raises(InputError, match="not registered"):
+        resolve_party_factory("nope")
+    with pytest.raises(InputError, match="cannot import"):
+        resolve_party_factory("fedads.no_such_module:f")
+    with pytest.raises(InputError, match="no attribute"):
+        resolve_party_factory("fedads.flower.testing:nope")
+
+
+@pytest.mark.parametrize("store", ["file", "context"])
+def test_state_survives_new_process_per_message(
+    tmp_path: Path, task_identity: None, store: str
+) -> None:
+    grid = make_grid(
+        tmp_path, config={"state-store": store, "echo-state-bytes": 4000}, forget_cache=True
+    )
+    transport = FlowerTransport.connect(grid, timeout_s=5.0, node_wait_s=5.0)  # type: ignore[arg-type]
+    assert transport.party_nodes == {"social": SOCIAL_NODE, "ecommerce": ECOMMERCE_NODE}
+    for i in range(1, 6):
+        replies = transport.send_all(
+            {p: Envelope(ECHO, {"x": np.full(3, i)}) for p in ("social", "ecommerce")}
+        )
+        assert {p: r.meta["counter"] for p, r in replies.items()} == {"social": i, "ecommerce": i}
+    transport.close()
+    stats = transport.party_stats["social"]
+    assert stats["messages"] == 5 and stats["restores"] >= 5 and stats["seq"] == 5
+    # close removed the checkpoints
+    assert not list((tmp_path / "state").rglob("*.npz"))
+
+
+def test_transport_counts_traffic_both_ways(tmp_path: Path, task_identity: None) -> None:
+    grid = make_grid(tmp_path)
+    transport = FlowerTransport.connect(grid, timeout_s=5.0)  # type: ignore[arg-type]
+    x = np.zeros(10, dtype=np.float64)  # 80 bytes
+    transport.send("social", Envelope(ECHO, {"x": x}))
+    transport.send_all({"social": Envelope(ECHO, {"x": x}), "ecommerce": Envelope(ECHO, {"x": x})})
+    assert transport.traffic.snapshot() == {
+        f"{COORDINATOR}->ecommerce": 80,
+        f"{COORDINATOR}->social": 160,
+        f"ecommerce->{COORDINATOR}": 80,
+        f"social->{COORDINATOR}": 160,
+    }
+    assert transport.traffic.messages == 6
+    assert grid.timeouts[-1] == 5.0
+
+
+def test_party_exception_becomes_party_error(tmp_path: Path, task_identity: None) -> None:
+    grid = make_grid(tmp_path, config={"echo-fail-role": "ecommerce", "echo-fail-at": 2})
+    transport = FlowerTransport.connect(grid, timeout_s=5.0)  # type: ignore[arg-type]
+    transport.send("ecommerce", Envelope(ECHO))
+    with pytest.raises(PartyError) as info:
+        transport.send_all({"social": Envelope(ECHO), "ecommerce": Envelope(ECHO)})
+    assert info.value.party == "ecommerce"
+    assert "fails on purpose at envelope 2" in info.value.detail
+    assert "RuntimeError" in info.value.detail and "testing.py" in info.value.detail
+    # the failed call did not advance the party's state: it restarts from the checkpoint
+    ctx = grid.contexts[ECOMMERCE_NODE]
+    assert ctx.state.config_records["fedads.seq"]["seq"] == 1
+
+
+def test_silent_party_times_out_and_is_not_contacted_again(
+    tmp_path: Path, task_identity: None
+) -> None:
+    grid = make_grid(tmp_path)
+    transport = FlowerTransport(grid, {"social": SOCIAL_NODE, "ecommerce": ECOMMERCE_NODE}, 1.5)  # type: ignore[arg-type]
+    grid.silent = frozenset({SOCIAL_NODE})
+    with pytest.raises(PartyError, match="no reply to 'echo' within 1.5 s") as info:
+        transport.send_all({"social": Envelope(ECHO), "ecommerce": Envelope(ECHO)})
+    assert info.value.party == "social"
+    with pytest.raises(PartyError, match="not reachable any more"):
+        transport.send("social", Envelope(ECHO))
+    assert transport.send("ecommerce", Envelope(ECHO)).meta["counter"] == 2
+
+
+def test_clientapp_abandons_a_hung_party_call(tmp_path: Path, task_identity: None) -> None:
+    grid = make_grid(
+        tmp_path, config={"echo-sleep-role": "social", "echo-sleep-s": 30.0, "timeout-s": 0.5}
+    )
+    transport = FlowerTransport.connect(grid, timeout_s=5.0)  # type: ignore[arg-type]
+    start = time.perf_counter()
+    with pytest.raises(PartyError, match="still running after 0.5 s") as info:
+        transport.send("social", Envelope(ECHO))
+    assert info.value.party == "social"
+    assert time.perf_counter() - start < 5.0
+
+
+def test_discovery_refuses_two_nodes_with_one_role(tmp_path: Path, task_identity: None) -> None:
+    adapter = ClientAdapter(echo_party_factory, {"state-dir": str(tmp_path)})
+    grid = FakeGrid(adapter, {1: "social", 2: "social"})
+    with pytest.raises(ProtocolError, match="both play 'social'"):
+        discover_party_nodes(grid, timeout_s=1.0, node_wait_s=1.0)  # type: ignore[arg-type]
+
+
+def test_discovery_names_the_party_whose_factory_fails(tmp_path: Path, task_identity: None) -> None:
+    def factory(role: str, run_config: dict, node_config: dict) -> EchoParty:
+        if role == "ecommerce":
+            raise FileNotFoundError("ecommerce.csv")
+        return EchoParty(role, run_config, node_config)
+
+    grid = FakeGrid(ClientAdapter(factory, {}), {1: "social", 2: "ecommerce"})
+    with pytest.raises(PartyError, match="ecommerce.csv") as info:
+        discover_party_nodes(grid, timeout_s=1.0, node_wait_s=1.0)  # type: ignore[arg-type]
+    assert info.value.party == "ecommerce"
+
+
+def test_discovery_waits_boundedly_for_nodes(task_identity: None) -> None:
+    grid = FakeGrid(ClientAdapter(echo_party_factory, {}), {1: "social"})
+    with pytest.raises(ProtocolError, match="only 1 of 2 SuperNodes"):
+        discover_party_nodes(grid, timeout_s=1.0, node_wait_s=0.3)  # type: ignore[arg-type]
+
+
+def test_result_files_round_trip(tmp_path: Path) -> None:
+    result = FederationResult(
+        values={"scores": np.arange(3, dtype=np.float32), "n": 3, "name": "x"},
+        traffic={"coordinator->social": 12},
+        messages=2,
+        party_nodes={"social": 2**63 + 5, "ecommerce": 1},
+    )
+    write_result(tmp_path / "ok", result)
+    back = read_result(tmp_path / "ok")
+    np.testing.assert_array_equal(back["scores"], result.values["scores"])
+    assert back["n"] == 3 and back["name"] == "x" and back.party_nodes == result.party_nodes
+    write_error(tmp_path / "bad", PartyError("social", "boom"))
+    with pytest.raises(PartyError, match="boom") as info:
+        read_result(tmp_path / "bad")
+    assert info.value.party == "social"
+    with pytest.raises(ProtocolError, match="did not finish"):
+        read_result(tmp_path / "missing")
+
+
+# ----------------------------------------------------------------------------- simulation
+@pytest.fixture(scope="module")
+def echo_run() -> tuple[FederationResult, float]:
+    start = time.perf_counter()
+    result = run_federation(
+        echo_job,
+        echo_party_factory,
+        {
+            "echo-rounds": 5,
+            "echo-state-bytes": 1_000_000,
+            "social-path": "/data/social.parquet",
+            "ecommerce-path": "/data/ecommerce.parquet",
+        },
+        timeout_s=30.0,
+        verbose=False,
+    )
+    return result, time.perf_counter() - start
+
+
+def test_simulation_discovers_both_roles(echo_run: tuple[FederationResult, float]) -> None:
+    result, _ = echo_run
+    assert set(result.party_nodes) == {"social", "ecommerce"}
+    assert result.party_nodes["social"] != result.party_nodes["ecommerce"]
+
+
+def test_simulation_state_persists_across_messages(
+    echo_run: tuple[FederationResult, float],
+) -> None:
+    result, _ = echo_run
+    # 5 concurrent rounds + 1 single send per party; the ClientApp is rebuilt for every message
+    for party in ("social", "ecommerce"):
+        np.testing.assert_array_equal(result[f"counters-{party}"], np.arange(1, 7))
+        stats = result.party_stats[party]
+        assert stats["messages"] == 6 and stats["seq"] == 6
+        assert stats["restores"] + stats["cache_hits"] == 7  # + the hello
+
+
+def test_simulation_returns_result_and_counts_traffic(
+    echo_run: tuple[FederationResult, float],
+) -> None:
+    result, elapsed = echo_run
+    per_link = 6 * 4 * 4  # 6 envelopes of 4 float32 each way
+    assert result.traffic == {
+        "coordinator->ecommerce": per_link,
+        "coordinator->social": per_link,
+        "ecommerce->coordinator": per_link,
+        "social->coordinator": per_link,
+    }
+    assert result.messages == 24 and result["messages"] == 24
+    assert result["round-s"].shape == (5,) and np.all(result["round-s"] < 5.0)
+    assert elapsed < 80.0
+
+
+def test_simulation_each_party_sees_only_its_own_path(
+    echo_run: tuple[FederationResult, float],
+) -> None:
+    result, _ = echo_run
+    assert result["data-path-social"] == "/data/social.parquet"
+    assert result["data-path-ecommerce"] == "/data/ecommerce.parquet"
+    assert result["visible-paths-social"] == "social-path"
+    assert result["visible-paths-ecommerce"] == "ecommerce-path"
+
+
+def test_simulation_party_error_names_the_party() -> None:
+    with pytest.raises(PartyError, match="fails on purpose") as info:
+        run_federation(
+            echo_job,
+            echo_party_factory,
+            {"echo-rounds": 3, "echo-fail-role": "ecommerce", "echo-fail-at": 2},
+            timeout_s=30.0,
+            verbose=False,
+        )
+    assert info.value.party == "ecommerce"
+
+
+def test_simulation_hung_party_times_out_boundedly() -> None:
+    timeout_s = 2.0
+    start = time.perf_counter()
+    with pytest.raises(PartyError) as info:
+        run_federation(
+            echo_job,
+            echo_party_factory,
+            {"echo-rounds": 3, "echo-sleep-role": "social", "echo-sleep-s": 300.0},
+            timeout_s=timeout_s,
+            verbose=False,
+        )
+    elapsed = time.perf_counter() - start
+    assert info.value.party == "social"
+    assert "within 2 s" in info.value.detail or "still running after 2 s" in info.value.detail
+    # start-up (~10-20 s) + timeout + shutdown; far below the party's 300 s sleep
+    assert elapsed < 75.0, f"hung party held the simulation for {elapsed:.0f} s"
+
+
+# ----------------------------------------------------------------------------- deployment
+@pytest.mark.slow
+def test_deployment_engine_end_to_end(tmp_path: Path) -> None:
+    from fedads.flower.deployment import LocalDeployment
+
+    social_path = tmp_path / "social.parquet"
+    start = time.perf_counter()
+    deployment = LocalDeployment(
+        {"social": {"social-path": str(social_path)}},
+        workdir=tmp_path / "deploy",
+        verbose=True,
+        startup_timeout_s=45.0,
+    )
+    with deployment:
+        pids = [p.popen.pid for p in deployment.processes]
+        assert len(pids) == 3, "expected a SuperLink and two SuperNodes"
+        result = deployment.run(
+            {"echo-rounds": 1, "echo-state-bytes": 100_000, "timeout-s": 60.0},
+            run_timeout_s=150.0,
+        )
+    elapsed = time.perf_counter() - start
+    np.testing.assert_array_equal(result["counters-social"], [1, 2])
+    np.testing.assert_array_equal(result["counters-ecommerce"], [1, 2])
+    # one flwr-clientapp process per message: state came back from the checkpoint each time
+    assert len(set(result["pids-social"].tolist())) == 2
+    assert result["data-path-social"] == str(social_path)
+    assert result["data-path-ecommerce"] == ""  # only the social node was given a path
+    assert result["visible-paths-social"] == ""  # ... and it is node config, not run config
+    assert result.traffic["coordinator->social"] == 2 * 16
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert elapsed < 180.0, f"deployment run took {elapsed:.0f} s"

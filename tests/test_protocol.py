@@ -1,0 +1,486 @@
+"""The protocol through the in-process transport: equivalence, privacy, failures, bytes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from fedads.errors import InputError, PartyError, ProtocolError
+from fedads.models import FeatureEncoder, build_model, predict_local, train_local
+from fedads.protocol import (
+    Coordinator,
+    EcommerceParty,
+    Envelope,
+    InProcessTransport,
+    ProtocolConfig,
+    SocialParty,
+    pack,
+    unpack,
+)
+from fedads.protocol import messages as msg
+
+N_ROWS = 2000
+TRAIN = np.arange(1500)
+HELD_OUT = np.arange(1500, 2000)
+EXACT_RTOL = 1e-5  # per-batch losses, exact mode vs centralized (observed: bit-identical)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny batches: one intra-op thread is faster and immune to a loaded machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@dataclass
+class Data:
+    """Both parties' arrays in the aligned order; the label depends on both sides."""
+
+    s_num: np.ndarray
+    s_cat: np.ndarray
+    e_num: np.ndarray  # last column is the is_existing_customer flag, used as a feature
+    e_cat: np.ndarray
+    labels: np.ndarray
+
+    def parties(self, **kw: object) -> dict[str, object]:
+        return {
+            "social": SocialParty(self.s_num, self.s_cat, **kw),
+            "ecommerce": EcommerceParty(self.e_num, self.e_cat, self.labels, **kw),
+        }
+
+
+@pytest.fixture(scope="module")
+def data() -> Data:
+    rng = np.random.default_rng(0)
+    n = N_ROWS
+    s_num = np.stack(
+        [rng.normal(size=n), rng.poisson(2.0, size=n) ** 2.0, rng.normal(size=n)], axis=1
+    ).astype(np.float32)
+    s_num[rng.random(n) < 0.1, 2] = np.nan
+    s_cat = np.stack(
+        [
+            np.array(list("abcdef"))[rng.integers(0, 6, n)],
+            np.array([f"region-{i}" for i in rng.integers(0, 30, n)]),
+        ],
+        axis=1,
+    )
+    existing = (rng.random(n) < 0.3).astype(np.float32)
+    e_num = np.stack([rng.normal(size=n), rng.exponential(50.0, size=n), existing], axis=1)
+    e_num = e_num.astype(np.float32)
+    e_cat = np.array([f"category-{i}" for i in rng.integers(0, 8, n)])[:, None]
+    logit = (
+        1.8 * s_num[:, 0]
+        + 1.2 * np.isin(s_cat[:, 0], ["a", "b"])
+        + 1.8 * e_num[:, 0]
+        + 0.8 * existing
+        - 1.0
+    )
+    labels = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
+    return Data(s_num, s_cat, e_num, e_cat, labels)
+
+
+def _config(**kw: object) -> ProtocolConfig:
+    base: dict[str, object] = {"batch_size": 128, "epochs": 2, "lr": 5e-3, "seed": 3}
+    base.update(kw)
+    return ProtocolConfig(**base)  # type: ignore[arg-type]
+
+
+def _federated(data: Data, config: ProtocolConfig, **transport_kw: object):
+    parties = data.parties()
+    with InProcessTransport(parties, **transport_kw) as transport:  # type: ignore[arg-type]
+        coordinator = Coordinator(transport, config)
+        history = coordinator.fit(TRAIN, HELD_OUT)
+        scores = coordinator.predict(HELD_OUT)
+    return history, scores, parties
+
+
+def _centralized(data: Data, config: ProtocolConfig, kind: str = "centralized"):
+    enc_s = FeatureEncoder().fit(data.s_num, data.s_cat, TRAIN)
+    enc_e = FeatureEncoder().fit(data.e_num, data.e_cat, TRAIN)
+    inputs = {
+        "social": enc_s.transform(data.s_num, data.s_cat),
+        "ecommerce": enc_e.transform(data.e_num, data.e_cat),
+    }
+    model = build_model(
+        kind, {"social": enc_s.spec, "ecommerce": enc_e.spec}, config.model, config.seed
+    )
+    history = train_local(model, inputs, data.labels, TRAIN, config)
+    return history, predict_local(model, inputs, HELD_OUT), model
+
+
+# ---------------------------------------------------------------------- equivalence
+def test_exact_mode_equals_centralized_and_efficient_differs(data: Data) -> None:
+    config = _config()
+    central, central_scores, model = _centralized(data, config)
+    exact, exact_scores, parties = _federated(data, config)
+
+    n_batches = 2 * 12  # 1500 rows / 128 -> 11 full batches + 1 of 92, two epochs
+    assert len(exact.batch_losses) == len(central.batch_losses) == n_batches
+    np.testing.assert_allclose(exact.batch_losses, central.batch_losses, rtol=EXACT_RTOL, atol=0)
+    np.testing.assert_allclose(exact_scores, central_scores, rtol=EXACT_RTOL, atol=1e-6)
+    # the trained weights agree too
+    social_bottom = parties["social"].bottom.state_dict()
+    for key, value in model.bottoms["social"].state_dict().items():
+        np.testing.assert_allclose(social_bottom[key].numpy(), value.numpy(), rtol=1e-5, atol=1e-6)
+
+    # the comparison can fail: stale embeddings (B = 4) give different losses after the first batch
+    efficient, _, _ = _federated(data, _config(mode="efficient", chunk_batches=4))
+    assert efficient.batch_losses[0] == pytest.approx(central.batch_losses[0], rel=EXACT_RTOL)
+    rel = np.abs(np.subtract(efficient.batch_losses, central.batch_losses)) / np.array(
+        central.batch_losses
+    )
+    assert rel.max() > 1e-3
+
+
+def test_efficient_mode_trains(data: Data) -> None:
+    history, scores, _ = _federated(
+        data, _config(mode="efficient", chunk_batches=4, epochs=3, lr=2e-3)
+    )
+    assert history.mode == "efficient"
+    assert history.epoch_losses[-1] < history.epoch_losses[0] - 0.05
+    assert history.valid_losses[-1] < history.valid_losses[0]
+    assert roc_auc_score(data.labels[HELD_OUT], scores) > 0.8
+    assert len(history.bytes_by_epoch) == 3 and all(b > 0 for b in history.bytes_per_epoch())
+
+
+def test_federated_beats_ecommerce_only_on_held_out_rows(data: Data) -> None:
+    config = _config(epochs=3)
+    _, federated_scores, _ = _federated(data, config)
+    _, ecommerce_scores, _ = _centralized(data, config, kind="ecommerce_only")
+    y = data.labels[HELD_OUT]
+    federated_auc = roc_auc_score(y, federated_scores)
+    ecommerce_auc = roc_auc_score(y, ecommerce_scores)
+    assert federated_auc > ecommerce_auc + 0.05, (federated_auc, ecommerce_auc)
+
+
+def test_same_seed_same_weights_and_scores(data: Data) -> None:
+    config = _config(mode="efficient", chunk_batches=3, epochs=1)
+    h1, s1, p1 = _federated(data, config)
+    h2, s2, p2 = _federated(data, config)
+    assert h1.batch_losses == h2.batch_losses
+    assert np.array_equal(s1, s2)
+    for name in ("social", "ecommerce"):
+        state1, state2 = p1[name].get_state(), p2[name].get_state()
+        assert state1.keys() == state2.keys()
+        for key in state1:
+            assert np.array_equal(state1[key], state2[key]), (name, key)
+    _, s3, _ = _federated(data, _config(mode="efficient", chunk_batches=3, epochs=1, seed=4))
+    assert not np.array_equal(s1, s3)
+
+
+class _Rebuilt:
+    """A stateless host: a fresh party object per message, state carried by get/set_state."""
+
+    def __init__(self, build) -> None:
+        self.build = build
+        self.name = build().name
+        self.state: dict[str, np.ndarray] = {}
+
+    def handle(self, envelope: Envelope) -> Envelope:
+        party = self.build()
+        party.set_state(self.state)
+        reply = party.handle(envelope)
+        self.state = party.get_state()
+        return reply
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return self.state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        self.state = state
+
+
+def test_stateless_host_gives_the_same_run(data: Data) -> None:
+    config = _config(mode="efficient", chunk_batches=2, epochs=1)
+    reference, ref_scores, _ = _federated(data, config)
+    parties = {
+        "social": _Rebuilt(lambda: SocialParty(data.s_num, data.s_cat)),
+        "ecommerce": _Rebuilt(lambda: EcommerceParty(data.e_num, data.e_cat, data.labels)),
+    }
+    with InProcessTransport(parties) as transport:  # type: ignore[arg-type]
+        coordinator = Coordinator(transport, config)
+        history = coordinator.fit(TRAIN, HELD_OUT)
+        scores = coordinator.predict(HELD_OUT)
+    np.testing.assert_allclose(history.batch_losses, reference.batch_losses, rtol=EXACT_RTOL)
+    np.testing.assert_allclose(scores, ref_scores, rtol=EXACT_RTOL, atol=1e-6)
+    state = parties["social"].state
+    assert state["counter.step"][0] == 12 and all(isinstance(v, np.ndarray) for v in state.values())
+
+
+# ---------------------------------------------------------------------- privacy contract
+def test_privacy_contract(data: Data) -> None:
+    captured: list[tuple[str, str, bytes, Envelope]] = []
+    config = _config(mode="efficient", chunk_batches=2, epochs=1)
+    parties = data.parties()
+    with InProcessTransport(parties, capture=lambda *m: captured.append(m)) as transport:
+        coordinator = Coordinator(transport, config)
+        coordinator.fit(TRAIN, HELD_OUT)
+        coordinator.predict(HELD_OUT)
+    kinds = {env.kind for _, _, _, env in captured}
+    assert {
+        "setup",
+        "forward",
+        "backward_forward",
+        "backward",
+        "train",
+        "embed",
+        "score",
+        "evaluate",
+    } <= kinds
+    d = coordinator.embedding_dim
+
+    # 1. shapes and dtypes of everything that reaches or leaves the social party
+    allowed_meta_to_social = {
+        "batch_size",
+        "n_train",
+        "seed",
+        "lr",
+        "weight_decay",
+        "optimizer",
+        "compression",
+        "embedding_dim",
+        "bottom_hidden",
+        "cat_embedding_dim",
+        "top_hidden",
+    }
+    for sender, receiver, _, env in captured:
+        if "social" not in (sender, receiver):
+            continue
+        for name, array in env.arrays.items():
+            if name in (msg.POSITIONS, msg.TRAIN_POSITIONS):
+                assert array.dtype == np.int64 and array.ndim == 1
+            elif name in (msg.EMBEDDINGS, msg.GRADIENTS):
+                assert array.dtype == np.float32 and array.ndim == 2 and array.shape[1] == d
+                assert array.shape[0] <= 2 * config.batch_size or env.kind == "embed"
+            else:
+                pytest.fail(f"unexpected array {name!r} in {env.kind!r} {sender}->{receiver}")
+        if receiver == "social":
+            assert set(env.meta) <= allowed_meta_to_social, env.meta
+
+    # 2. no label, no flag, no raw or encoded feature bytes in any buffer, in either direction
+    buffers = [data_ for _, _, data_, _ in captured]
+    enc_s = FeatureEncoder().fit(data.s_num, data.s_cat, TRAIN)
+    enc_e = FeatureEncoder().fit(data.e_num, data.e_cat, TRAIN)
+    encoded = [*enc_s.transform(data.s_num, data.s_cat), *enc_e.transform(data.e_num, data.e_cat)]
+    y = data.labels
+    secrets = [
+        y.tobytes(),
+        y.astype(np.float64).tobytes(),
+        y.astype(np.int64).tobytes(),
+        y.astype(np.uint8).tobytes(),
+    ]
+    batches = [
+        e.arrays[msg.POSITIONS] for _, r, _, e in captured if e.kind == "train" and r == "ecommerce"
+    ]
+    assert batches
+    for rows in batches[:3] + [HELD_OUT]:
+        secrets += [
+            y[rows].tobytes(),
+            y[rows].astype(np.uint8).tobytes(),
+            y[rows].astype(np.int64).tobytes(),
+        ]
+        for matrix in (data.s_num, data.e_num):  # e_num[:, 2] is the is_existing_customer flag
+            for j in range(matrix.shape[1]):
+                secrets.append(np.ascontiguousarray(matrix[rows, j]).tobytes())
+        for tensor in encoded:
+            for j in range(tensor.shape[1]):
+                secrets.append(tensor[rows, j].contiguous().numpy().tobytes())
+    for j in range(data.e_num.shape[1]):
+        secrets.append(np.ascontiguousarray(data.e_num[:, j]).tobytes())
+    secrets.append(np.ascontiguousarray(data.e_num[:, 2]).astype(np.uint8).tobytes())
+    for secret in secrets:
+        assert len(secret) >= 64
+        assert not any(secret in buffer for buffer in buffers)
+    # raw categorical strings never cross either (region names are long enough to search for)
+    assert not any(b"region-" in buffer or b"category-" in buffer for buffer in buffers)
+
+
+def test_message_table_blocks_a_leaking_party(data: Data) -> None:
+    class Leaky(EcommerceParty):
+        def handle(self, envelope: Envelope) -> Envelope:
+            reply = super().handle(envelope)
+            if envelope.kind == "train":
+                arrays = {**reply.arrays, "labels": self._labels.numpy()}
+                return Envelope(reply.kind, arrays, reply.meta)
+            return reply
+
+    parties = {
+        "social": SocialParty(data.s_num, data.s_cat),
+        "ecommerce": Leaky(data.e_num, data.e_cat, data.labels),
+    }
+    with (
+        InProcessTransport(parties) as transport,
+        pytest.raises(PartyError, match="may not carry array 'labels'"),
+    ):
+        Coordinator(transport, _config(epochs=1)).fit(TRAIN)
+
+
+# ---------------------------------------------------------------------- failures
+def test_party_error_names_the_party(data: Data) -> None:
+    class Broken(SocialParty):
+        def handle(self, envelope: Envelope) -> Envelope:
+            if envelope.kind == "backward_forward":
+                raise RuntimeError("disk full")
+            return super().handle(envelope)
+
+    parties = {
+        "social": Broken(data.s_num, data.s_cat),
+        "ecommerce": EcommerceParty(data.e_num, data.e_cat, data.labels),
+    }
+    with InProcessTransport(parties) as transport, pytest.raises(PartyError) as info:
+        Coordinator(transport, _config(epochs=1)).fit(TRAIN)
+    assert info.value.party == "social"
+    assert "social" in str(info.value) and "disk full" in str(info.value)
+
+
+def test_protocol_violation_inside_party_is_party_error(data: Data) -> None:
+    parties = data.parties()
+    with InProcessTransport(parties) as transport:
+        Coordinator(transport, _config(epochs=1)).setup(TRAIN)
+        forward = Envelope("forward", {"positions": TRAIN[:10]}, {"batch_size": 10})
+        transport.send("social", forward)
+        with pytest.raises(PartyError, match="still waits for the gradients"):
+            transport.send("social", forward)
+
+
+@pytest.mark.parametrize("slow_kind", ["train", "score"])  # send() and send_all() paths
+def test_slow_party_times_out(data: Data, slow_kind: str) -> None:
+    release = threading.Event()
+
+    class Slow(EcommerceParty):
+        def handle(self, envelope: Envelope) -> Envelope:
+            if envelope.kind == slow_kind:
+                release.wait(30)
+            return super().handle(envelope)
+
+    parties = {
+        "social": SocialParty(data.s_num, data.s_cat),
+        "ecommerce": Slow(data.e_num, data.e_cat, data.labels),
+    }
+    transport = InProcessTransport(parties)
+    try:
+        coordinator = Coordinator(transport, _config(epochs=1, timeout_s=0.5))
+        start = time.perf_counter()
+        with pytest.raises(PartyError, match=r"did not answer within 0.5 s") as info:
+            coordinator.fit(TRAIN)
+            coordinator.predict(HELD_OUT)
+        assert time.perf_counter() - start < 5.0
+        assert info.value.party == "ecommerce"
+        with pytest.raises(PartyError, match="unusable"):
+            transport.send("ecommerce", Envelope("hello"))
+    finally:
+        release.set()
+        transport.close()
+
+
+def test_mismatched_aligned_sizes_are_refused_before_training(data: Data) -> None:
+    captured: list[str] = []
+    parties = {
+        "social": SocialParty(data.s_num, data.s_cat),
+        "ecommerce": EcommerceParty(data.e_num[:-1], data.e_cat[:-1], data.labels[:-1]),
+    }
+    expected = "aligned sizes differ: social has 2000 rows, ecommerce has 1999"
+    with (
+        InProcessTransport(
+            parties, capture=lambda s, r, b, e: captured.append(e.kind)
+        ) as transport,
+        pytest.raises(ProtocolError, match=expected),
+    ):
+        Coordinator(transport, _config()).fit(TRAIN)
+    assert set(captured) == {"hello"}
+
+
+def test_bad_inputs_are_refused(data: Data) -> None:
+    with pytest.raises(InputError, match="mode"):
+        ProtocolConfig(mode="fast")
+    with pytest.raises(InputError, match="chunk_batches"):
+        ProtocolConfig(mode="exact", chunk_batches=4)
+    with pytest.raises(InputError, match="compression"):
+        ProtocolConfig(compression="zip")
+    with pytest.raises(InputError, match="timeout_s"):
+        ProtocolConfig(timeout_s=0)
+    with pytest.raises(InputError, match="labels"):
+        EcommerceParty(data.e_num, data.e_cat, data.labels[:-1])
+    with pytest.raises(InputError, match="labels"):
+        EcommerceParty(data.e_num, data.e_cat, data.labels * 2)
+    with InProcessTransport(data.parties()) as transport:
+        coordinator = Coordinator(transport, _config())
+        with pytest.raises(ProtocolError, match="fit"):
+            coordinator.predict(HELD_OUT)
+        with pytest.raises(InputError, match="train_positions"):
+            coordinator.fit(np.array([0, 5, N_ROWS]))
+
+
+# ---------------------------------------------------------------------- compression and bytes
+def test_codec_roundtrip_error_bounds() -> None:
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(256, 16)) * 1e-5).astype(np.float32)  # gradient-sized values
+    assert unpack(pack("g", x, "none"), "g") is x or np.array_equal(
+        unpack(pack("g", x, "none"), "g"), x
+    )
+    half = unpack(pack("g", x, "float16"), "g")
+    np.testing.assert_allclose(half, x, rtol=1e-3, atol=np.abs(x).max() * 1e-3)
+    packed = pack("g", x, "int8")
+    assert packed["g"].dtype == np.int8 and packed["g_scale"].shape == (1,)
+    assert np.abs(unpack(packed, "g") - x).max() <= np.abs(x).max() / 127 / 2 * 1.0001
+    with pytest.raises(ProtocolError, match="non-finite"):
+        pack("g", np.array([[np.inf]], dtype=np.float32), "int8")
+
+
+def test_compression_cuts_embedding_bytes(data: Data) -> None:
+    per_mode = {}
+    for compression in ("none", "float16", "int8"):
+        history, scores, _ = _federated(
+            data, _config(mode="efficient", chunk_batches=4, epochs=1, compression=compression)
+        )
+        per_mode[compression] = (history, scores)
+    sent = {c: h.bytes_by_epoch[0]["social->coordinator"] for c, (h, _) in per_mode.items()}
+    back = {c: h.bytes_by_epoch[0]["ecommerce->coordinator"] for c, (h, _) in per_mode.items()}
+    # embeddings: 1500 rows x 16 floats x 4 bytes; compressed adds one 4-byte scale per message
+    assert sent["none"] == 1500 * 16 * 4 and back["none"] == 1500 * 16 * 4
+    assert 1.99 < sent["none"] / sent["float16"] <= 2.0
+    assert 3.98 < sent["none"] / sent["int8"] <= 4.0
+    assert 1.99 < back["none"] / back["float16"] <= 2.0
+    assert 3.98 < back["none"] / back["int8"] <= 4.0
+    # compressed runs still train like the uncompressed one
+    base_losses = np.array(per_mode["none"][0].batch_losses)
+    for compression in ("float16", "int8"):
+        losses = np.array(per_mode[compression][0].batch_losses)
+        np.testing.assert_allclose(losses, base_losses, rtol=0.05)
+
+
+def test_other_layers_kinds_pass_the_transport() -> None:
+    """PSI envelopes (``fedads.align``) share the transport; the table governs only its kinds."""
+
+    class Echo:
+        name = "social"
+
+        def handle(self, envelope: Envelope) -> Envelope:
+            return Envelope("psi_hello", {"blob": np.arange(3, dtype=np.int64)}, {"n_keys": 3})
+
+        def get_state(self) -> dict[str, np.ndarray]:
+            return {}
+
+        def set_state(self, state: dict[str, np.ndarray]) -> None:
+            pass
+
+    with InProcessTransport({"social": Echo()}) as transport:  # type: ignore[dict-item]
+        assert transport.send("social", Envelope("psi_start")).kind == "psi_hello"
+        assert transport.traffic.by_link[("social", "coordinator")] == 24
+    assert msg.check_envelope(Envelope("psi_start"), "social", reply=False) is None
+    assert "unknown" in str(
+        msg.check_envelope(Envelope("psi_start"), "social", reply=False, strict=True)
+    )
+    with (
+        InProcessTransport({"social": Echo()}) as transport,
+        pytest.raises(PartyError, match="with"),
+    ):
+        transport.send("social", Envelope("embed", {"positions": np.arange(2)}))
