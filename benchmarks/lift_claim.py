@@ -120,7 +120,9 @@ def experiment_config(
     """One experiment with world seed = split seed = model seed = bootstrap seed = ``seed``."""
     return ExperimentConfig(
         world=world.replace(seed=seed),
-        federation=FederationSettings(protocol=protocol_config(seed), split_seed=seed, verbose=False),
+        federation=FederationSettings(
+            protocol=protocol_config(seed), split_seed=seed, verbose=False
+        ),
         backend=backend,
         references=references,
         budgets=budgets,
@@ -440,12 +442,24 @@ class Plan:
 class Runner:
     """Runs the plan, prints progress, appends records, saves ``runs.csv`` after every run."""
 
-    def __init__(self, plan: Plan, total: int) -> None:
+    def __init__(self, plan: Plan, remaining: dict[str, int]) -> None:
         self.plan = plan
-        self.total = total
+        self.remaining = dict(remaining)  # runs still to do, per backend (for the ETA)
+        self.total = sum(remaining.values())
         self.done = 0
         self.start = time.perf_counter()
         self.skipped: list[str] = []
+        self.seconds: dict[str, list[float]] = {}
+
+    def eta_minutes(self) -> float:
+        """Remaining runs per backend x mean seconds of that backend's runs so far."""
+        every = [s for values in self.seconds.values() for s in values]
+        fallback = float(np.mean(every)) if every else 0.0
+        total = 0.0
+        for backend, count in self.remaining.items():
+            seen = self.seconds.get(backend)
+            total += count * (float(np.mean(seen)) if seen else fallback)
+        return total / 60
 
     def log(self, message: str) -> None:
         elapsed = time.perf_counter() - self.start
@@ -466,6 +480,7 @@ class Runner:
     ) -> bool:
         label = f"{group} {param}={value:g} seed={seed} ({backend})"
         elapsed = time.perf_counter() - self.start
+        self.remaining[backend] = self.remaining.get(backend, 1) - 1
         if elapsed > self.plan.time_budget_s:
             self.skipped.append(label)
             self.log(f"SKIP {label}: time budget of {self.plan.time_budget_s / 60:.0f} min used")
@@ -487,14 +502,14 @@ class Runner:
              "seconds": round(seconds, 2), "load_1min": os.getloadavg()[0]}
         )  # fmt: skip
         self.done += 1
+        self.seconds.setdefault(backend, []).append(seconds)
         lift = evaluation.lift("prospecting")
-        rate = (time.perf_counter() - self.start) / self.done
         auc = {m: evaluation.metrics[m]["overall"].auc for m in ("federated", "ecommerce_only")}
         self.log(
             f"[{self.done}/{self.total}] {label}: {seconds:.0f} s; prospecting@10% lift "
             f"{lift.point:+.3f} ({lift.model_count} vs {lift.baseline_count}) "
             f"AUC fed {auc['federated']:.4f} ecom {auc['ecommerce_only']:.4f}; "
-            f"ETA {rate * (self.total - self.done) / 60:.0f} min"
+            f"ETA {self.eta_minutes():.0f} min"
         )
         pd.DataFrame(self.plan.records).to_csv(self.plan.out / "runs.csv", index=False)
         return True
@@ -514,8 +529,11 @@ def execute(plan: Plan) -> dict[str, Any]:
     n_sweep_runs -= len(control_a_reused) * (
         any(math.isclose(v, 0.0) for v in sweep_points.get("social_intent_strength", []))
     )
-    total = len(plan.seeds) + 2 * len(plan.control_seeds) + n_sweep_runs
-    runner = Runner(plan, total)
+    remaining: dict[str, int] = {plan.headline_backend: len(plan.seeds)}
+    n_direct = 2 * len(plan.control_seeds) + n_sweep_runs
+    remaining[plan.sweep_backend] = remaining.get(plan.sweep_backend, 0) + n_direct
+    total = sum(remaining.values())
+    runner = Runner(plan, remaining)
     runner.log(
         f"plan: {total} runs; world n_users={plan.n_users}; headline {len(plan.seeds)} seeds "
         f"({plan.headline_backend}); controls {len(plan.control_seeds)} seeds, sweeps "

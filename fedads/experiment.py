@@ -12,6 +12,7 @@ only here, after scoring, to add the potential outcomes to the evaluation.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import torch
 
 from fedads._progress import Progress
 from fedads._validation import check_choice, check_in_range, check_positive_int, fail
-from fedads.eval import EvalData, Evaluation, evaluate
+from fedads.eval import EvalData, Evaluation, LiftUndefinedWarning, evaluate
 from fedads.federation import BACKENDS, FederatedRun, FederationSettings, run_federated
 from fedads.models import FeatureEncoder, build_model, predict_local, train_local
 from fedads.tables import PartyTable
@@ -181,14 +182,19 @@ class Experiment:
         progress(
             f"evaluating {len(test)} held-out users ({config.n_bootstrap} bootstrap resamples)"
         )
-        evaluation = evaluate(
-            data,
-            budgets=config.budgets,
-            headline_budget=config.headline_budget,
-            n_bootstrap=config.n_bootstrap,
-            seed=config.eval_seed,
-            baselines=tuple(m for m in REFERENCE_MODELS if m in scores),
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            # Undefined lifts (a baseline with 0 conversions at a small budget) are expected on
+            # small held-out sets; the report marks them n/a. One summary line instead of dozens.
+            warnings.simplefilter("always", LiftUndefinedWarning)
+            evaluation = evaluate(
+                data,
+                budgets=config.budgets,
+                headline_budget=config.headline_budget,
+                n_bootstrap=config.n_bootstrap,
+                seed=config.eval_seed,
+                baselines=tuple(m for m in REFERENCE_MODELS if m in scores),
+            )
+        _rewarn(caught, progress)
         n_aligned = int(run.values["n_aligned"])
         summary = {
             "social_rows": social.n_rows,
@@ -259,6 +265,21 @@ def train_references(
         train_local(model, inputs, labels, train, protocol)
         out[kind] = np.asarray(predict_local(model, inputs, test), dtype=np.float64)
     return out
+
+
+def _rewarn(caught: list[warnings.WarningMessage], progress: Progress) -> None:
+    """Pass on every warning but undefined lifts, which are counted in one progress line."""
+    undefined = 0
+    for item in caught:
+        if issubclass(item.category, LiftUndefinedWarning):
+            undefined += 1
+        else:
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+    if undefined:
+        progress(
+            f"note: {undefined} lift estimates or bootstrap resamples had a baseline with 0 "
+            "new-customer conversions (small budget or pool); the report marks them n/a"
+        )
 
 
 def _potential_outcomes(

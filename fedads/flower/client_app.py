@@ -71,7 +71,6 @@ PROTOCOL_MESSAGE_TYPE = "train"
 SEQ_RECORD = "fedads.seq"
 STATE_RECORD = "fedads.party-state"
 STATS_RECORD = "fedads.stats"
-_SEQ_FILE_KEY = "__fedads_seq__"
 _MAX_REASON_CHARS = 4000
 
 
@@ -110,19 +109,37 @@ def _state_file(context: Context, role: str, config: dict[str, Any]) -> Path:
     return Path(str(base)) / f"run-{context.run_id}" / f"node-{context.node_id}-{role}.npz"
 
 
+def _checked_state(role: str, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {}
+    for name, value in state.items():
+        array = np.asarray(value)
+        if array.dtype == object:
+            raise ProtocolError(
+                f"party {role!r}: get_state()[{name!r}] has object dtype; state must be numeric "
+                "numpy arrays"
+            )
+        out[str(name)] = array
+    return out
+
+
 def _save_checkpoint(
     config: dict[str, Any], context: Context, role: str, state: dict[str, np.ndarray], seq: int
 ) -> None:
-    store = str(config[STATE_STORE_KEY])
-    if _SEQ_FILE_KEY in state:
-        raise ProtocolError(f"party {role!r}: get_state() may not use the key {_SEQ_FILE_KEY!r}")
-    if store == "context":
+    state = _checked_state(role, state)
+    if str(config[STATE_STORE_KEY]) == "context":
         context.state[STATE_RECORD] = state_to_record(state)
         return
     path = _state_file(context, role, config)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **state, **{_SEQ_FILE_KEY: np.array(seq, dtype=np.int64)})
+    # Arrays under positional names, real names in a string array: any key is safe.
+    arrays = {f"a{i}": array for i, array in enumerate(state.values())}
+    np.savez(
+        tmp,
+        __names__=np.array(list(state), dtype=str),
+        __seq__=np.array(seq, dtype=np.int64),
+        **arrays,
+    )
     os.replace(tmp, path)  # atomic: a reader sees the old or the new checkpoint, never half
 
 
@@ -142,8 +159,9 @@ def _load_checkpoint(
             "directory deleted, or does this SuperNode run on another machine than the last one?"
         )
     with np.load(path, allow_pickle=False) as data:
-        state = {k: data[k] for k in data.files}
-    found = int(state.pop(_SEQ_FILE_KEY))
+        found = int(data["__seq__"])
+        names = [str(n) for n in data["__names__"].tolist()]
+        state = {name: data[f"a{i}"] for i, name in enumerate(names)}
     if found != seq:
         raise ProtocolError(
             f"party {role!r}: checkpoint {path} is at sequence {found} but the node expects {seq}"
@@ -300,18 +318,18 @@ class ClientAdapter:
             live = self._live(role, config, context)
             start = time.perf_counter()
 
-            def serve() -> tuple[RecordDict, dict[str, np.ndarray]]:
+            def serve() -> tuple[RecordDict, dict[str, np.ndarray], float]:
                 reply = live.party.handle(envelope)
                 if not isinstance(reply, Envelope):
                     raise ProtocolError(
                         f"handle({kind!r}) returned {type(reply).__name__}, not an Envelope"
                     )
-                return envelope_to_content(reply), live.party.get_state()
+                handled = time.perf_counter()
+                return envelope_to_content(reply), live.party.get_state(), handled
 
-            content, state = _call_with_deadline(
+            content, state, handled = _call_with_deadline(
                 serve, float(config[TIMEOUT_KEY]), f"handle({kind!r})"
             )
-            handled = time.perf_counter()
             seq = live.seq + 1
             _save_checkpoint(config, context, role, state, seq)
             context.state[SEQ_RECORD] = ConfigRecord({"seq": seq})
@@ -319,8 +337,8 @@ class ClientAdapter:
             _add_stats(
                 context,
                 messages=1,
-                handle_s=handled - start,
-                checkpoint_s=time.perf_counter() - handled,
+                handle_s=handled - start,  # party.handle
+                checkpoint_s=time.perf_counter() - handled,  # encode reply + get_state + save
             )
             return Message(content, reply_to=message)
         except Exception as exc:  # noqa: BLE001 - every failure becomes an error reply

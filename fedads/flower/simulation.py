@@ -54,7 +54,7 @@ class _DropNoise(logging.Filter):
         )
 
 
-def _backend_config(num_cpus: int) -> dict[str, Any]:
+def _backend_config(num_cpus: int, verbose: bool) -> dict[str, Any]:
     return {
         # One CPU per actor and a Ray "cluster" of 2 CPUs: exactly 2 actors, so both
         # parties' ClientApps run concurrently (Flower's default of 2 CPUs per actor would
@@ -65,7 +65,7 @@ def _backend_config(num_cpus: int) -> dict[str, Any]:
             "num_gpus": 0,
             "include_dashboard": False,
             "logging_level": logging.WARNING,
-            "log_to_driver": True,
+            "log_to_driver": verbose,  # Ray workers' own log lines
             "configure_logging": True,
         },
     }
@@ -199,7 +199,7 @@ def _simulate_in_env(
             server_app=server_app,
             client_app=client_app,
             num_supernodes=2,
-            backend_config=_backend_config(num_cpus=2),  # type: ignore[arg-type]
+            backend_config=_backend_config(num_cpus=2, verbose=verbose),  # type: ignore[arg-type]
         )
     except BaseException as exc:  # noqa: BLE001 - re-raised below, after cleanup
         engine_error = exc

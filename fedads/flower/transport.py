@@ -161,6 +161,7 @@ class FlowerTransport:
         self._dead: dict[str, str] = {}
         self._closed = False
         self._group = 0
+        self._seen_kinds: set[str] = set()
 
     @classmethod
     def connect(
@@ -226,8 +227,13 @@ class FlowerTransport:
                 others = "; ".join(str(f) for f in failures[1:])
                 raise PartyError(first.party, f"{first.detail} [also: {others}]") from first
             raise first
-        kinds = ",".join(sorted({e.kind for e in envelopes.values()}))
-        self.progress(f"{kinds} -> {'+'.join(envelopes)}: {elapsed * 1000:.0f} ms")
+        new_kinds = sorted({e.kind for e in envelopes.values()} - self._seen_kinds)
+        if new_kinds:  # one line per kind, not per message: training sends thousands
+            self._seen_kinds.update(new_kinds)
+            self.progress(
+                f"first {','.join(new_kinds)} -> {'+'.join(envelopes)}: round trip "
+                f"{elapsed * 1000:.0f} ms"
+            )
         return out
 
     def close(self) -> None:

@@ -50,7 +50,8 @@ def encode(envelope: Envelope) -> bytes:
         array = np.ascontiguousarray(array)
         if array.dtype == object:
             raise ProtocolError(
-                f"envelope {envelope.kind!r}: array {name!r} has object dtype; only numeric arrays may cross"
+                f"envelope {envelope.kind!r}: array {name!r} has object dtype; "
+                "only numeric arrays may cross"
             )
         specs.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape)})
         buffers.append(array.tobytes())
