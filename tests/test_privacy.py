@@ -71,7 +71,7 @@ def test_only_protocol_payloads_cross(tmp_path) -> None:
     for key in keys:
         assert key[:12] not in wire
 
-    for sender, receiver, _, envelope in captured:
+    for _sender, receiver, _, envelope in captured:
         names = {name.lower() for name in envelope.arrays}
         assert not names & {"label", "labels", "is_existing_customer", "existing", "keys"}
         if receiver == "social" and envelope.kind in ("backward", "backward_forward"):
