@@ -3,12 +3,12 @@
 Fast tests drive the ClientApp adapter and ``FlowerTransport`` through an in-process fake grid.
 Three simulation runs (Ray, ~10-20 s each) share the work: one healthy run checked by several
 tests (module fixture), one with a failing party, one with a hung party. The deployment engine
-(SuperLink + 2 SuperNodes + ``flwr run``) runs in one ``slow`` test.
+(SuperLink + 2 SuperNodes + ``flwr run``) runs the real job in one ``slow`` test in
+tests/test_experiment.py (one deployment test keeps the suite short).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -346,7 +346,7 @@ def test_simulation_returns_result_and_counts_traffic(
     }
     assert result.messages == 24 and result["messages"] == 24
     assert result["round-s"].shape == (5,) and np.all(result["round-s"] < 5.0)
-    assert elapsed < 80.0
+    assert elapsed < 120.0, f"simulation start-up + 12 round trips took {elapsed:.0f} s"
 
 
 def test_simulation_each_party_sees_only_its_own_path(
@@ -385,40 +385,5 @@ def test_simulation_hung_party_times_out_boundedly() -> None:
     elapsed = time.perf_counter() - start
     assert info.value.party == "social"
     assert "within 2 s" in info.value.detail or "still running after 2 s" in info.value.detail
-    # start-up (~10-20 s) + timeout + shutdown; far below the party's 300 s sleep
-    assert elapsed < 75.0, f"hung party held the simulation for {elapsed:.0f} s"
-
-
-# ----------------------------------------------------------------------------- deployment
-@pytest.mark.slow
-def test_deployment_engine_end_to_end(tmp_path: Path) -> None:
-    from fedads.flower.deployment import LocalDeployment
-
-    social_path = tmp_path / "social.parquet"
-    start = time.perf_counter()
-    deployment = LocalDeployment(
-        {"social": {"social-path": str(social_path)}},
-        workdir=tmp_path / "deploy",
-        verbose=True,
-        startup_timeout_s=45.0,
-    )
-    with deployment:
-        pids = [p.popen.pid for p in deployment.processes]
-        assert len(pids) == 3, "expected a SuperLink and two SuperNodes"
-        result = deployment.run(
-            {"echo-rounds": 1, "echo-state-bytes": 100_000, "timeout-s": 60.0},
-            run_timeout_s=150.0,
-        )
-    elapsed = time.perf_counter() - start
-    np.testing.assert_array_equal(result["counters-social"], [1, 2])
-    np.testing.assert_array_equal(result["counters-ecommerce"], [1, 2])
-    # one flwr-clientapp process per message: state came back from the checkpoint each time
-    assert len(set(result["pids-social"].tolist())) == 2
-    assert result["data-path-social"] == str(social_path)
-    assert result["data-path-ecommerce"] == ""  # only the social node was given a path
-    assert result["visible-paths-social"] == ""  # ... and it is node config, not run config
-    assert result.traffic["coordinator->social"] == 2 * 16
-    for pid in pids:
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
-    assert elapsed < 180.0, f"deployment run took {elapsed:.0f} s"
+    # start-up (~10-25 s) + timeout + shutdown; far below the party's 300 s sleep
+    assert elapsed < 100.0, f"hung party held the simulation for {elapsed:.0f} s"

@@ -6,6 +6,8 @@ See docs/flower.md.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from fedads.flower.client_app import make_client_app
 from fedads.flower.config import (
     PARTIES,
@@ -14,11 +16,23 @@ from fedads.flower.config import (
     register_party_factory,
     resolve_role,
 )
-from fedads.flower.deployment import LocalDeployment, run_deployment
 from fedads.flower.result import FederationResult, read_result
 from fedads.flower.server_app import make_server_app
 from fedads.flower.simulation import run_federation
 from fedads.flower.transport import FlowerTransport, discover_party_nodes
+
+if TYPE_CHECKING:
+    from fedads.flower.deployment import LocalDeployment, run_deployment
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so `python -m fedads.flower.deployment` does not import the module twice.
+    if name in ("LocalDeployment", "run_deployment"):
+        from fedads.flower import deployment
+
+        return getattr(deployment, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "PARTIES",

@@ -386,7 +386,8 @@ class LocalDeployment:
             project = Path(project_dir).resolve()
             declared = declared_run_config(project)
             overrides_config = {k: v for k, v in config.items() if k in declared}
-            undeclared = sorted(set(run_config) - set(declared))
+            # "verbose" is cosmetic: dropped silently when the project does not declare it
+            undeclared = sorted(set(run_config) - set(declared) - {"verbose"})
             if undeclared:
                 raise InputError(
                     f"run config {undeclared}: not declared in [tool.flwr.app.config] of "
