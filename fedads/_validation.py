@@ -110,20 +110,41 @@ def check_columns_present(
         )
 
 
-def check_row_indices(where: str, rows: Any, n_rows: int) -> np.ndarray:
-    """Check an index array (1-D integers in ``[0, n_rows)``); return it as int64."""
-    array = np.asarray(rows)
+def check_positions(
+    where: str,
+    name: str,
+    positions: Any,
+    n_rows: int | None = None,
+    *,
+    allow_empty: bool = False,
+    unique: bool = True,
+) -> np.ndarray:
+    """Check a 1-D array of integer row positions in ``[0, n_rows)`` (distinct if ``unique``);
+    return it as int64 (no copy when it already is)."""
+    array = np.asarray(positions)
     if array.ndim != 1 or not (np.issubdtype(array.dtype, np.integer) or array.size == 0):
         raise fail(
             where,
-            f"rows must be a 1-D integer array, got shape {array.shape} dtype {array.dtype}",
-            "pass row positions such as Alignment.rows",
+            f"{name} has shape {array.shape} and dtype {array.dtype}",
+            "pass a 1-D integer array of row positions",
         )
     array = array.astype(np.int64, copy=False)
-    if array.size and (array.min() < 0 or array.max() >= n_rows):
+    if array.size == 0:
+        if allow_empty:
+            return array
+        raise fail(where, f"{name} is empty", "pass at least one row position")
+    if array.min() < 0 or (n_rows is not None and array.max() >= n_rows):
         raise fail(
             where,
-            f"rows out of range [0, {n_rows}) (min {array.min()}, max {array.max()})",
-            "pass row positions into this table",
+            f"{name} has positions out of range [0, {n_rows}) (min {array.min()}, "
+            f"max {array.max()})",
+            "pass positions into this table / the aligned order",
         )
+    if unique and np.unique(array).size != array.size:
+        raise fail(where, f"{name} has repeated positions", "pass each row position at most once")
     return array
+
+
+def check_row_indices(where: str, rows: Any, n_rows: int) -> np.ndarray:
+    """Row indices into a table (repeats allowed, may be empty); see :func:`check_positions`."""
+    return check_positions(where, "rows", rows, n_rows, allow_empty=True, unique=False)

@@ -19,7 +19,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from fedads._progress import SILENT, Progress
-from fedads._validation import check_choice, check_in_range, check_positive_int, fail
+from fedads._validation import (
+    check_choice,
+    check_in_range,
+    check_positions,
+    check_positive_int,
+    fail,
+)
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 _BATCH_STREAM = 0x0BA7C4  # separates the batch-order RNG stream from anything else seeded by `seed`
@@ -116,40 +122,6 @@ def as_train_config(config: Any) -> TrainConfig:
         f"config of type {type(config).__name__}",
         "pass a TrainConfig or a ProtocolConfig",
     )
-
-
-def check_positions(
-    where: str,
-    name: str,
-    positions: Any,
-    n_rows: int | None = None,
-    *,
-    allow_empty: bool = False,
-    unique: bool = True,
-) -> np.ndarray:
-    """Check a 1-D array of integer row positions in ``[0, n_rows)`` (distinct if ``unique``);
-    return it as int64 (no copy when it already is)."""
-    array = np.asarray(positions)
-    if array.ndim != 1 or not (np.issubdtype(array.dtype, np.integer) or array.size == 0):
-        raise fail(
-            where,
-            f"{name} has shape {array.shape} and dtype {array.dtype}",
-            "pass a 1-D integer array of row positions",
-        )
-    array = array.astype(np.int64, copy=False)
-    if array.size == 0:
-        if allow_empty:
-            return array
-        raise fail(where, f"{name} is empty", "pass at least one row position")
-    if array.min() < 0 or (n_rows is not None and array.max() >= n_rows):
-        raise fail(
-            where,
-            f"{name} has positions outside [0, {n_rows})",
-            "pass positions in the aligned order",
-        )
-    if unique and np.unique(array).size != array.size:
-        raise fail(where, f"{name} has repeated positions", "pass each row position at most once")
-    return array
 
 
 def batch_plan(train_rows: np.ndarray, batch_size: int, epochs: int, seed: int) -> list[np.ndarray]:
