@@ -7,13 +7,20 @@ import time
 from typing import TextIO
 
 
+_PROCESS_START = time.perf_counter()
+
+
 class Progress:
-    """Prints ``[fedads] <stage> ... (elapsed)`` lines; cheap enough to call per chunk."""
+    """Prints ``[fedads <elapsed>s] <message>`` lines; cheap enough to call per chunk.
+
+    Elapsed time counts from when fedads was imported in this process, so the lines of
+    different stages (and of Flower apps run in this process) share one clock.
+    """
 
     def __init__(self, verbose: bool = True, stream: TextIO | None = None) -> None:
         self.verbose = verbose
         self.stream = stream
-        self._start = time.perf_counter()
+        self._start = _PROCESS_START
 
     def __call__(self, message: str) -> None:
         if not self.verbose:
