@@ -435,8 +435,24 @@ class Plan:
     time_budget_s: float
     quick: bool
     out: Path
+    resume: bool = False
     records: list[dict[str, Any]] = field(default_factory=list)
     timings: list[dict[str, Any]] = field(default_factory=list)
+    resumed: set[tuple[str, str, float, int, str]] = field(default_factory=set)
+
+    def load_previous(self) -> None:
+        """``--resume``: keep the runs already in ``runs.csv`` (same plan), run only the rest."""
+        path = self.out / "runs.csv"
+        if not path.exists():
+            return
+        runs = pd.read_csv(path)
+        self.records = runs.to_dict(orient="records")
+        keys = runs[["group", "param", "value", "seed", "backend"]].drop_duplicates()
+        self.resumed = {
+            (str(g), str(p), float(v), int(s), str(b)) for g, p, v, s, b in keys.itertuples(False)
+        }
+        if (self.out / "timings.csv").exists():
+            self.timings = pd.read_csv(self.out / "timings.csv").to_dict(orient="records")
 
 
 class Runner:
@@ -481,6 +497,9 @@ class Runner:
         label = f"{group} {param}={value:g} seed={seed} ({backend})"
         elapsed = time.perf_counter() - self.start
         self.remaining[backend] = self.remaining.get(backend, 1) - 1
+        if (group, param, float(value), int(seed), backend) in self.plan.resumed:
+            self.log(f"kept from the previous run ({label})")
+            return True
         if elapsed > self.plan.time_budget_s:
             self.skipped.append(label)
             self.log(f"SKIP {label}: time budget of {self.plan.time_budget_s / 60:.0f} min used")
@@ -512,12 +531,15 @@ class Runner:
             f"ETA {self.eta_minutes():.0f} min"
         )
         pd.DataFrame(self.plan.records).to_csv(self.plan.out / "runs.csv", index=False)
+        pd.DataFrame(self.plan.timings).to_csv(self.plan.out / "timings.csv", index=False)
         return True
 
 
 def execute(plan: Plan) -> dict[str, Any]:
     """Run headline, controls and sweeps; write every file; return the summary dict."""
     plan.out.mkdir(parents=True, exist_ok=True)
+    if plan.resume:
+        plan.load_previous()
     base = WorldConfig(n_users=plan.n_users)
     default = WorldConfig()
     sweep_points = {
@@ -673,6 +695,9 @@ def write_outputs(
     summary["timing"] = {
         "wall_seconds": round(wall, 1),
         "wall_minutes": round(wall / 60, 2),
+        "resumed_runs": len(plan.resumed),
+        "sum_of_run_minutes": round(float(timings["seconds"].sum()) / 60, 2)
+        if not timings.empty else 0.0,
         "seconds_by_group_backend": (
             timings.groupby(["group", "backend"])["seconds"].describe().round(2).reset_index()
             .to_dict(orient="records") if not timings.empty else []
@@ -744,6 +769,10 @@ def parse_args(argv: Iterable[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--sweep-backend", default="direct", choices=SWEEP_BACKENDS)
     parser.add_argument(
+        "--resume", action="store_true",
+        help="keep the runs already in <out>/runs.csv and run only the missing ones",
+    )  # fmt: skip
+    parser.add_argument(
         "--time-budget-min", type=float, default=None,
         help="start no new run after this many minutes (default 45, quick 15)",
     )  # fmt: skip
@@ -769,6 +798,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         time_budget_s=budget * 60,
         quick=quick,
         out=Path(out),
+        resume=bool(args.resume),
     )
 
 

@@ -6,7 +6,6 @@ import sys
 import time
 from typing import TextIO
 
-
 _PROCESS_START = time.perf_counter()
 
 
