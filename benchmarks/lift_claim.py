@@ -370,49 +370,65 @@ def plot_sweep(
     n_seeds: int,
     log_x: bool = False,
 ) -> None:
-    """Lift vs ``x``: one panel per pool; targeting and incremental lift with 95% seed CIs."""
+    """Lift vs ``x``: one panel per pool; targeting and incremental lift with 95% seed CIs.
+
+    Filled circles: mean of the per-seed lifts with its t-interval; crosses: pooled lift (sum of
+    counts over seeds); ``n/a``: e-commerce-only count 0, lift undefined. Letters B/I/A: mean
+    below / inside / above the claimed range (shaded).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator, NullLocator
 
-    fig = Figure(figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.4))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2, sharey=False)
     colors = {"targeting": "#1f77b4", "incremental": "#d62728"}
     for ax, pool in zip(axes, POOLS, strict=True):
         ax.axhspan(CLAIM[0], CLAIM[1], color="#2ca02c", alpha=0.18, label="claim 15-25%")
         ax.axhline(0.0, color="black", lw=0.8)
+        values = np.sort(table[x].unique().astype(float))
         for shift, kind in zip((-0.012, 0.012), KINDS, strict=True):
             rows = table[(table["pool"] == pool) & (table["kind"] == kind)].sort_values(x)
             if rows.empty:
                 continue
             xs = rows[x].to_numpy(float)
-            xs = xs * (1 + shift) if log_x else xs + shift * (np.ptp(xs) or 1.0)
+            xs = xs * (1 + shift) if log_x else xs + shift * (np.ptp(values) or 1.0)
             ys = rows["lift_mean"].to_numpy(float)
-            lo = ys - rows["ci_low"].to_numpy(float)
-            hi = rows["ci_high"].to_numpy(float) - ys
+            lo = np.clip(ys - rows["ci_low"].to_numpy(float), 0, None)
+            hi = np.clip(rows["ci_high"].to_numpy(float) - ys, 0, None)
             ax.errorbar(
                 xs, ys, yerr=np.vstack([lo, hi]), fmt="o-", color=colors[kind], capsize=3,
-                label=f"{kind} lift (mean of seeds, 95% CI)",
+                label=f"{kind} lift: mean of seeds, 95% CI",
+            )  # fmt: skip
+            ax.plot(
+                xs, rows["pooled_lift"].to_numpy(float), "x", color=colors[kind], ms=7,
+                label=f"{kind} lift: pooled counts",
             )  # fmt: skip
             for xi, yi in zip(xs, ys, strict=True):
-                if math.isfinite(yi):
-                    ax.annotate(
-                        position(yi)[0].upper(), (xi, yi), textcoords="offset points",
-                        xytext=(5, 5), fontsize=7, color=colors[kind],
-                    )  # fmt: skip
+                text = position(yi)[0].upper() if math.isfinite(yi) else "n/a"
+                ax.annotate(
+                    text, (xi, yi if math.isfinite(yi) else 0.0), textcoords="offset points",
+                    xytext=(5, 5 if kind == "targeting" else -11), fontsize=7, color=colors[kind],
+                )  # fmt: skip
         if default is not None:
-            ax.axvline(default, color="grey", ls=":", lw=1, label="default world")
+            ax.axvline(default, color="grey", ls=":", lw=1, label="default world / headline")
         if log_x:
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(FixedLocator(values))
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.set_xticklabels([f"{v:g}" if x != "budget" else f"{v:.0%}" for v in values])
         ax.set_xlabel(x)
         ax.set_ylabel("lift: federated / ecommerce_only - 1")
         ax.set_title(f"pool '{pool}'")
         ax.grid(alpha=0.3)
         low, high = ax.get_ylim()
-        ax.set_ylim(max(low, -1.05), min(high, 3.0))
-    axes[0].legend(fontsize=7, loc="best")
+        floor, ceiling = (-1.05, 3.0) if pool == "all" else (-0.5, 1.0)
+        ax.set_ylim(max(low, floor), min(high, ceiling))
+    axes[1].legend(fontsize=7, loc="best")
     fig.suptitle(
-        f"{title} ({n_seeds} seeds per point; letters: B/I/A = mean below/inside/above 15-25%)",
+        f"{title} ({n_seeds} seeds per point; B/I/A = mean below/inside/above 15-25%; "
+        "y clipped)",
         fontsize=10,
     )
     fig.tight_layout()
@@ -439,6 +455,7 @@ class Plan:
     records: list[dict[str, Any]] = field(default_factory=list)
     timings: list[dict[str, Any]] = field(default_factory=list)
     resumed: set[tuple[str, str, float, int, str]] = field(default_factory=set)
+    previous_wall_s: float = 0.0
 
     def load_previous(self) -> None:
         """``--resume``: keep the runs already in ``runs.csv`` (same plan), run only the rest."""
@@ -453,6 +470,9 @@ class Plan:
         }
         if (self.out / "timings.csv").exists():
             self.timings = pd.read_csv(self.out / "timings.csv").to_dict(orient="records")
+        if (self.out / "summary.json").exists():
+            timing = json.loads((self.out / "summary.json").read_text()).get("timing", {})
+            self.previous_wall_s = float(timing.get("wall_seconds_all_invocations") or 0.0)
 
 
 class Runner:
@@ -629,7 +649,7 @@ def write_outputs(
     load_start: tuple[float, float, float],
 ) -> dict[str, Any]:
     out = plan.out
-    files: list[str] = ["runs.csv"]
+    files: list[str] = ["runs.csv", "timings.csv"]
     summary: dict[str, Any] = {
         "claim": list(CLAIM),
         "quick": plan.quick,
@@ -695,6 +715,7 @@ def write_outputs(
     summary["timing"] = {
         "wall_seconds": round(wall, 1),
         "wall_minutes": round(wall / 60, 2),
+        "wall_seconds_all_invocations": round(plan.previous_wall_s + wall, 1),
         "resumed_runs": len(plan.resumed),
         "sum_of_run_minutes": round(float(timings["seconds"].sum()) / 60, 2)
         if not timings.empty else 0.0,
