@@ -108,8 +108,13 @@ class PartyRuntime:
         if psi_state:
             self._psi = PsiParty(self.table.keys(), self.name, self.normalization)
             self._psi.set_state(psi_state)
+            if _ROWS_KEY not in state:  # alignment under way: nothing after it exists yet
+                self.aligned_rows, self.party = None, None
         if _ROWS_KEY in state:
-            self._install_alignment(np.asarray(state[_ROWS_KEY], dtype=np.int64))
+            rows = np.asarray(state[_ROWS_KEY], dtype=np.int64)
+            same = self.aligned_rows is not None and np.array_equal(rows, self.aligned_rows)
+            if not (same and self.party is not None):
+                self._install_alignment(rows)
             party_state = _strip(state, _PARTY_PREFIX)
             if party_state and self.party is not None:
                 self.party.set_state(party_state)
