@@ -63,8 +63,14 @@ import torch
 
 from fedads.align import aligned_order, normalize_keys
 from fedads.errors import FedadsWarning
-from fedads.eval import EvalData, Evaluation, combine_seeds, evaluate
-from fedads.experiment import REFERENCE_MODELS, Experiment, ExperimentConfig, train_references
+from fedads.eval import Evaluation, combine_seeds
+from fedads.experiment import (
+    REFERENCE_MODELS,
+    Experiment,
+    ExperimentConfig,
+    evaluate_held_out,
+    train_references,
+)
 from fedads.federation import FederationSettings, split_positions
 from fedads.protocol import (
     Coordinator,
@@ -156,12 +162,6 @@ def shuffle_social_features(table: PartyTable, seed: int) -> PartyTable:
     )
 
 
-def potential_outcomes(truth: pd.DataFrame, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``y0``, ``y1`` of ``keys`` from a synthetic world's truth table (evaluation only)."""
-    picked = truth.set_index("key").loc[keys]
-    return picked["y0"].to_numpy(np.int8), picked["y1"].to_numpy(np.int8)
-
-
 def run_direct(
     social: PartyTable,
     ecommerce: PartyTable,
@@ -208,25 +208,7 @@ def run_direct(
             config.references,
         )
     )  # fmt: skip
-    rows = ecommerce_rows[test]
-    keys = ecommerce.keys()[rows]
-    y0, y1 = potential_outcomes(truth, keys)
-    data = EvalData(
-        label=ecommerce.labels(rows),
-        is_existing_customer=ecommerce.existing_flags(rows),
-        scores=scores,
-        y0=y0,
-        y1=y1,
-        keys=keys,
-    )
-    return evaluate(
-        data,
-        budgets=config.budgets,
-        headline_budget=config.headline_budget,
-        n_bootstrap=config.n_bootstrap,
-        seed=config.eval_seed,
-        baselines=tuple(m for m in REFERENCE_MODELS if m in scores),
-    )
+    return evaluate_held_out(ecommerce, ecommerce_rows[test], scores, config, truth=truth)
 
 
 def run_one(config: ExperimentConfig, *, backend: str, shuffle: bool = False) -> Evaluation:
@@ -427,8 +409,7 @@ def plot_sweep(
         ax.set_ylim(max(low, floor), min(high, ceiling))
     axes[1].legend(fontsize=7, loc="best")
     fig.suptitle(
-        f"{title} ({n_seeds} seeds per point; B/I/A = mean below/inside/above 15-25%; "
-        "y clipped)",
+        f"{title} ({n_seeds} seeds per point; B/I/A = mean below/inside/above 15-25%; y clipped)",
         fontsize=10,
     )
     fig.tight_layout()
@@ -672,8 +653,7 @@ def write_outputs(
         files.append("headline.csv")
         summary["headline"] = headline.to_dict(orient="records")
         per_seed = head_runs[
-            (head_runs["baseline"] == "ecommerce_only")
-            & (head_runs["budget"] == HEADLINE_BUDGET)
+            (head_runs["baseline"] == "ecommerce_only") & (head_runs["budget"] == HEADLINE_BUDGET)
         ]
         summary["headline_per_seed"] = per_seed[
             ["seed", "pool", "kind", "model_count", "baseline_count", "lift", "boot_ci_low",

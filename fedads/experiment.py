@@ -168,33 +168,13 @@ class Experiment:
                 progress=progress,
             )
         )
-        rows = run.ecommerce_rows[test]
-        keys = ecommerce.keys()[rows]
-        y0, y1 = _potential_outcomes(truth, keys, ecommerce.key)
-        data = EvalData(
-            label=ecommerce.labels(rows),
-            is_existing_customer=ecommerce.existing_flags(rows),
-            scores=scores,
-            y0=y0,
-            y1=y1,
-            keys=keys,
-        )
         progress(
             f"evaluating {len(test)} held-out users ({config.n_bootstrap} bootstrap resamples)"
         )
-        with warnings.catch_warnings(record=True) as caught:
-            # Undefined lifts (a baseline with 0 conversions at a small budget) are expected on
-            # small held-out sets; the report marks them n/a. One summary line instead of dozens.
-            warnings.simplefilter("always", LiftUndefinedWarning)
-            evaluation = evaluate(
-                data,
-                budgets=config.budgets,
-                headline_budget=config.headline_budget,
-                n_bootstrap=config.n_bootstrap,
-                seed=config.eval_seed,
-                baselines=tuple(m for m in REFERENCE_MODELS if m in scores),
-            )
-        _rewarn(caught, progress)
+        evaluation = evaluate_held_out(
+            ecommerce, run.ecommerce_rows[test], scores, config, truth=truth, progress=progress
+        )
+        keys, data = evaluation.data.keys, evaluation.data
         n_aligned = int(run.values["n_aligned"])
         summary = {
             "social_rows": social.n_rows,
@@ -219,6 +199,50 @@ class Experiment:
             )
             progress(f"report written to {out_dir}")
         return result
+
+
+def evaluate_held_out(
+    ecommerce: PartyTable,
+    rows: np.ndarray,
+    scores: dict[str, np.ndarray],
+    config: ExperimentConfig,
+    *,
+    truth: pd.DataFrame | None = None,
+    progress: Progress | None = None,
+) -> Evaluation:
+    """Evaluate held-out users on the label holder's side.
+
+    Args:
+        ecommerce: the e-commerce table (labels, existing flag, keys).
+        rows: ``int64 [n_test]`` its rows of the held-out users, in score order.
+        scores: model name -> ``[n_test]`` probabilities.
+        config: budgets, bootstrap size and seed.
+        truth: a synthetic world's truth table; adds ``y0``/``y1`` (read only here).
+    """
+    keys = ecommerce.keys()[rows]
+    y0, y1 = _potential_outcomes(truth, keys, ecommerce.key)
+    data = EvalData(
+        label=ecommerce.labels(rows),
+        is_existing_customer=ecommerce.existing_flags(rows),
+        scores=scores,
+        y0=y0,
+        y1=y1,
+        keys=keys,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        # Undefined lifts (a baseline with 0 conversions at a small budget) are expected on
+        # small held-out sets; the report marks them n/a. One summary line instead of dozens.
+        warnings.simplefilter("always", LiftUndefinedWarning)
+        evaluation = evaluate(
+            data,
+            budgets=config.budgets,
+            headline_budget=config.headline_budget,
+            n_bootstrap=config.n_bootstrap,
+            seed=config.eval_seed,
+            baselines=tuple(m for m in REFERENCE_MODELS if m in scores),
+        )
+    _rewarn(caught, progress)
+    return evaluation
 
 
 def train_references(
@@ -267,7 +291,7 @@ def train_references(
     return out
 
 
-def _rewarn(caught: list[warnings.WarningMessage], progress: Progress) -> None:
+def _rewarn(caught: list[warnings.WarningMessage], progress: Progress | None) -> None:
     """Pass on every warning but undefined lifts, which are counted in one progress line."""
     undefined = 0
     for item in caught:
@@ -275,7 +299,7 @@ def _rewarn(caught: list[warnings.WarningMessage], progress: Progress) -> None:
             undefined += 1
         else:
             warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
-    if undefined:
+    if undefined and progress is not None:
         progress(
             f"note: {undefined} lift estimates or bootstrap resamples had a baseline with 0 "
             "new-customer conversions (small budget or pool); the report marks them n/a"
