@@ -9,11 +9,11 @@ import warnings
 
 import numpy as np
 import pytest
+from _evaldata import synthetic_eval_data
 
 import fedads.eval.lift as lift_module
 from fedads.errors import DataWarning, InputError
 from fedads.eval import (
-    MODELS,
     EvalData,
     LiftUndefinedWarning,
     auc,
@@ -50,22 +50,9 @@ def synthetic(
     edge: float = 0.0,
     outcomes: bool = True,
 ) -> EvalData:
-    """Random held-out users; ``federated`` gets ``edge`` extra signal on new-customer uplift."""
-    rng = np.random.default_rng(seed)
-    existing = (rng.random(n) < 0.3).astype(int)
-    y0 = (rng.random(n) < 0.04).astype(int)
-    y1 = np.maximum(y0, rng.random(n) < 0.06).astype(int)
-    base = 0.3 * y1 + rng.random(n) * 0.7
-    scores = {m: np.clip(base * 0.5 + rng.random(n) * 0.5, 0, 1) for m in MODELS}
-    scores["federated"] = np.clip(scores["federated"] + edge * y1 * (1 - existing), 0, 1)
-    if ties:
-        scores = {m: np.round(s, 1) for m, s in scores.items()}
-    return EvalData(
-        label=y1,
-        is_existing_customer=existing,
-        scores=scores,
-        y0=y0 if outcomes else None,
-        y1=y1 if outcomes else None,
+    """Random held-out users (see tests/_evaldata.py); ties round scores to 1 decimal."""
+    return synthetic_eval_data(
+        n, seed, edge=edge, ties_decimals=1 if ties else None, outcomes=outcomes
     )
 
 

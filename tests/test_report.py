@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _evaldata import synthetic_eval_data
 
 from fedads.errors import InputError
 from fedads.eval import MODELS, EvalData, LiftUndefinedWarning, evaluate
@@ -27,17 +28,8 @@ SUMMARY = {"social_rows": 9_000, "ecommerce_rows": 6_000, "aligned": 4_000}
 
 
 def synthetic(n: int, seed: int = 0, *, edge: float = 0.0, ties: bool = False) -> EvalData:
-    rng = np.random.default_rng(seed)
-    existing = (rng.random(n) < 0.3).astype(int)
-    y0 = (rng.random(n) < 0.04).astype(int)
-    y1 = np.maximum(y0, rng.random(n) < 0.06).astype(int)
-    base = 0.3 * y1 + rng.random(n) * 0.7
-    scores = {m: np.clip(base * 0.5 + rng.random(n) * 0.5, 0, 1) for m in MODELS}
-    scores["federated"] = np.clip(scores["federated"] + edge * y1 * (1 - existing), 0, 1)
-    if ties:
-        scores = {m: np.round(s, 2) for m, s in scores.items()}
-    keys = np.array([f"{i:08x}" for i in rng.permutation(n)])
-    return EvalData(y1, existing, scores, y0=y0, y1=y1, keys=keys)
+    """Random held-out users with keys (see tests/_evaldata.py); ties round to 2 decimals."""
+    return synthetic_eval_data(n, seed, edge=edge, ties_decimals=2 if ties else None, keys=True)
 
 
 def strict_load(path: Path) -> dict:
