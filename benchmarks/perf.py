@@ -30,7 +30,7 @@ Usage::
     python benchmarks/perf.py --quick                  # 20k aligned users, smoke (~2 min)
     python benchmarks/perf.py --aligned 200000         # the target size (batch 4096)
     python benchmarks/perf.py --quick --profile        # + pyinstrument profiles
-    python benchmarks/perf.py --aligned 200000 --single-actor --pull-interval 0.01  # what-if
+    python benchmarks/perf.py --aligned 200000 --single-actor --poll-interval 0.1  # what-if
     python benchmarks/perf.py --e2e-users 1000000      # whole Experiment with PSI (~16 min)
 
 Results: ``benchmarks/results/perf.json`` (``--out``); profiles in
@@ -60,6 +60,7 @@ import torch
 from fedads.align import aligned_order, normalize_keys
 from fedads.eval.metrics import auc
 from fedads.federation import FederationSettings, load_role_table, split_positions
+from fedads.flower.config import DEFAULT_POLL_S, POLL_KEY
 from fedads.models import FeatureEncoder, build_model, predict_local, train_local
 from fedads.protocol import Coordinator, InProcessTransport, ProtocolConfig
 from fedads.protocol import messages as msg
@@ -258,6 +259,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "central_t1": {"kind": "central", "threads": 1},
     "central_t2": {"kind": "central", "threads": 2},
     "inproc_exact": {"kind": "inproc", "mode": "exact"},
+    "inproc_eff16": {"kind": "inproc", "mode": "efficient", "chunk": 16},
     "inproc_eff32": {"kind": "inproc", "mode": "efficient", "chunk": 32},
     "flwr_exact": {"kind": "flwr", "mode": "exact"},
     "flwr_eff8": {"kind": "flwr", "mode": "efficient", "chunk": 8},
@@ -343,10 +345,6 @@ def _run_federated(transport: Any, spec: dict[str, Any], b: dict[str, Any]) -> d
 def perf_job(transport: Any, run_config: Any) -> dict[str, Any]:
     """The benchmark's Flower job: all variants, ``repeats`` interleaved rounds."""
     b = _BENCH
-    grid = getattr(transport, "grid", None)
-    b["grid_pull_interval_default"] = getattr(grid, "pull_interval", None)
-    if b.get("pull_interval") and grid is not None and hasattr(grid, "pull_interval"):
-        grid.pull_interval = float(b["pull_interval"])  # what-if; Flower's default is 0.1 s
     inproc_parties = {
         role: _build_party(role, b["paths"][role]) for role in ("social", "ecommerce")
     }
@@ -538,21 +536,6 @@ def _profile_flower_epoch(transport: Any, b: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _patch_engine_poll(interval_s: float) -> None:
-    """What-if: the simulation engine (VCE) looks for new messages every ``interval_s`` instead
-    of Flower's hard-coded 0.1 s. Benchmark-only monkeypatch of the engine's feeder loop."""
-    from flwr.server.superlink.fleet.vce import vce_api
-
-    def feeder(state: Any, queue: Any, nodes_mapping: Any, f_stop: Any) -> None:
-        while not f_stop.is_set():
-            for node_id in nodes_mapping:
-                for message in state.get_message_ins(node_id=node_id, limit=1):
-                    queue.put(message)
-            f_stop.wait(interval_s)
-
-    vce_api.add_messages_to_queue = feeder  # type: ignore[assignment]
-
-
 def _patch_single_actor() -> None:
     """What-if: one Ray actor (2 CPUs) for both parties, so no message lands on an actor that
     does not hold the party live (no restore from checkpoint). Benchmark-only monkeypatch."""
@@ -569,26 +552,45 @@ def _patch_single_actor() -> None:
 
 
 # ---------------------------------------------------------------------------------- end to end
-def _tree_rss_mb(root_pid: int) -> float:
-    """Current RSS (MB) of ``root_pid`` and all its descendants (Ray's raylet and workers too)."""
+def _tree_memory_mb(root_pid: int) -> dict[str, float]:
+    """Current memory (MB) of ``root_pid`` and all its descendants (Ray's raylet and workers).
+
+    ``rss`` sums resident sets (pages shared between processes, e.g. torch's libraries in every
+    Ray worker, count once per process: an over-count); ``pss`` sums proportional set sizes from
+    ``/proc/<pid>/smaps_rollup`` (a shared page is split between its sharers), which adds up to
+    the tree's real footprint.
+    """
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            ppid, pages = int(fields[1]), int(fields[21])
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
         except (OSError, IndexError, ValueError):
             continue
-        children.setdefault(ppid, []).append(int(entry.name))
-        rss[int(entry.name)] = pages
-    total, stack = 0, [root_pid]
+    totals = {"rss": 0.0, "pss": 0.0}
+    stack = [root_pid]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
         stack.extend(children.get(pid, []))
-    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                name, _, rest = line.partition(":")
+                if name in ("Rss", "Pss"):
+                    totals[name.lower()] += int(rest.split()[0]) / 1024.0  # kB -> MB
+        except (OSError, ValueError, IndexError):
+            continue
+    return totals
+
+
+def _machine_used_mb() -> float:
+    """MemTotal - MemAvailable (MB): what the whole machine uses now."""
+    info = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        info[name] = int(rest.split()[0])
+    return (info["MemTotal"] - info["MemAvailable"]) / 1024.0
 
 
 def end_to_end(n_users: int, chunk: int, epochs: int, out: Path) -> dict[str, Any]:
@@ -599,12 +601,15 @@ def end_to_end(n_users: int, chunk: int, epochs: int, out: Path) -> dict[str, An
     from fedads.experiment import Experiment, ExperimentConfig
     from fedads.world import WorldConfig
 
-    peak = {"mb": 0.0}
+    peak = {"rss": 0.0, "pss": 0.0, "machine_used": 0.0}
+    machine_before = _machine_used_mb()
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
-            peak["mb"] = max(peak["mb"], _tree_rss_mb(os.getpid()))
+            now = {**_tree_memory_mb(os.getpid()), "machine_used": _machine_used_mb()}
+            for key, value in now.items():
+                peak[key] = max(peak[key], value)
             stop.wait(1.0)
 
     lines: list[tuple[float, str]] = []
@@ -653,7 +658,10 @@ def end_to_end(n_users: int, chunk: int, epochs: int, out: Path) -> dict[str, An
             "epochs": epochs,
         },
         "total_s": round(total, 1),
-        "peak_tree_rss_mb": round(peak["mb"], 1),
+        "peak_tree_rss_mb": round(peak["rss"], 1),
+        "peak_tree_pss_mb": round(peak["pss"], 1),
+        "machine_used_mb_before": round(machine_before, 1),
+        "machine_used_mb_peak": round(peak["machine_used"], 1),
         "load_average_at_start": [round(x, 2) for x in load_start],
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "data_summary": result.data_summary,
@@ -690,11 +698,11 @@ def main(argv: list[str] | None = None) -> int:
         "fedads.flower.simulation._backend_config in this process only)",
     )
     parser.add_argument(
-        "--pull-interval",
+        "--poll-interval",
         type=float,
-        default=0.0,
-        help="experiment: poll interval of the simulation grid (replies) and of the engine's "
-        "message feeder (Flower default 0.1 s for both)",
+        default=DEFAULT_POLL_S,
+        help="run config poll-interval-s: seconds between the ServerApp's checks for replies "
+        "and the engine's checks for new messages (Flower's own: 0.1 s)",
     )
     parser.add_argument("--out", default=str(ROOT / "results" / "perf.json"))
     parser.add_argument(
@@ -741,7 +749,6 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             repeats=args.repeats,
             variants=variants,
-            pull_interval=args.pull_interval,
             profile=args.profile,
             out_dir=str(Path(args.out).parent),
         )
@@ -752,13 +759,12 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.single_actor:
             _patch_single_actor()
-        if args.pull_interval:
-            _patch_engine_poll(args.pull_interval)
 
         run_config = {
             "social-path": data["paths"]["social"],
             "ecommerce-path": data["paths"]["ecommerce"],
             "perf-party-threads": args.party_threads,
+            POLL_KEY: args.poll_interval,
         }
         sim_start = time.perf_counter()
         result = run_federation(
@@ -805,7 +811,7 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "party_torch_threads": args.party_threads,
             "single_actor": args.single_actor,
-            "grid_pull_interval": args.pull_interval or _BENCH.get("grid_pull_interval_default"),
+            "poll_interval_s": args.poll_interval,
             "model": "ModelConfig() defaults",
             "optimizer": "adam, lr 2e-3",
         },

@@ -9,9 +9,11 @@ tests/test_experiment.py (one deployment test keeps the suite short).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from queue import Queue
 
 import numpy as np
 import pytest
@@ -30,8 +32,14 @@ from fedads.flower import (
 from fedads.flower import client_app as client_app_module
 from fedads.flower.client_app import ClientAdapter
 from fedads.flower.codec import content_to_envelope, envelope_to_content
-from fedads.flower.config import party_run_config, resolve_party_factory
+from fedads.flower.config import (
+    DEFAULT_POLL_S,
+    party_run_config,
+    poll_interval,
+    resolve_party_factory,
+)
 from fedads.flower.result import FederationResult, write_error, write_result
+from fedads.flower.simulation import engine_polling
 from fedads.flower.testing import ECHO, EchoParty, echo_job, echo_party_factory
 from fedads.protocol.envelope import Envelope
 from fedads.protocol.transport import COORDINATOR
@@ -68,19 +76,23 @@ class FakeGrid:
         }
         self.silent = silent
         self.forget_cache = forget_cache
-        self.timeouts: list[float | None] = []
+        self.replies: dict[str, Message] = {}
+        self.unanswered: list[str] = []
+        self.pulls = 0
 
     def get_node_ids(self) -> list[int]:
         return list(self.contexts)
 
-    def send_and_receive(
-        self, messages: list[Message], *, timeout: float | None = None
-    ) -> list[Message]:
-        self.timeouts.append(timeout)
-        replies = []
+    def push_messages(self, messages: list[Message]) -> list[str]:
+        """Handle each message at once; its reply waits for ``pull_messages``."""
+        ids = []
         for message in messages:
+            message_id = f"m{len(self.replies) + len(self.unanswered)}"
+            message.metadata.__dict__["_message_id"] = message_id
+            ids.append(message_id)
             node = message.metadata.dst_node_id
             if node in self.silent:
+                self.unanswered.append(message_id)
                 continue
             if self.forget_cache:
                 client_app_module._CACHE.clear()
@@ -88,8 +100,12 @@ class FakeGrid:
                 handler = self.adapter.handle_control
             else:
                 handler = self.adapter.handle_protocol
-            replies.append(handler(message, self.contexts[node]))
-        return replies
+            self.replies[message_id] = handler(message, self.contexts[node])
+        return ids
+
+    def pull_messages(self, message_ids: set[str]) -> list[Message]:
+        self.pulls += 1
+        return [self.replies.pop(i) for i in list(message_ids) if i in self.replies]
 
 
 @pytest.fixture
@@ -153,6 +169,46 @@ def test_roles_from_node_config_or_partition_id() -> None:
         resolve_role({})
 
 
+def test_poll_interval_is_validated() -> None:
+    assert poll_interval({}) == DEFAULT_POLL_S
+    assert poll_interval({"poll-interval-s": 0.05}) == 0.05
+    for bad in (0, -1.0, "fast", 5.0):
+        with pytest.raises(InputError, match="poll-interval-s"):
+            poll_interval({"poll-interval-s": bad})
+
+
+def test_engine_polling_replaces_the_feeder_and_restores_it() -> None:
+    from flwr.server.superlink.fleet.vce import vce_api
+
+    original = vce_api.add_messages_to_queue
+
+    class State:
+        def __init__(self) -> None:
+            self.inbox = {1: ["a", "b"], 2: ["c"]}
+
+        def get_message_ins(self, node_id: int, limit: int) -> list[str]:
+            taken, self.inbox[node_id] = (
+                self.inbox[node_id][:limit],
+                self.inbox[node_id][limit:],
+            )
+            return taken
+
+    with engine_polling(0.001) as replaced:
+        assert replaced and vce_api.add_messages_to_queue is not original
+        queue: Queue[str] = Queue()
+        stop = threading.Event()
+        feeder = threading.Thread(
+            target=vce_api.add_messages_to_queue, args=(State(), queue, {1: 0, 2: 1}, stop)
+        )
+        feeder.start()
+        got = [queue.get(timeout=2.0) for _ in range(3)]
+        stop.set()
+        feeder.join(timeout=2.0)
+        assert not feeder.is_alive()
+        assert sorted(got) == ["a", "b", "c"]
+    assert vce_api.add_messages_to_queue is original
+
+
 def test_factory_sees_only_its_own_private_keys() -> None:
     config = {"social-path": "s.csv", "ecommerce-path": "e.csv", "ecommerce-out": "o", "lr": 0.1}
     assert party_run_config("social", config) == {"social-path": "s.csv", "lr": 0.1}
@@ -209,7 +265,7 @@ def test_transport_counts_traffic_both_ways(tmp_path: Path, task_identity: None)
         f"social->{COORDINATOR}": 160,
     }
     assert transport.traffic.messages == 6
-    assert grid.timeouts[-1] == 5.0
+    assert grid.pulls == 3  # hello, send, send_all: replies were ready at the first check
 
 
 def test_party_exception_becomes_party_error(tmp_path: Path, task_identity: None) -> None:
@@ -235,6 +291,7 @@ def test_silent_party_times_out_and_is_not_contacted_again(
     with pytest.raises(PartyError, match="no reply to 'echo' within 1.5 s") as info:
         transport.send_all({"social": Envelope(ECHO), "ecommerce": Envelope(ECHO)})
     assert info.value.party == "social"
+    assert grid.pulls > 10  # kept checking (every 2 ms) until the 1.5 s timeout
     with pytest.raises(PartyError, match="not reachable any more"):
         transport.send("social", Envelope(ECHO))
     assert transport.send("ecommerce", Envelope(ECHO)).meta["counter"] == 2

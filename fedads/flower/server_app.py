@@ -30,6 +30,7 @@ from fedads.flower.config import (
     TIMEOUT_KEY,
     Job,
     merged_config,
+    poll_interval,
     resolve_job,
 )
 from fedads.flower.result import FederationResult, check_job_result, write_error, write_result
@@ -56,7 +57,11 @@ def run_server(
         timeout_s = float(config[TIMEOUT_KEY])
         progress("ServerApp: waiting for the social and ecommerce SuperNodes")
         transport = FlowerTransport.connect(
-            grid, timeout_s, float(config[NODE_WAIT_KEY]), progress=progress
+            grid,
+            timeout_s,
+            float(config[NODE_WAIT_KEY]),
+            progress=progress,
+            poll_s=poll_interval(config),
         )
         discovery_s = time.perf_counter() - start
         job_name = getattr(job_fn, "__name__", str(job_fn))

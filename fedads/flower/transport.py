@@ -2,7 +2,7 @@
 
 Each envelope becomes one Flower ``Message`` (``message_type="train"``; adapter control
 envelopes use ``"query"``) to the party's node; the reply becomes an envelope again. ``send_all``
-pushes all messages in one ``grid.send_and_receive`` call, so the parties work concurrently.
+pushes all messages at once and waits for all replies, so the parties work concurrently.
 A party whose reply carries an error, or that does not answer within ``timeout_s``, raises
 :class:`~fedads.errors.PartyError` naming it; a party that timed out is never sent another
 message (its ClientApp may still be running, and Flower does not cancel it).
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from flwr.app import Message
 from flwr.serverapp import Grid
@@ -26,7 +26,7 @@ from fedads.flower.client_app import (
     PROTOCOL_MESSAGE_TYPE,
 )
 from fedads.flower.codec import content_to_envelope, envelope_to_content
-from fedads.flower.config import PARTIES
+from fedads.flower.config import DEFAULT_POLL_S, PARTIES
 from fedads.protocol.envelope import Envelope
 from fedads.protocol.transport import COORDINATOR, Traffic
 
@@ -54,16 +54,32 @@ def _exchange(
     message_type: str,
     timeout_s: float,
     group_id: str,
+    poll_s: float = DEFAULT_POLL_S,
 ) -> dict[int, Message]:
-    """Send one envelope per node id in one ``send_and_receive``; replies by node id."""
+    """Send one envelope per node id at once; replies by node id (missing: no reply in time).
+
+    Waits with its own loop over ``grid.push_messages`` / ``grid.pull_messages`` instead of
+    ``grid.send_and_receive``, which sleeps 0.1 s (simulation) or 3 s (deployment) between
+    checks for replies: with ``poll_s`` = 2 ms a simulated round trip costs a few ms of waiting
+    instead of up to 0.1 s (docs/performance.md).
+    """
     messages = [
         Message(
             envelope_to_content(env), node_id, message_type, ttl=_ttl(timeout_s), group_id=group_id
         )
         for node_id, env in envelopes.items()
     ]
-    replies: Iterable[Message] = grid.send_and_receive(messages, timeout=timeout_s)
-    return {reply.metadata.src_node_id: reply for reply in replies}
+    pending = set(grid.push_messages(messages))
+    deadline = time.monotonic() + timeout_s
+    replies: dict[int, Message] = {}
+    while pending:
+        for reply in grid.pull_messages(pending):
+            pending.discard(reply.metadata.reply_to_message_id)
+            replies[reply.metadata.src_node_id] = reply
+        if not pending or time.monotonic() >= deadline:
+            break
+        time.sleep(poll_s)
+    return replies
 
 
 def wait_for_nodes(grid: Grid, count: int, wait_s: float, progress: Progress = SILENT) -> list[int]:
@@ -87,7 +103,11 @@ def wait_for_nodes(grid: Grid, count: int, wait_s: float, progress: Progress = S
 
 
 def discover_party_nodes(
-    grid: Grid, timeout_s: float, node_wait_s: float, progress: Progress = SILENT
+    grid: Grid,
+    timeout_s: float,
+    node_wait_s: float,
+    progress: Progress = SILENT,
+    poll_s: float = DEFAULT_POLL_S,
 ) -> dict[str, int]:
     """``{party: node_id}``: wait for two nodes, then ask each its role (``hello`` envelope).
 
@@ -99,7 +119,7 @@ def discover_party_nodes(
     nodes = wait_for_nodes(grid, len(PARTIES), node_wait_s, progress)
     hello_s = max(deadline - time.monotonic(), timeout_s)
     replies = _exchange(
-        grid, {n: Envelope(HELLO) for n in nodes}, CONTROL_MESSAGE_TYPE, hello_s, "hello"
+        grid, {n: Envelope(HELLO) for n in nodes}, CONTROL_MESSAGE_TYPE, hello_s, "hello", poll_s
     )
     party_nodes: dict[str, int] = {}
     problems: list[str] = []
@@ -140,6 +160,7 @@ class FlowerTransport:
         grid: the ServerApp's grid.
         party_nodes: ``{party: node_id}``, e.g. from :func:`discover_party_nodes`.
         timeout_s: how long to wait for the replies of one ``send`` / ``send_all``.
+        poll_s: seconds between checks for replies (run config ``poll-interval-s``).
     """
 
     def __init__(
@@ -149,10 +170,14 @@ class FlowerTransport:
         timeout_s: float = 120.0,
         *,
         progress: Progress = SILENT,
+        poll_s: float = DEFAULT_POLL_S,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        if poll_s <= 0:
+            raise ValueError(f"poll_s must be positive, got {poll_s}")
         self.grid = grid
+        self.poll_s = float(poll_s)
         self.party_nodes = dict(party_nodes)
         self.timeout_s = float(timeout_s)
         self.traffic = Traffic()
@@ -171,13 +196,15 @@ class FlowerTransport:
         node_wait_s: float = 60.0,
         *,
         progress: Progress = SILENT,
+        poll_s: float = DEFAULT_POLL_S,
     ) -> FlowerTransport:
         """Discover which node plays which party, then build the transport."""
         return cls(
             grid,
-            discover_party_nodes(grid, timeout_s, node_wait_s, progress),
+            discover_party_nodes(grid, timeout_s, node_wait_s, progress, poll_s),
             timeout_s,
             progress=progress,
+            poll_s=poll_s,
         )
 
     def send(self, party: str, envelope: Envelope) -> Envelope:
@@ -199,7 +226,7 @@ class FlowerTransport:
             self.traffic.record(COORDINATOR, party, env)
         start = time.perf_counter()
         replies = _exchange(
-            self.grid, by_node, PROTOCOL_MESSAGE_TYPE, self.timeout_s, str(self._group)
+            self.grid, by_node, PROTOCOL_MESSAGE_TYPE, self.timeout_s, str(self._group), self.poll_s
         )
         elapsed = time.perf_counter() - start
         out: dict[str, Envelope] = {}
@@ -248,7 +275,12 @@ class FlowerTransport:
             return
         try:
             replies = _exchange(
-                self.grid, alive, CONTROL_MESSAGE_TYPE, min(self.timeout_s, 30.0), "close"
+                self.grid,
+                alive,
+                CONTROL_MESSAGE_TYPE,
+                min(self.timeout_s, 30.0),
+                "close",
+                self.poll_s,
             )
         except Exception as exc:  # noqa: BLE001 - closing is best effort
             self.progress(f"close: {type(exc).__name__}: {exc}")
