@@ -341,6 +341,7 @@ def _extra(config: ExperimentConfig, run: FederatedRun) -> dict[str, Any]:
             "epochs": config.federation.protocol.epochs,
             "batch_size": config.federation.protocol.batch_size,
             "chunk_batches": config.federation.protocol.chunk_batches,
+            "pipeline": config.federation.protocol.pipeline,
             "compression": config.federation.protocol.compression,
             "seed": config.federation.protocol.seed,
         },

@@ -38,7 +38,8 @@ class FederationSettings:
     """What the coordinator and the parties agree on before a run (no data, no secrets).
 
     Attributes:
-        protocol: training protocol (mode, batch size, epochs, model, compression, seed).
+        protocol: training protocol (mode, chunk size, pipeline, batch size, epochs, model,
+            compression, seed).
         test_share: share of aligned users held out for evaluation, split once by user before
             any model sees them (default 0.3).
         split_seed: seed of that split (default 0).
@@ -81,6 +82,7 @@ class FederationSettings:
             "mode": p.mode,
             "batch-size": p.batch_size,
             "chunk-batches": 0 if p.chunk_batches is None else p.chunk_batches,
+            "pipeline": p.pipeline,
             "epochs": p.epochs,
             "lr": float(p.lr),
             "seed": p.seed,
@@ -110,6 +112,7 @@ class FederationSettings:
             mode=str(config["mode"]),
             batch_size=int(config["batch-size"]),
             chunk_batches=chunk or None,
+            pipeline=bool(config.get("pipeline", False)),
             epochs=int(config["epochs"]),
             lr=float(config["lr"]),
             seed=int(config["seed"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -151,6 +152,144 @@ def test_efficient_mode_trains(data: Data) -> None:
     assert len(history.bytes_by_epoch) == 3 and all(b > 0 for b in history.bytes_per_epoch())
 
 
+def test_pipelined_mode_trains_like_efficient_mode(data: Data) -> None:
+    config = _config(mode="efficient", chunk_batches=4, epochs=3, lr=2e-3, pipeline=True)
+    history, scores, _ = _federated(data, config)
+    assert history.epoch_losses[-1] < history.epoch_losses[0] - 0.05
+    assert history.valid_losses[-1] < history.valid_losses[0]
+    _, ecommerce_scores, _ = _centralized(data, config, kind="ecommerce_only")
+    y = data.labels[HELD_OUT]
+    assert roc_auc_score(y, scores) > roc_auc_score(y, ecommerce_scores) + 0.05
+    # Against the sequential efficient run: chunk 0 is the same computation, chunk 1 on is
+    # embedded before the previous chunk's updates (so it differs); rows and bytes are the same.
+    sequential, _, _ = _federated(data, dataclasses.replace(config, pipeline=False))
+    assert history.batch_losses[:4] == sequential.batch_losses[:4]
+    assert history.batch_losses[4:8] != sequential.batch_losses[4:8]
+    assert history.batch_rows == sequential.batch_rows
+    assert history.bytes_by_epoch == sequential.bytes_by_epoch
+
+
+TRAINING_KINDS = frozenset({"forward", "backward_forward", "backward", "train"})
+
+
+class _Recording:
+    """A transport wrapper recording every round trip: ``(requests, replies)`` per call."""
+
+    def __init__(self, inner: InProcessTransport) -> None:
+        self.inner = inner
+        self.traffic = inner.traffic
+        self.rounds: list[tuple[dict[str, Envelope], dict[str, Envelope]]] = []
+
+    def send(self, party: str, envelope: Envelope) -> Envelope:
+        return self.send_all({party: envelope})[party]
+
+    def send_all(self, envelopes: dict[str, Envelope]) -> dict[str, Envelope]:
+        replies = self.inner.send_all(envelopes)
+        self.rounds.append((dict(envelopes), replies))
+        return replies
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def training_rounds(self) -> list[tuple[dict[str, Envelope], dict[str, Envelope]]]:
+        return [r for r in self.rounds if {e.kind for e in r[0].values()} & TRAINING_KINDS]
+
+
+@pytest.mark.parametrize(
+    ("chunk_batches", "n_chunks", "first_epoch"),
+    [
+        (12, 1, ["forward", "train", "backward"]),
+        (6, 2, ["forward", "forward+train", "backward+train", "backward"]),
+        (
+            5,
+            3,
+            ["forward", "forward+train", "backward_forward+train", "backward+train", "backward"],
+        ),
+        (2, 6, None),
+    ],
+)
+def test_pipelined_round_trips_and_relay(
+    data: Data, chunk_batches: int, n_chunks: int, first_epoch: list[str] | None
+) -> None:
+    recorded: dict[bool, list[tuple[dict[str, Envelope], dict[str, Envelope]]]] = {}
+    for pipeline in (False, True):
+        config = _config(mode="efficient", chunk_batches=chunk_batches, pipeline=pipeline)
+        with InProcessTransport(data.parties()) as inner:
+            transport = _Recording(inner)
+            Coordinator(transport, config).fit(TRAIN)  # type: ignore[arg-type]
+        recorded[pipeline] = transport.training_rounds()
+    epochs = 2
+    assert len(recorded[False]) == epochs * (2 * n_chunks + 1)
+    assert len(recorded[True]) == epochs * (n_chunks + 2)
+    pipelined = recorded[True]
+    schedule = [
+        "+".join(r[0][p].kind for p in ("social", "ecommerce") if p in r[0]) for r in pipelined
+    ]
+    assert schedule[: n_chunks + 2] == schedule[n_chunks + 2 :]  # every epoch alike
+    if first_epoch is not None:
+        assert schedule[: n_chunks + 2] == first_epoch
+    else:
+        assert schedule[2:n_chunks] == ["backward_forward+train"] * (n_chunks - 2)
+    for rounds in recorded.values():
+        # every relayed array is the other party's reply of the round just before, untouched
+        for (requests, _), (_, before) in zip(rounds[1:], rounds[:-1], strict=True):
+            for party, source, name in (
+                ("ecommerce", "social", msg.EMBEDDINGS),
+                ("social", "ecommerce", msg.GRADIENTS),
+            ):
+                if party in requests and name in requests[party].arrays:
+                    assert np.array_equal(requests[party].arrays[name], before[source].arrays[name])
+
+    def trained_rows(rounds) -> np.ndarray:
+        return np.concatenate(
+            [r[0]["ecommerce"].arrays[msg.POSITIONS] for r in rounds if "ecommerce" in r[0]]
+        )
+
+    assert np.array_equal(trained_rows(pipelined), trained_rows(recorded[False]))  # batch order
+
+
+class _Timed:
+    """A party that logs ``(name, kind, start, end)`` of each handle call (plus a short sleep,
+    so that two calls running at once surely overlap)."""
+
+    def __init__(self, party: SocialParty | EcommerceParty, log: list) -> None:
+        self.party, self.log, self.name = party, log, party.name
+
+    def handle(self, envelope: Envelope) -> Envelope:
+        start = time.perf_counter()
+        reply = self.party.handle(envelope)
+        time.sleep(0.03)
+        self.log.append((self.name, envelope.kind, start, time.perf_counter()))
+        return reply
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return self.party.get_state()
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        self.party.set_state(state)
+
+
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_parties_compute_at_once_only_when_pipelined(data: Data, pipeline: bool) -> None:
+    log: list[tuple[str, str, float, float]] = []
+    parties = {name: _Timed(party, log) for name, party in data.parties().items()}  # type: ignore[arg-type]
+    config = _config(mode="efficient", chunk_batches=2, epochs=1, pipeline=pipeline)  # 6 chunks
+    with InProcessTransport(parties) as transport:  # type: ignore[arg-type]
+        Coordinator(transport, config).fit(TRAIN)
+    spans = {
+        name: [(a, b) for who, kind, a, b in log if who == name and kind in TRAINING_KINDS]
+        for name in parties
+    }
+    assert len(spans["ecommerce"]) == 6
+    overlaps = sum(
+        a1 < b2 and a2 < b1 for a1, b1 in spans["social"] for a2, b2 in spans["ecommerce"]
+    )
+    if pipeline:
+        assert overlaps >= 3  # 6 rounds carry both parties' work
+    else:
+        assert overlaps == 0
+
+
 def test_federated_beats_ecommerce_only_on_held_out_rows(data: Data) -> None:
     config = _config(epochs=3)
     _, federated_scores, _ = _federated(data, config)
@@ -161,8 +300,9 @@ def test_federated_beats_ecommerce_only_on_held_out_rows(data: Data) -> None:
     assert federated_auc > ecommerce_auc + 0.05, (federated_auc, ecommerce_auc)
 
 
-def test_same_seed_same_weights_and_scores(data: Data) -> None:
-    config = _config(mode="efficient", chunk_batches=3, epochs=1)
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_same_seed_same_weights_and_scores(data: Data, pipeline: bool) -> None:
+    config = _config(mode="efficient", chunk_batches=3, epochs=1, pipeline=pipeline)
     h1, s1, p1 = _federated(data, config)
     h2, s2, p2 = _federated(data, config)
     assert h1.batch_losses == h2.batch_losses
@@ -172,7 +312,9 @@ def test_same_seed_same_weights_and_scores(data: Data) -> None:
         assert state1.keys() == state2.keys()
         for key in state1:
             assert np.array_equal(state1[key], state2[key]), (name, key)
-    _, s3, _ = _federated(data, _config(mode="efficient", chunk_batches=3, epochs=1, seed=4))
+    _, s3, _ = _federated(
+        data, _config(mode="efficient", chunk_batches=3, epochs=1, seed=4, pipeline=pipeline)
+    )
     assert not np.array_equal(s1, s3)
 
 
@@ -183,12 +325,15 @@ class _Rebuilt:
         self.build = build
         self.name = build().name
         self.state: dict[str, np.ndarray] = {}
+        self.most_pending = 0  # most chunks awaiting gradients in any saved state
 
     def handle(self, envelope: Envelope) -> Envelope:
         party = self.build()
         party.set_state(self.state)
         reply = party.handle(envelope)
         self.state = party.get_state()
+        pending = sum(key.endswith(".positions") for key in self.state if key.startswith("pending"))
+        self.most_pending = max(self.most_pending, pending)
         return reply
 
     def get_state(self) -> dict[str, np.ndarray]:
@@ -198,8 +343,9 @@ class _Rebuilt:
         self.state = state
 
 
-def test_stateless_host_gives_the_same_run(data: Data) -> None:
-    config = _config(mode="efficient", chunk_batches=2, epochs=1)
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_stateless_host_gives_the_same_run(data: Data, pipeline: bool) -> None:
+    config = _config(mode="efficient", chunk_batches=2, epochs=1, pipeline=pipeline)
     reference, ref_scores, _ = _federated(data, config)
     parties = {
         "social": _Rebuilt(lambda: SocialParty(data.s_num, data.s_cat)),
@@ -213,17 +359,31 @@ def test_stateless_host_gives_the_same_run(data: Data) -> None:
     np.testing.assert_allclose(scores, ref_scores, rtol=EXACT_RTOL, atol=1e-6)
     state = parties["social"].state
     assert state["counter.step"][0] == 12 and all(isinstance(v, np.ndarray) for v in state.values())
+    assert parties["social"].most_pending == (2 if pipeline else 1)  # the whole FIFO is carried
 
 
 # ---------------------------------------------------------------------- privacy contract
-def test_privacy_contract(data: Data) -> None:
+def _captured_run(data: Data, config: ProtocolConfig):
+    """Every message of fit + predict as ``(sender, receiver, bytes, envelope)``."""
     captured: list[tuple[str, str, bytes, Envelope]] = []
-    config = _config(mode="efficient", chunk_batches=2, epochs=1)
-    parties = data.parties()
-    with InProcessTransport(parties, capture=lambda *m: captured.append(m)) as transport:
+    with InProcessTransport(data.parties(), capture=lambda *m: captured.append(m)) as transport:
         coordinator = Coordinator(transport, config)
         coordinator.fit(TRAIN, HELD_OUT)
         coordinator.predict(HELD_OUT)
+    return captured, coordinator
+
+
+def _array_names(captured) -> set[tuple[str, str, str, frozenset[str]]]:
+    return {(s, r, env.kind, frozenset(env.arrays)) for s, r, _, env in captured}
+
+
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_privacy_contract(data: Data, pipeline: bool) -> None:
+    config = _config(mode="efficient", chunk_batches=2, epochs=1, pipeline=pipeline)
+    captured, coordinator = _captured_run(data, config)
+    if pipeline:  # pipelining changes the schedule only: the same arrays on the same links
+        sequential, _ = _captured_run(data, _config(mode="efficient", chunk_batches=2, epochs=1))
+        assert _array_names(captured) == _array_names(sequential)
     kinds = {env.kind for _, _, _, env in captured}
     assert {
         "setup",
@@ -246,6 +406,7 @@ def test_privacy_contract(data: Data) -> None:
         "weight_decay",
         "optimizer",
         "compression",
+        "pipeline",
         "embedding_dim",
         "bottom_hidden",
         "cat_embedding_dim",
@@ -351,6 +512,36 @@ def test_protocol_violation_inside_party_is_party_error(data: Data) -> None:
             transport.send("social", forward)
 
 
+def test_pipelined_social_party_queues_two_chunks_oldest_first(data: Data) -> None:
+    with InProcessTransport(data.parties()) as transport:
+        coordinator = Coordinator(transport, _config(mode="efficient", pipeline=True))
+        coordinator.setup(TRAIN)
+        d = coordinator.embedding_dim
+
+        def forward(rows: int) -> Envelope:
+            envelope = Envelope("forward", {"positions": TRAIN[:rows]}, {"batch_size": 10})
+            return transport.send("social", envelope)
+
+        def backward(rows: int) -> Envelope:
+            gradients = np.zeros((rows, d), dtype=np.float32)
+            return transport.send("social", Envelope("backward", {"gradients": gradients}))
+
+        forward(10)
+        forward(20)
+        with pytest.raises(PartyError, match=r"gradients of 2 chunk\(s\) \(at most 2 in flight"):
+            forward(10)
+    with InProcessTransport(data.parties()) as transport:
+        Coordinator(transport, _config(mode="efficient", pipeline=True)).setup(TRAIN)
+        forward(10)
+        forward(20)
+        with pytest.raises(PartyError, match=rf"expected \(10, {d}\)"):  # the oldest goes first
+            backward(20)
+        assert backward(10).meta["step"] == 1
+        assert backward(20).meta["step"] == 3
+        with pytest.raises(PartyError, match="no pending chunk"):
+            backward(10)
+
+
 @pytest.mark.parametrize("slow_kind", ["train", "score"])  # send() and send_all() paths
 def test_slow_party_times_out(data: Data, slow_kind: str) -> None:
     release = threading.Event()
@@ -403,6 +594,8 @@ def test_bad_inputs_are_refused(data: Data) -> None:
         ProtocolConfig(mode="fast")
     with pytest.raises(InputError, match="chunk_batches"):
         ProtocolConfig(mode="exact", chunk_batches=4)
+    with pytest.raises(InputError, match=r"pipeline=True with mode='exact'.*set mode='efficient'"):
+        ProtocolConfig(mode="exact", pipeline=True)
     with pytest.raises(InputError, match="compression"):
         ProtocolConfig(compression="zip")
     with pytest.raises(InputError, match="timeout_s"):

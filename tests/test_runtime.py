@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from fedads.federation import FederationSettings, vfl_job
 from fedads.protocol import InProcessTransport, ProtocolConfig
@@ -35,14 +36,18 @@ class _TwoReplicas:
         self.checkpoint = dict(state)
 
 
-def test_runtime_restored_on_stale_replicas_gives_the_same_run(tmp_path) -> None:
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_runtime_restored_on_stale_replicas_gives_the_same_run(tmp_path, pipeline: bool) -> None:
     """Reusing a stale runtime and overwriting its state equals one live runtime throughout."""
     world = generate_world(n_users=1_200, seed=12)
     social, ecommerce = world.party_tables()
     settings = FederationSettings(
-        protocol=ProtocolConfig(mode="efficient", batch_size=128, chunk_batches=3, epochs=2),
+        protocol=ProtocolConfig(
+            mode="efficient", batch_size=128, chunk_batches=3, epochs=2, pipeline=pipeline
+        ),
         verbose=False,
     )
+    assert FederationSettings.from_run_config(settings.to_run_config()) == settings
     tables = {"social": social, "ecommerce": ecommerce}
     live = InProcessTransport({r: PartyRuntime(t, out_dir=tmp_path / r) for r, t in tables.items()})
     expected = vfl_job(live, settings.to_run_config())

@@ -25,6 +25,12 @@ class ProtocolConfig:
         batch_size: rows per optimizer step (default 1024).
         chunk_batches: batches per round trip ``B``; ``None`` (default) means 1 in exact mode and
             4 in efficient mode. Exact mode accepts only 1.
+        pipeline: efficient mode only (default False). Each round sends one message to *both*
+            parties at once (the social party embeds chunk ``k`` and applies the gradients of
+            chunk ``k-2`` while the e-commerce party trains chunk ``k-1``), so the two compute
+            concurrently and an epoch of ``n`` chunks takes ``n + 2`` round trips instead of
+            ``2n + 1``. The price: embeddings up to ``2B - 1`` social steps stale instead of
+            ``B - 1`` (see ``docs/protocol.md``).
         epochs: passes over the train rows (default 5).
         lr: learning rate of every party's optimizer (default 2e-3).
         seed: seeds model init and batch order (default 0).
@@ -41,6 +47,7 @@ class ProtocolConfig:
     mode: str = "exact"
     batch_size: int = 1024
     chunk_batches: int | None = None
+    pipeline: bool = False
     epochs: int = 5
     lr: float = 2e-3
     seed: int = 0
@@ -65,6 +72,14 @@ class ProtocolConfig:
                     f"chunk_batches={self.chunk_batches} with mode='exact'",
                     "use chunk_batches=1 (or None) for exact mode, or mode='efficient' for chunks",
                 )
+        check_choice(_WHERE, "pipeline", self.pipeline, (False, True))
+        if self.pipeline and self.mode != "efficient":
+            raise fail(
+                _WHERE,
+                f"pipeline=True with mode={self.mode!r}",
+                "set mode='efficient' (pipelining trains on stale embeddings, which exact mode "
+                "excludes) or pipeline=False",
+            )
         check_choice(_WHERE, "compression", self.compression, COMPRESSIONS)
         if self.timeout_s is not None:
             check_in_range(

@@ -18,6 +18,15 @@ Training loop (``B`` = ``config.batches_per_round``; exact mode: ``B = 1``), per
 Merging the backward of chunk ``i`` with the forward of chunk ``i+1`` makes two round trips per
 chunk instead of three; the social party applies the gradients *before* computing the next
 embeddings, so in exact mode the updates are those of centralized training.
+
+Pipelined efficient mode (``config.pipeline``): round ``r`` of an epoch of ``n`` chunks is one
+``send_all`` to both parties, which compute concurrently::
+
+    round r:  social    <- apply dL/dH_s(chunk r-2), then embed chunk r   (each part if it exists)
+              ecommerce <- train(chunk r-1, H_s(chunk r-1))
+
+for ``r = 0 .. n+1``: ``n + 2`` round trips per epoch instead of ``2n + 1``. Both loops are one
+schedule (:func:`_schedule`) run by the same code.
 """
 
 from __future__ import annotations
@@ -86,6 +95,7 @@ class Coordinator:
             "weight_decay": float(cfg.weight_decay),
             "seed": int(cfg.seed),
             "compression": cfg.compression,
+            "pipeline": bool(cfg.pipeline),
             "n_train": int(train.size),
         }
         social = self._send(msg.SOCIAL, Envelope(msg.SETUP, {msg.TRAIN_POSITIONS: train}, meta))
@@ -158,44 +168,49 @@ class Coordinator:
 
     def _train_epoch(self, batches: list[np.ndarray], history: TrainingHistory) -> None:
         cfg = self.config
-        size = cfg.batch_size
-        pending: dict[str, np.ndarray] | None = None  # gradients for the social party's last chunk
-        steps = 0
-        for chunk in _chunks(batches, cfg.batches_per_round):
-            positions = chunk[0] if len(chunk) == 1 else np.concatenate(chunk)
-            if pending is None:
-                request = Envelope(msg.FORWARD, {msg.POSITIONS: positions}, {"batch_size": size})
-            else:
-                request = Envelope(
-                    msg.BACKWARD_FORWARD,
-                    {**pending, msg.POSITIONS: positions},
-                    {"batch_size": size},
+        size = {"batch_size": cfg.batch_size}
+        chunks = list(_chunks(batches, cfg.batches_per_round))
+        positions = [chunk[0] if len(chunk) == 1 else np.concatenate(chunk) for chunk in chunks]
+        # In flight, by chunk index: at most two of each (pipelined), relayed untouched.
+        embedded: dict[int, dict[str, np.ndarray]] = {}
+        gradients: dict[int, dict[str, np.ndarray]] = {}
+        steps = {msg.SOCIAL: 0, msg.ECOMMERCE: 0}
+        for apply, embed, train in _schedule(len(chunks), cfg.pipeline):
+            requests: dict[str, Envelope] = {}
+            if embed is not None:
+                arrays = {} if apply is None else gradients.pop(apply)
+                kind = msg.FORWARD if apply is None else msg.BACKWARD_FORWARD
+                requests[msg.SOCIAL] = Envelope(
+                    kind, {**arrays, msg.POSITIONS: positions[embed]}, size
                 )
-            embedded = self._send(msg.SOCIAL, request)
-            trained = self._send(
-                msg.ECOMMERCE,
-                Envelope(
-                    msg.TRAIN,
-                    {msg.POSITIONS: positions, **_only(embedded.arrays, msg.EMBEDDINGS)},
-                    {"batch_size": size},
-                ),
+            elif apply is not None:
+                requests[msg.SOCIAL] = Envelope(msg.BACKWARD, gradients.pop(apply), {})
+            if train is not None:
+                requests[msg.ECOMMERCE] = Envelope(
+                    msg.TRAIN, {msg.POSITIONS: positions[train], **embedded.pop(train)}, size
+                )
+            replies = self._exchange(requests)
+            steps.update({party: int(reply.meta["step"]) for party, reply in replies.items()})
+            if embed is not None:
+                embedded[embed] = _only(replies[msg.SOCIAL].arrays, msg.EMBEDDINGS)
+            if train is not None:
+                trained, chunk = replies[msg.ECOMMERCE], chunks[train]
+                if int(trained.meta.get("n_batches", -1)) != len(chunk):
+                    raise PartyError(
+                        msg.ECOMMERCE,
+                        f"trained {trained.meta.get('n_batches')} batches "
+                        f"of a {len(chunk)}-batch chunk",
+                    )
+                history.batch_losses.extend(
+                    float(trained.meta[f"loss_{j}"]) for j in range(len(chunk))
+                )
+                history.batch_rows.extend(int(b.size) for b in chunk)
+                gradients[train] = _only(trained.arrays, msg.GRADIENTS)
+        if steps[msg.SOCIAL] != steps[msg.ECOMMERCE]:
+            raise ProtocolError(
+                f"parties out of step: social at {steps[msg.SOCIAL]}, "
+                f"ecommerce at {steps[msg.ECOMMERCE]}"
             )
-            if int(trained.meta.get("n_batches", -1)) != len(chunk):
-                raise PartyError(
-                    msg.ECOMMERCE,
-                    f"trained {trained.meta.get('n_batches')} batches "
-                    f"of a {len(chunk)}-batch chunk",
-                )
-            history.batch_losses.extend(float(trained.meta[f"loss_{j}"]) for j in range(len(chunk)))
-            history.batch_rows.extend(int(b.size) for b in chunk)
-            pending = _only(trained.arrays, msg.GRADIENTS)
-            steps = int(trained.meta["step"])
-        if pending is not None:
-            done = self._send(msg.SOCIAL, Envelope(msg.BACKWARD, pending, {}))
-            if int(done.meta["step"]) != steps:
-                raise ProtocolError(
-                    f"parties out of step: social at {done.meta['step']}, ecommerce at {steps}"
-                )
 
     # ------------------------------------------------------------------ scoring
     def predict(self, positions: np.ndarray) -> np.ndarray:
@@ -206,7 +221,7 @@ class Coordinator:
         """
         rows = self._scoring_positions(positions)
         out = np.empty(rows.size, dtype=np.float32)
-        for (start, stop), reply in self._pipeline(rows, msg.SCORE):
+        for (start, stop), reply in self._score_slices(rows, msg.SCORE):
             scores = reply.arrays.get(msg.SCORES)
             if scores is None or scores.shape != (stop - start,):
                 raise PartyError(
@@ -224,7 +239,7 @@ class Coordinator:
         """
         rows = self._scoring_positions(positions)
         total, count = 0.0, 0
-        for _, reply in self._pipeline(rows, msg.EVALUATE):
+        for _, reply in self._score_slices(rows, msg.EVALUATE):
             total += float(reply.meta["loss_sum"])
             count += int(reply.meta["n_rows"])
         return total / max(count, 1)
@@ -241,7 +256,9 @@ class Coordinator:
             unique=False,
         )
 
-    def _pipeline(self, rows: np.ndarray, kind: str) -> Iterator[tuple[tuple[int, int], Envelope]]:
+    def _score_slices(
+        self, rows: np.ndarray, kind: str
+    ) -> Iterator[tuple[tuple[int, int], Envelope]]:
         """Embed slice ``k+1`` at the social party while the e-commerce party handles ``k``."""
         step = self.config.predict_rows
         slices = [(start, min(start + step, rows.size)) for start in range(0, rows.size, step)]
@@ -256,10 +273,7 @@ class Coordinator:
                 requests[msg.ECOMMERCE] = Envelope(
                     kind, {msg.POSITIONS: rows[start:stop], **embedded}
                 )
-            replies = self.transport.send_all(requests)
-            for party, reply in replies.items():
-                if reply.kind != requests[party].kind:
-                    raise PartyError(party, f"answered {reply.kind!r} to {requests[party].kind!r}")
+            replies = self._exchange(requests)
             if msg.ECOMMERCE in replies:
                 yield slices[k - 1], replies[msg.ECOMMERCE]
             embedded = (
@@ -268,14 +282,45 @@ class Coordinator:
 
     # ------------------------------------------------------------------ helpers
     def _send(self, party: str, envelope: Envelope) -> Envelope:
-        reply = self.transport.send(party, envelope)
-        if reply.kind != envelope.kind:
-            raise PartyError(party, f"answered {reply.kind!r} to {envelope.kind!r}")
-        return reply
+        return self._exchange({party: envelope})[party]
+
+    def _exchange(self, requests: dict[str, Envelope]) -> dict[str, Envelope]:
+        """One round trip: ``requests`` to their parties at once; each reply must echo its kind."""
+        replies = self.transport.send_all(requests)
+        for party, request in requests.items():
+            reply = replies.get(party)
+            if reply is None or reply.kind != request.kind:
+                answer = "nothing" if reply is None else repr(reply.kind)
+                raise PartyError(party, f"answered {answer} to {request.kind!r}")
+        return replies
 
     def _bytes_since(self, before: dict[str, int]) -> dict[str, int]:
         now = self.transport.traffic.snapshot()
         return {link: n - before.get(link, 0) for link, n in now.items() if n - before.get(link, 0)}
+
+
+def _schedule(n: int, pipeline: bool) -> list[tuple[int | None, int | None, int | None]]:
+    """The rounds of an epoch of ``n`` chunks as ``(apply, embed, train)`` chunk indices.
+
+    In a round the social party first applies the gradients of chunk ``apply``, then embeds chunk
+    ``embed``; the e-commerce party trains chunk ``train`` (``None``: that part is absent; a
+    round with a social and an e-commerce part goes out as one ``send_all``). Sequential:
+    ``(c-1, c, -)`` then ``(-, -, c)`` for each chunk, then ``(n-1, -, -)``: ``2n + 1`` rounds.
+    Pipelined: ``(r-2, r, r-1)`` for ``r = 0 .. n+1``: ``n + 2`` rounds, each chunk's gradients
+    reach the social party one round after they were computed, as in the sequential loop.
+    """
+
+    def at(i: int) -> int | None:
+        return i if 0 <= i < n else None
+
+    if pipeline:
+        return [(at(r - 2), at(r), at(r - 1)) for r in range(n + 2)]
+    rounds: list[tuple[int | None, int | None, int | None]] = []
+    for r in range(n + 1):
+        rounds.append((at(r - 1), at(r), None))
+        if r < n:
+            rounds.append((None, None, r))
+    return rounds
 
 
 def _chunks(batches: list[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:

@@ -16,7 +16,7 @@ Kind (receiver): request arrays [request meta] -> reply arrays [reply meta]
     nothing -> nothing [``n_rows``, ``role``]
 ``setup`` (both)
     ``train_positions`` int64 [n_train] [model config, ``optimizer``, ``lr``, ``weight_decay``,
-    ``seed``, ``compression``, ``n_train``; ecommerce also ``peer_embedding_dim``]
+    ``seed``, ``compression``, ``pipeline``, ``n_train``; ecommerce also ``peer_embedding_dim``]
     -> nothing [``n_rows``, ``embedding_dim``, ``n_parameters``]
 ``forward`` (social)
     ``positions`` int64 [m] [``batch_size``] -> ``embeddings`` [m, d] [``step``]
@@ -36,7 +36,9 @@ Kind (receiver): request arrays [request meta] -> reply arrays [reply meta]
     ``positions`` int64 [m], ``embeddings`` [m, d] -> nothing [``loss_sum``, ``n_rows``]
 
 A chunk of ``m`` positions holds ``B`` consecutive batches of ``batch_size`` rows (the last may be
-shorter); ``B = 1`` in exact mode. Compressed ``embeddings`` / ``gradients`` come with
+shorter); ``B = 1`` in exact mode. With ``pipeline`` (efficient mode) the same kinds carry the same
+arrays; only their schedule changes (up to two chunks await gradients at the social party, and
+the coordinator sends to both parties at once). Compressed ``embeddings`` / ``gradients`` come with
 ``embeddings_scale`` / ``gradients_scale`` (float32 ``[1]``).
 """
 

@@ -17,25 +17,36 @@ Chunk semantics (``B`` batches per message, ``B = 1`` in exact mode). For a chun
 
 * social, on ``forward`` / ``backward_forward``: first applies the pending gradients (below), then
   computes ``H_s`` for the new chunk with its current weights ``w_s(t0)`` (batch 0 with autograd
-  graph kept, batches 1.. without) and keeps the chunk's positions as pending;
+  graph kept, batches 1.. without) and queues the chunk's positions as pending;
 * ecommerce, on ``train``: for ``j = 0 .. B-1`` one optimizer step of bottom + top on batch
   ``t0+j`` using the received ``H_s`` for that batch, returning ``G_j = dL_j/dH_s`` (the gradient
   autograd gives for a leaf ``H_s`` in ``top([H_s, H_e])``);
-* social, on ``backward_forward`` / ``backward``: for ``j = 0 .. B-1`` recomputes its forward of
-  batch ``t0+j`` with its current weights ``w_s(t0+j)`` (batch 0 reuses the kept graph; the weights
-  are unchanged), backpropagates ``G_j`` and steps.
+* social, on ``backward_forward`` / ``backward``: takes the *oldest* pending chunk and for
+  ``j = 0 .. B-1`` recomputes its forward of batch ``t0+j`` with its current weights
+  ``w_s(t0+j)`` (batch 0 reuses the kept graph if no step happened since it was computed),
+  backpropagates ``G_j`` and steps.
 
 So batch ``t0+j`` is trained by the e-commerce side on embeddings computed ``j`` social steps ago
 (up to ``B-1``), and the social side applies a gradient whose top-side part is ``j`` steps
 stale. For ``B = 1`` nothing is stale and the updates equal centralized training of the same
 ``SplitModel``.
 
+Pipelined efficient mode (setup meta ``pipeline``): the pending chunks are a FIFO of depth 2
+(1 otherwise; a ``forward`` to a full FIFO is refused). Chunk ``k`` is embedded while chunk
+``k-1`` is still at the e-commerce party, i.e. after the gradients of chunks ``0 .. k-2`` only:
+with weights ``w_s((k-1)B)`` for ``k >= 1``, while the e-commerce side trains its batch ``j`` at
+step ``kB+j``. Batch ``j`` of a chunk is thus embedded with weights that miss up to ``B + j``
+social steps (at most ``2B - 1``; only chunk 0 has the non-pipelined ``j``). The kept batch-0
+graph of a chunk queued behind another is never valid (the older chunk's steps come first), so
+it is not kept and batch 0 is recomputed: "recompute the forward with the current weights,
+backpropagate the received gradient" holds for every batch.
+
 State: :meth:`get_state` returns a flat ``dict[str, np.ndarray]`` (setup config as UTF-8 JSON bytes,
-encoder, model parameters, optimizer state, step counter, pending chunk) and :meth:`set_state`
-restores it into a freshly built party over the same data, so a stateless host (a Flower
-``ClientApp`` rebuilt per message) can persist a party between messages. A restored social party
-recomputes the forward of a pending batch 0 instead of reusing the graph (same weights, same
-result).
+encoder, model parameters, optimizer state, step counter, every pending chunk in FIFO order) and
+:meth:`set_state` restores it into a freshly built party over the same data, so a stateless host
+(a Flower ``ClientApp`` rebuilt per message) can persist a party between messages. A restored
+social party recomputes the forward of a pending batch 0 instead of reusing the graph (same
+weights, same result).
 """
 
 from __future__ import annotations
@@ -70,6 +81,7 @@ from fedads.protocol.envelope import Envelope
 
 _SETUP_KEY = "setup.meta"
 _STEP_KEY = "counter.step"
+_PENDING_PREFIX = "pending."
 
 
 @dataclass(frozen=True)
@@ -314,9 +326,13 @@ class SocialParty(_BaseParty):
         config: PartyConfig | None = None,
     ) -> None:
         super().__init__(numeric, categorical, config)
-        self._pending: np.ndarray | None = None  # positions of the chunk awaiting gradients
-        self._pending_batch_size = 0
-        self._graph: torch.Tensor | None = None  # batch 0 of the pending chunk, with autograd graph
+        # Chunks awaiting gradients, oldest first (at most ``_max_pending``).
+        self._pending: list[_PendingChunk] = []
+
+    @property
+    def _max_pending(self) -> int:
+        """Chunks in flight: 2 in pipelined mode (setup meta ``pipeline``), else 1."""
+        return 2 if self._setup_meta is not None and self._setup_meta.get("pipeline") else 1
 
     @classmethod
     def from_table(
@@ -335,15 +351,10 @@ class SocialParty(_BaseParty):
         }
 
     def _on_setup(self, envelope: Envelope) -> Envelope:
-        self._pending, self._graph = None, None
+        self._pending = []
         return super()._on_setup(envelope)
 
     def _on_forward(self, envelope: Envelope) -> Envelope:
-        if self._pending is not None:
-            raise ProtocolError(
-                "social party still waits for the gradients of its previous chunk; "
-                "send 'backward_forward' or 'backward'"
-            )
         return self._embed_chunk(envelope)
 
     def _on_backward_forward(self, envelope: Envelope) -> Envelope:
@@ -355,52 +366,67 @@ class SocialParty(_BaseParty):
         return Envelope(msg.BACKWARD, {}, {"step": self.step})
 
     def _embed_chunk(self, envelope: Envelope) -> Envelope:
-        """``H_s`` of a new chunk with the current weights; keep batch 0's graph for backward."""
+        """``H_s`` of a new chunk with the current weights, queued until its gradients come."""
         assert self.bottom is not None
+        if len(self._pending) >= self._max_pending:
+            raise ProtocolError(
+                f"social party still waits for the gradients of {len(self._pending)} chunk(s) "
+                f"(at most {self._max_pending} in flight"
+                f"{'' if self._max_pending > 1 else ' without pipeline'}); "
+                "send 'backward_forward' or 'backward'"
+            )
         positions = self._positions(envelope)
         batch_size = int(envelope.meta["batch_size"])
+        # Batch 0's graph is reusable only if no step happens before its backward, i.e. only if
+        # no older chunk is queued ahead of it; otherwise do not pay for keeping it.
+        keep_graph = not self._pending
         self.bottom.train()
-        first = self.bottom(*self._rows(positions[:batch_size]))
+        with torch.set_grad_enabled(keep_graph):
+            first = self.bottom(*self._rows(positions[:batch_size]))
         embeddings = np.empty((positions.size, self.embedding_dim), dtype=np.float32)
         embeddings[: first.shape[0]] = first.detach().numpy()
         if positions.size > batch_size:
             with torch.no_grad():
                 embeddings[batch_size:] = self.bottom(*self._rows(positions[batch_size:])).numpy()
-        self._pending, self._pending_batch_size, self._graph = positions, batch_size, first
+        self._pending.append(
+            _PendingChunk(positions, batch_size, first if keep_graph else None, self.step)
+        )
         return Envelope(
             envelope.kind, pack(msg.EMBEDDINGS, embeddings, self._compression), {"step": self.step}
         )
 
     def _apply_gradients(self, envelope: Envelope) -> None:
-        """One local step per batch of the pending chunk, backpropagating the received grads."""
+        """One local step per batch of the oldest pending chunk, backpropagating the grads."""
         assert self.bottom is not None and self.optimizer is not None
-        if self._pending is None:
+        if not self._pending:
             raise ProtocolError(
                 f"social party got gradients ({envelope.kind!r}) but has no pending chunk"
             )
         gradients = np.require(
             unpack(envelope.arrays, msg.GRADIENTS), dtype=np.float32, requirements=["W"]
         )
-        pending, batch_size = self._pending, self._pending_batch_size
+        chunk = self._pending[0]
+        pending, batch_size = chunk.positions, chunk.batch_size
         if gradients.shape != (pending.size, self.embedding_dim):
             raise ProtocolError(
                 f"gradients have shape {gradients.shape}; "
                 f"expected {(pending.size, self.embedding_dim)}"
             )
+        self._pending.pop(0)
+        # The kept graph holds the weights of step ``chunk.step``: reuse it only if none since.
+        graph = chunk.graph if chunk.step == self.step else None
         grads = torch.from_numpy(gradients)
         self.bottom.train()
         for j, start in enumerate(range(0, pending.size, batch_size)):
             stop = min(start + batch_size, pending.size)
-            if j == 0 and self._graph is not None:
-                out = self._graph
+            if j == 0 and graph is not None:
+                out = graph
             else:
                 out = self.bottom(*self._rows(pending[start:stop]))
             self.optimizer.zero_grad(set_to_none=True)
             out.backward(grads[start:stop])
             self.optimizer.step()
             self.step += 1
-            self._graph = None
-        self._pending, self._graph = None, None
 
     def _on_embed(self, envelope: Envelope) -> Envelope:
         """Embeddings for scoring: eval mode, no gradient, no state change."""
@@ -415,20 +441,44 @@ class SocialParty(_BaseParty):
         return Envelope(msg.EMBED, pack(msg.EMBEDDINGS, embeddings, self._compression), {})
 
     def _extra_state(self) -> dict[str, np.ndarray]:
-        if self._pending is None:
-            return {}
-        return {
-            "pending.positions": self._pending.copy(),
-            "pending.batch_size": np.array([self._pending_batch_size], dtype=np.int64),
-        }
+        state: dict[str, np.ndarray] = {}
+        for i, chunk in enumerate(self._pending):
+            state[f"{_PENDING_PREFIX}{i}.positions"] = chunk.positions.copy()
+            state[f"{_PENDING_PREFIX}{i}.batch_size"] = np.array([chunk.batch_size], dtype=np.int64)
+        return state
 
     def _restore_extra(self, state: dict[str, np.ndarray]) -> None:
-        self._graph = None  # parameters were overwritten in place; recompute the forward
-        if "pending.positions" in state:
-            self._pending = np.asarray(state["pending.positions"], dtype=np.int64).copy()
-            self._pending_batch_size = int(state["pending.batch_size"][0])
-        else:
-            self._pending = None
+        # No graphs: parameters were overwritten in place, so each batch 0 is recomputed (with
+        # the same weights when no step happened since, hence the same result).
+        self._pending = []
+        while f"{_PENDING_PREFIX}{len(self._pending)}.positions" in state:
+            key = f"{_PENDING_PREFIX}{len(self._pending)}."
+            self._pending.append(
+                _PendingChunk(
+                    np.asarray(state[key + "positions"], dtype=np.int64).copy(),
+                    int(state[key + "batch_size"][0]),
+                    None,
+                    self.step,
+                )
+            )
+
+
+@dataclass
+class _PendingChunk:
+    """A chunk the social party embedded and still owes a backward for.
+
+    Attributes:
+        positions: int64 ``[m]`` its rows, ``B`` batches of ``batch_size`` (last may be shorter).
+        batch_size: rows per batch.
+        graph: batch 0's output ``[batch_size, d]`` with its autograd graph, or ``None``
+            (recompute).
+        step: the social step counter when ``graph`` was computed (valid only at that step).
+    """
+
+    positions: np.ndarray
+    batch_size: int
+    graph: torch.Tensor | None
+    step: int
 
 
 class EcommerceParty(_BaseParty):
