@@ -261,10 +261,20 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "inproc_exact": {"kind": "inproc", "mode": "exact"},
     "inproc_eff16": {"kind": "inproc", "mode": "efficient", "chunk": 16},
     "inproc_eff32": {"kind": "inproc", "mode": "efficient", "chunk": 32},
+    "inproc_pipe8": {"kind": "inproc", "mode": "efficient", "chunk": 8, "pipeline": True},
     "flwr_exact": {"kind": "flwr", "mode": "exact"},
     "flwr_eff8": {"kind": "flwr", "mode": "efficient", "chunk": 8},
     "flwr_eff16": {"kind": "flwr", "mode": "efficient", "chunk": 16},
     "flwr_eff32": {"kind": "flwr", "mode": "efficient", "chunk": 32},
+    "flwr_pipe4": {"kind": "flwr", "mode": "efficient", "chunk": 4, "pipeline": True},
+    "flwr_pipe8": {"kind": "flwr", "mode": "efficient", "chunk": 8, "pipeline": True},
+    "flwr_pipe8_f16": {
+        "kind": "flwr",
+        "mode": "efficient",
+        "chunk": 8,
+        "pipeline": True,
+        "compression": "float16",
+    },
     "flwr_eff32_f16": {"kind": "flwr", "mode": "efficient", "chunk": 32, "compression": "float16"},
     "flwr_eff32_int8": {"kind": "flwr", "mode": "efficient", "chunk": 32, "compression": "int8"},
 }
@@ -278,6 +288,7 @@ def _protocol(spec: dict[str, Any], b: dict[str, Any]) -> ProtocolConfig:
         epochs=b["epochs"],
         seed=b["seed"],
         compression=spec.get("compression", "none"),
+        pipeline=spec.get("pipeline", False),
     )
 
 
@@ -326,7 +337,7 @@ def _run_federated(transport: Any, spec: dict[str, Any], b: dict[str, Any]) -> d
     }
     per_epoch = -(-n_train // cfg.batch_size)
     chunks = -(-per_epoch // cfg.batches_per_round)
-    out["round_trips_per_epoch"] = 2 * chunks + 1
+    out["round_trips_per_epoch"] = chunks + 2 if cfg.pipeline else 2 * chunks + 1
     if before is not None:
         after = _probe(transport)
         out["party"] = {

@@ -38,8 +38,8 @@ from fedads.flower.config import (
     poll_interval,
     resolve_party_factory,
 )
+from fedads.flower.engine import actor_affinity, engine_polling, pick_actor
 from fedads.flower.result import FederationResult, write_error, write_result
-from fedads.flower.simulation import engine_polling
 from fedads.flower.testing import ECHO, EchoParty, echo_job, echo_party_factory
 from fedads.protocol.envelope import Envelope
 from fedads.protocol.transport import COORDINATOR
@@ -207,6 +207,47 @@ def test_engine_polling_replaces_the_feeder_and_restores_it() -> None:
         assert not feeder.is_alive()
         assert sorted(got) == ["a", "b", "c"]
     assert vce_api.add_messages_to_queue is original
+
+
+def test_pick_actor_keeps_each_node_on_its_own_actor() -> None:
+    a, b = object(), object()
+    owners: dict[str, object] = {}
+    pool = [a, b]
+    assert pick_actor(pool, owners, "0") is b and pool == [a]  # first pick: Flower's choice
+    assert pick_actor(pool, owners, "1") is a and pool == []
+    assert owners == {"0": b, "1": a}
+    pool.extend([b, a])  # a came back last: Flower would give it to whoever asks next
+    assert pick_actor(pool, owners, "0") is b
+    assert pick_actor(pool, owners, "1") is a
+    pool.append(a)  # b busy: node 0 falls back to a (and keeps b as its own)
+    assert pick_actor(pool, owners, "0") is a and owners["0"] is b
+    pool.extend([a, b])
+    assert pick_actor(pool, owners, "2") is b and "2" not in owners  # every actor owned
+    assert pool == [a]
+
+
+def test_actor_affinity_patches_the_pool_and_restores_it() -> None:
+    from flwr.simulation.ray_transport.ray_actor import BasicActorPool
+
+    original = BasicActorPool.submit
+    with actor_affinity() as patched:
+        assert patched and BasicActorPool.submit is not original
+        pool = BasicActorPool.__new__(BasicActorPool)
+        a, b = object(), object()
+        pool.pool, pool._future_to_actor = [a, b], {}
+        calls = []
+
+        def run(actor: object, *args: object) -> str:
+            calls.append(actor)
+            return f"future-{len(calls)}"
+
+        first = pool.submit(run, (None, "m1", "1", None))
+        pool.add_actor_back_to_pool(first)
+        second = pool.submit(run, (None, "m2", "0", None))
+        pool.add_actor_back_to_pool(second)
+        pool.submit(run, (None, "m3", "1", None))
+        assert calls == [b, a, b]  # Flower's LIFO pool would have given node 1 actor a
+    assert BasicActorPool.submit is original
 
 
 def test_factory_sees_only_its_own_private_keys() -> None:

@@ -35,6 +35,7 @@ from fedads.flower.config import (
     resolve_job,
     resolve_party_factory,
 )
+from fedads.flower.engine import actor_affinity, engine_polling
 from fedads.flower.result import FederationResult
 from fedads.flower.server_app import Outcome
 
@@ -156,48 +157,10 @@ def quiet_flower_env() -> Iterator[None]:
                 os.environ[key] = value
 
 
-_FEEDER_PARAMETERS = ("state", "queue", "nodes_mapping", "f_stop")
-
-
-@contextmanager
-def engine_polling(interval_s: float) -> Iterator[bool]:
-    """Let the simulation engine hand new messages to its workers every ``interval_s`` seconds.
-
-    Flower 1.42's engine moves messages from its link state to the worker queue in a loop that
-    waits a hard-coded 0.1 s between passes (``vce_api.add_messages_to_queue``), so every
-    message waited 0-0.1 s before any party saw it: 71 round trips of an exact-mode epoch cost
-    ~9 s of waiting (docs/performance.md). Inside this context the engine started in this
-    process runs a feeder that does the same work with a shorter wait. Yields whether the
-    feeder was replaced: if Flower's function no longer has the expected parameters (another
-    Flower version), it is left alone and the engine keeps its own polling.
-    """
-    import inspect
-
-    from flwr.server.superlink.fleet.vce import vce_api
-
-    original = vce_api.add_messages_to_queue
-    if tuple(inspect.signature(original).parameters) != _FEEDER_PARAMETERS:
-        yield False
-        return
-
-    def feeder(state: Any, queue: Any, nodes_mapping: Mapping[int, int], f_stop: Any) -> None:
-        while not f_stop.is_set():
-            for node_id in nodes_mapping:
-                for message in state.get_message_ins(node_id=node_id, limit=1):
-                    queue.put(message)
-            f_stop.wait(interval_s)
-
-    vce_api.add_messages_to_queue = feeder
-    try:
-        yield True
-    finally:
-        vce_api.add_messages_to_queue = original
-
-
 def _simulate(
     job: Job, factory: PartyFactory, config: dict[str, Any], *, verbose: bool
 ) -> FederationResult:
-    with quiet_flower_env(), engine_polling(poll_interval(config)):
+    with quiet_flower_env(), engine_polling(poll_interval(config)), actor_affinity():
         return _simulate_in_env(job, factory, config, verbose=verbose)
 
 
