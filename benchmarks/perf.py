@@ -255,29 +255,32 @@ def _probe(transport: Any) -> dict[str, dict[str, float]]:
 
 
 # ---------------------------------------------------------------------------------- variants
-VARIANTS: dict[str, dict[str, Any]] = {
-    "central_t1": {"kind": "central", "threads": 1},
-    "central_t2": {"kind": "central", "threads": 2},
-    "inproc_exact": {"kind": "inproc", "mode": "exact"},
-    "inproc_eff16": {"kind": "inproc", "mode": "efficient", "chunk": 16},
-    "inproc_eff32": {"kind": "inproc", "mode": "efficient", "chunk": 32},
-    "inproc_pipe8": {"kind": "inproc", "mode": "efficient", "chunk": 8, "pipeline": True},
-    "flwr_exact": {"kind": "flwr", "mode": "exact"},
-    "flwr_eff8": {"kind": "flwr", "mode": "efficient", "chunk": 8},
-    "flwr_eff16": {"kind": "flwr", "mode": "efficient", "chunk": 16},
-    "flwr_eff32": {"kind": "flwr", "mode": "efficient", "chunk": 32},
-    "flwr_pipe4": {"kind": "flwr", "mode": "efficient", "chunk": 4, "pipeline": True},
-    "flwr_pipe8": {"kind": "flwr", "mode": "efficient", "chunk": 8, "pipeline": True},
-    "flwr_pipe8_f16": {
-        "kind": "flwr",
-        "mode": "efficient",
-        "chunk": 8,
-        "pipeline": True,
-        "compression": "float16",
-    },
-    "flwr_eff32_f16": {"kind": "flwr", "mode": "efficient", "chunk": 32, "compression": "float16"},
-    "flwr_eff32_int8": {"kind": "flwr", "mode": "efficient", "chunk": 32, "compression": "int8"},
-}
+def _variants() -> dict[str, dict[str, Any]]:
+    """``central_t{1,2}``; ``{inproc,flwr}_exact``; ``_effB`` (efficient, chunks of B batches);
+    ``_pipeB`` (pipelined efficient); ``_f16`` / ``_int8`` suffixes: compressed tensors."""
+    variants: dict[str, dict[str, Any]] = {
+        "central_t1": {"kind": "central", "threads": 1},
+        "central_t2": {"kind": "central", "threads": 2},
+    }
+    for kind in ("inproc", "flwr"):
+        variants[f"{kind}_exact"] = {"kind": kind, "mode": "exact"}
+        for chunk in (4, 8, 16, 32):
+            for name, pipeline in (("eff", False), ("pipe", True)):
+                base = {"kind": kind, "mode": "efficient", "chunk": chunk, "pipeline": pipeline}
+                variants[f"{kind}_{name}{chunk}"] = base
+                for suffix, compression in (("f16", "float16"), ("int8", "int8")):
+                    variants[f"{kind}_{name}{chunk}_{suffix}"] = {
+                        **base,
+                        "compression": compression,
+                    }
+    return variants
+
+
+VARIANTS = _variants()
+DEFAULT_VARIANTS = (
+    "central_t1,central_t2,inproc_exact,inproc_pipe8,flwr_exact,flwr_eff8,flwr_eff16,"
+    "flwr_eff32,flwr_pipe4,flwr_pipe8,flwr_pipe8_f16,flwr_pipe8_int8"
+)
 
 
 def _protocol(spec: dict[str, Any], b: dict[str, Any]) -> ProtocolConfig:
@@ -697,8 +700,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--variants",
-        default=",".join(v for v in VARIANTS if v != "flwr_eff16"),
-        help=f"comma-separated subset of {list(VARIANTS)}",
+        default=DEFAULT_VARIANTS,
+        help="comma-separated: central_t1, central_t2, {inproc,flwr}_exact, "
+        "{inproc,flwr}_{eff,pipe}{4,8,16,32}[_f16|_int8]",
     )
     parser.add_argument("--party-threads", type=int, default=1, help="torch threads per party")
     parser.add_argument("--profile", action="store_true", help="also write pyinstrument profiles")
@@ -741,7 +745,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     for v in variants:
         if v not in VARIANTS:
-            parser.error(f"unknown variant {v!r}; choose from {list(VARIANTS)}")
+            parser.error(f"unknown variant {v!r}; see --help for the names")
     load_start = os.getloadavg()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fedads-perf-") as tmp:

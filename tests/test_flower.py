@@ -272,7 +272,7 @@ def test_factory_resolution() -> None:
         resolve_party_factory("fedads.flower.testing:nope")
 
 
-@pytest.mark.parametrize("store", ["file", "context"])
+@pytest.mark.parametrize("store", ["file", "file-behind", "context"])
 def test_state_survives_new_process_per_message(
     tmp_path: Path, task_identity: None, store: str
 ) -> None:
@@ -291,6 +291,28 @@ def test_state_survives_new_process_per_message(
     assert stats["messages"] == 5 and stats["restores"] >= 5 and stats["seq"] == 5
     # close removed the checkpoints
     assert not list((tmp_path / "state").rglob("*.npz"))
+
+
+def test_file_behind_restore_waits_for_the_other_process_write(tmp_path: Path) -> None:
+    """A restore in another process waits (bounded) until the file holds the expected sequence;
+    the synchronous ``file`` store refuses a stale file at once."""
+    context = Context(run_id=3, node_id=5, node_config={}, state=RecordDict(), run_config={})
+    config = {"state-dir": str(tmp_path), "timeout-s": 5.0}
+    path = client_app_module._state_file(context, "social", config)
+    client_app_module._write_npz(path, {"w": np.zeros(2)}, 1)
+    writer = threading.Timer(0.3, client_app_module._write_npz, (path, {"w": np.ones(2)}, 2))
+    writer.start()
+    with pytest.raises(ProtocolError, match="at sequence 1 but the node expects 2"):
+        client_app_module._load_checkpoint({**config, "state-store": "file"}, context, "social", 2)
+    state = client_app_module._load_checkpoint(
+        {**config, "state-store": "file-behind"}, context, "social", 2
+    )
+    writer.join()
+    np.testing.assert_array_equal(state["w"], np.ones(2))
+    with pytest.raises(ProtocolError, match="at sequence 2 but the node expects 3"):
+        client_app_module._load_checkpoint(
+            {**config, "state-store": "file-behind", "timeout-s": 0.2}, context, "social", 3
+        )
 
 
 def test_transport_counts_traffic_both_ways(tmp_path: Path, task_identity: None) -> None:

@@ -32,6 +32,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -122,14 +123,12 @@ def _checked_state(role: str, state: dict[str, np.ndarray]) -> dict[str, np.ndar
     return out
 
 
-def _save_checkpoint(
-    config: dict[str, Any], context: Context, role: str, state: dict[str, np.ndarray], seq: int
-) -> None:
-    state = _checked_state(role, state)
-    if str(config[STATE_STORE_KEY]) == "context":
-        context.state[STATE_RECORD] = state_to_record(state)
-        return
-    path = _state_file(context, role, config)
+# Background ("file-behind") checkpoint writes of this process, by file, in order.
+_WRITES: dict[Path, Future[None]] = {}
+_WRITER: ThreadPoolExecutor | None = None
+
+
+def _write_npz(path: Path, state: dict[str, np.ndarray], seq: int) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     # Arrays under positional names, real names in a string array: any key is safe.
@@ -143,25 +142,67 @@ def _save_checkpoint(
     os.replace(tmp, path)  # atomic: a reader sees the old or the new checkpoint, never half
 
 
+def _finish_write(path: Path) -> None:
+    """Wait for this process's background write of ``path``; raise its error, if any."""
+    pending = _WRITES.pop(path, None)
+    if pending is not None:
+        pending.result()
+
+
+def _save_checkpoint(
+    config: dict[str, Any], context: Context, role: str, state: dict[str, np.ndarray], seq: int
+) -> None:
+    global _WRITER
+    state = _checked_state(role, state)
+    store = str(config[STATE_STORE_KEY])
+    if store == "context":
+        context.state[STATE_RECORD] = state_to_record(state)
+        return
+    path = _state_file(context, role, config)
+    _finish_write(path)  # a failed earlier write surfaces here, at the next message
+    if store == "file-behind":
+        # Only in long-lived processes (simulation's Ray actors): the reply leaves now and the
+        # file is written meanwhile; a reader in this process waits for it, one in another
+        # process waits for the sequence number (`_load_checkpoint`). get_state() returned
+        # copies, so the party may change while the write runs.
+        if _WRITER is None:
+            _WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fedads-checkpoint")
+        _WRITES[path] = _WRITER.submit(_write_npz, path, state, seq)
+        return
+    _write_npz(path, state, seq)
+
+
+def _read_npz(path: Path) -> tuple[int, dict[str, np.ndarray]]:
+    with np.load(path, allow_pickle=False) as data:
+        found = int(data["__seq__"])
+        names = [str(n) for n in data["__names__"].tolist()]
+        return found, {name: data[f"a{i}"] for i, name in enumerate(names)}
+
+
 def _load_checkpoint(
     config: dict[str, Any], context: Context, role: str, seq: int
 ) -> dict[str, np.ndarray]:
-    if str(config[STATE_STORE_KEY]) == "context":
+    store = str(config[STATE_STORE_KEY])
+    if store == "context":
         if STATE_RECORD not in context.state:
             raise ProtocolError(
                 f"party {role!r}: context.state has no checkpoint for sequence {seq}"
             )
         return record_to_state(context.state.array_records[STATE_RECORD])
     path = _state_file(context, role, config)
-    if not path.exists():
+    _finish_write(path)
+    # Another process may still be writing it behind its last reply: wait for the sequence.
+    deadline = time.monotonic() + (float(config[TIMEOUT_KEY]) if store == "file-behind" else 0.0)
+    while True:
+        found, state = _read_npz(path) if path.exists() else (None, {})
+        if found == seq or time.monotonic() >= deadline:
+            break
+        time.sleep(0.005)
+    if found is None:
         raise ProtocolError(
             f"party {role!r}: checkpoint {path} is missing (sequence {seq}); was the state "
             "directory deleted, or does this SuperNode run on another machine than the last one?"
         )
-    with np.load(path, allow_pickle=False) as data:
-        found = int(data["__seq__"])
-        names = [str(n) for n in data["__names__"].tolist()]
-        state = {name: data[f"a{i}"] for i, name in enumerate(names)}
     if found != seq:
         raise ProtocolError(
             f"party {role!r}: checkpoint {path} is at sequence {found} but the node expects {seq}"
@@ -174,6 +215,8 @@ def _clear_checkpoint(context: Context, role: str, config: dict[str, Any]) -> No
         if key in context.state:
             del context.state[key]
     path = _state_file(context, role, config)
+    with contextlib.suppress(Exception):  # closing: a failed last write no longer matters
+        _finish_write(path)
     path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         path.parent.rmdir()  # only succeeds once the other party's file is gone too

@@ -45,7 +45,7 @@ PARTY_KEY = "party"
 STATE_DIR_KEY = "state-dir"
 PARTITION_ID_KEY = "partition-id"
 
-STATE_STORES = ("file", "context")
+STATE_STORES = ("file", "file-behind", "context")
 
 DEFAULTS: dict[str, Scalar] = {
     JOB_KEY: "fedads.flower.testing:echo_job",

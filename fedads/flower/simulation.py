@@ -28,6 +28,7 @@ from fedads.flower.config import (
     JOB_KEY,
     PARTY_FACTORY_KEY,
     STATE_DIR_KEY,
+    STATE_STORE_KEY,
     TIMEOUT_KEY,
     Job,
     PartyFactory,
@@ -180,6 +181,8 @@ def _simulate_in_env(
         # directory that disappears with the run.
         state_dir = tempfile.TemporaryDirectory(prefix="fedads-flower-state-")
         config = {**config, STATE_DIR_KEY: state_dir.name}
+    # Ray actors live for the whole run, so a checkpoint can be written behind the reply.
+    config.setdefault(STATE_STORE_KEY, "file-behind")
     outcomes: list[Outcome] = []
     server_app = make_server_app(job=job, run_config=config, on_outcome=outcomes.append)
     client_app = make_client_app(party_factory=factory, run_config=config)
