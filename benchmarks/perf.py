@@ -340,7 +340,8 @@ def _run_federated(transport: Any, spec: dict[str, Any], b: dict[str, Any]) -> d
     }
     per_epoch = -(-n_train // cfg.batch_size)
     chunks = -(-per_epoch // cfg.batches_per_round)
-    out["round_trips_per_epoch"] = chunks + 2 if cfg.pipeline else 2 * chunks + 1
+    # Pipelined without validation: one pipeline over all epochs (E n + 2 round trips).
+    out["round_trips_per_epoch"] = chunks + 2 / cfg.epochs if cfg.pipeline else 2 * chunks + 1
     if before is not None:
         after = _probe(transport)
         out["party"] = {

@@ -211,25 +211,38 @@ class _Recording:
 def test_pipelined_round_trips_and_relay(
     data: Data, chunk_batches: int, n_chunks: int, first_epoch: list[str] | None
 ) -> None:
-    recorded: dict[bool, list[tuple[dict[str, Envelope], dict[str, Envelope]]]] = {}
-    for pipeline in (False, True):
+    recorded: dict[str, list[tuple[dict[str, Envelope], dict[str, Envelope]]]] = {}
+    for name, pipeline, valid in (
+        ("sequential", False, None),
+        ("pipelined", True, None),
+        ("pipelined+valid", True, HELD_OUT),
+    ):
         config = _config(mode="efficient", chunk_batches=chunk_batches, pipeline=pipeline)
         with InProcessTransport(data.parties()) as inner:
             transport = _Recording(inner)
-            Coordinator(transport, config).fit(TRAIN)  # type: ignore[arg-type]
-        recorded[pipeline] = transport.training_rounds()
+            Coordinator(transport, config).fit(TRAIN, valid)  # type: ignore[arg-type]
+        recorded[name] = transport.training_rounds()
     epochs = 2
-    assert len(recorded[False]) == epochs * (2 * n_chunks + 1)
-    assert len(recorded[True]) == epochs * (n_chunks + 2)
-    pipelined = recorded[True]
-    schedule = [
-        "+".join(r[0][p].kind for p in ("social", "ecommerce") if p in r[0]) for r in pipelined
-    ]
-    assert schedule[: n_chunks + 2] == schedule[n_chunks + 2 :]  # every epoch alike
+
+    def kinds(rounds: list) -> list[str]:
+        return [
+            "+".join(r[0][p].kind for p in ("social", "ecommerce") if p in r[0]) for r in rounds
+        ]
+
+    assert len(recorded["sequential"]) == epochs * (2 * n_chunks + 1)
+    # Without validation one pipeline runs over both epochs: E*n + 2 round trips.
+    pipelined = kinds(recorded["pipelined"])
+    total = epochs * n_chunks
+    assert len(pipelined) == total + 2
+    assert pipelined[:2] == ["forward", "forward+train"]
+    assert pipelined[2:total] == ["backward_forward+train"] * (total - 2)
+    assert pipelined[total:] == ["backward+train", "backward"]
+    # Validation needs the parties in sync after every epoch: one pipeline per epoch.
+    per_epoch = kinds(recorded["pipelined+valid"])
+    assert len(per_epoch) == epochs * (n_chunks + 2)
+    assert per_epoch[: n_chunks + 2] == per_epoch[n_chunks + 2 :]  # every epoch alike
     if first_epoch is not None:
-        assert schedule[: n_chunks + 2] == first_epoch
-    else:
-        assert schedule[2:n_chunks] == ["backward_forward+train"] * (n_chunks - 2)
+        assert per_epoch[: n_chunks + 2] == first_epoch
     for rounds in recorded.values():
         # every relayed array is the other party's reply of the round just before, untouched
         for (requests, _), (_, before) in zip(rounds[1:], rounds[:-1], strict=True):
@@ -245,7 +258,8 @@ def test_pipelined_round_trips_and_relay(
             [r[0]["ecommerce"].arrays[msg.POSITIONS] for r in rounds if "ecommerce" in r[0]]
         )
 
-    assert np.array_equal(trained_rows(pipelined), trained_rows(recorded[False]))  # batch order
+    for name in ("pipelined", "pipelined+valid"):  # the batch order of centralized training
+        assert np.array_equal(trained_rows(recorded[name]), trained_rows(recorded["sequential"]))
 
 
 class _Timed:

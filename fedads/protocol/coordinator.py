@@ -25,14 +25,16 @@ Pipelined efficient mode (``config.pipeline``): round ``r`` of an epoch of ``n``
     round r:  social    <- apply dL/dH_s(chunk r-2), then embed chunk r   (each part if it exists)
               ecommerce <- train(chunk r-1, H_s(chunk r-1))
 
-for ``r = 0 .. n+1``: ``n + 2`` round trips per epoch instead of ``2n + 1``. Both loops are one
-schedule (:func:`_schedule`) run by the same code.
+for ``r = 0 .. n+1``: ``n + 2`` round trips per epoch instead of ``2n + 1``. Without validation
+rows the pipeline runs over all epochs at once (``E n + 2`` round trips for ``E`` epochs): the
+next epoch's first chunks fill it while the last ones drain. Both loops are one schedule
+(:func:`_schedule`) run by the same code.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -149,13 +151,13 @@ class Coordinator:
         history = TrainingHistory(mode=cfg.mode, setup_bytes=self._bytes_since(before))
         plan = batch_plan(train, cfg.batch_size, cfg.epochs, cfg.seed)
         per_epoch = batches_per_epoch(train.size, cfg.batch_size)
-        for epoch in range(cfg.epochs):
-            before = self.transport.traffic.snapshot()
-            start = time.perf_counter()
-            first = len(history.batch_losses)
-            self._train_epoch(plan[epoch * per_epoch : (epoch + 1) * per_epoch], history)
+        epochs = [plan[e * per_epoch : (e + 1) * per_epoch] for e in range(cfg.epochs)]
+        start, first, bytes_before = time.perf_counter(), 0, self.transport.traffic.snapshot()
+
+        def close_epoch(epoch: int) -> None:
+            nonlocal start, first, bytes_before
             history.close_epoch(first, time.perf_counter() - start)
-            history.bytes_by_epoch.append(self._bytes_since(before))
+            history.bytes_by_epoch.append(self._bytes_since(bytes_before))
             if valid is not None:
                 history.valid_losses.append(self.evaluate(valid))
             valid_text = f", valid {history.valid_losses[-1]:.4f}" if valid is not None else ""
@@ -164,12 +166,39 @@ class Coordinator:
                 f"loss {history.epoch_losses[-1]:.4f}{valid_text}, "
                 f"{history.epoch_seconds[-1]:.2f} s, {history.bytes_per_epoch()[-1] / 1e6:.1f} MB"
             )
+            start, first = time.perf_counter(), len(history.batch_losses)
+            bytes_before = self.transport.traffic.snapshot()
+
+        if cfg.pipeline and valid is None:
+            # One pipeline over all epochs: the next epoch's first chunks fill the pipeline
+            # while the last ones drain, instead of n+2 rounds per epoch with the first and
+            # last rounds half idle. Validation needs the parties in sync at each epoch end,
+            # so it keeps one pipeline per epoch.
+            self._train_chunks(epochs, history, close_epoch)
+        else:
+            for epoch, batches in enumerate(epochs):
+                self._train_chunks([batches], history, lambda _, e=epoch: close_epoch(e))
         return history
 
-    def _train_epoch(self, batches: list[np.ndarray], history: TrainingHistory) -> None:
+    def _train_chunks(
+        self,
+        epochs: list[list[np.ndarray]],
+        history: TrainingHistory,
+        close_epoch: Callable[[int], None],
+    ) -> None:
+        """Train the batches of ``epochs`` (one list of batches per epoch) as one schedule.
+
+        ``close_epoch(i)`` runs once the e-commerce party has trained epoch ``i``'s last chunk
+        (the last epoch: once the social party has applied its last gradients, so the parties are
+        in step and every round's time is counted in some epoch).
+        """
         cfg = self.config
         size = {"batch_size": cfg.batch_size}
-        chunks = list(_chunks(batches, cfg.batches_per_round))
+        chunks: list[list[np.ndarray]] = []
+        ends: dict[int, int] = {}  # index of an epoch's last chunk -> that epoch
+        for epoch, batches in enumerate(epochs):
+            chunks.extend(_chunks(batches, cfg.batches_per_round))
+            ends[len(chunks) - 1] = epoch
         positions = [chunk[0] if len(chunk) == 1 else np.concatenate(chunk) for chunk in chunks]
         # In flight, by chunk index: at most two of each (pipelined), relayed untouched.
         embedded: dict[int, dict[str, np.ndarray]] = {}
@@ -206,11 +235,14 @@ class Coordinator:
                 )
                 history.batch_rows.extend(int(b.size) for b in chunk)
                 gradients[train] = _only(trained.arrays, msg.GRADIENTS)
+                if train in ends and train != len(chunks) - 1:
+                    close_epoch(ends[train])
         if steps[msg.SOCIAL] != steps[msg.ECOMMERCE]:
             raise ProtocolError(
                 f"parties out of step: social at {steps[msg.SOCIAL]}, "
                 f"ecommerce at {steps[msg.ECOMMERCE]}"
             )
+        close_epoch(ends[len(chunks) - 1])
 
     # ------------------------------------------------------------------ scoring
     def predict(self, positions: np.ndarray) -> np.ndarray:
