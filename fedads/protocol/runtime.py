@@ -4,7 +4,8 @@
 one role. It answers the PSI envelopes (``psi_*``) with the chosen PSI backend
 (:func:`fedads.align.make_psi_party`) over the keys of its own table, and once the intersection
 is known builds the training party (:class:`SocialParty` or :class:`EcommerceParty`) over its
-aligned rows. Everything else is delegated to that party. The table never leaves this object; only envelopes do.
+aligned rows. Everything else is delegated to that party. The table never leaves this object;
+only envelopes do.
 """
 
 from __future__ import annotations
