@@ -492,3 +492,23 @@ def test_repeated_peer_points_refused() -> None:
 
     with pytest.raises(ProtocolError, match="party 'social'.*repeats a point"):
         align_parties(["a", "b"], ["b", "c"], relay=relay)
+
+
+def test_ristretto_batches_join_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Points go through libsodium in batches; batch edges must not shift or drop any."""
+    import fedads.align.ristretto as ristretto
+
+    monkeypatch.setattr(ristretto, "_CHUNK", 7)
+    social_keys, ecommerce_keys, common = make_sets(100, 80, 45, seed=9)
+    social, ecommerce = align_parties(social_keys, ecommerce_keys, parallel=False)
+    check_alignment(social_keys, ecommerce_keys, social, ecommerce, common)
+
+    def relay(sender: str, receiver: str, envelope: Envelope) -> Envelope | None:
+        if envelope.kind == "psi_setup" and receiver == "social":
+            points = envelope.arrays["points"].copy()
+            points[30] = 0xFF  # in the fifth batch of 7
+            return Envelope(envelope.kind, {"points": points}, dict(envelope.meta))
+        return None
+
+    with pytest.raises(ProtocolError, match="invalid ristretto255 point at position 30"):
+        align_parties(social_keys, ecommerce_keys, relay=relay, parallel=False)
