@@ -174,7 +174,8 @@ class RistrettoPsiParty(PsiSteps):
         self._advance(PSI_SETUP, PSI_RESPONSE)
         self._check_sizes(peer_setup, n_keys=self._n_peer, n_peer_keys=self.n_own)
         peer = self._points(peer_setup, int(self._n_peer or 0))
-        assert self._scalar is not None  # set in setup(), which must have run (stage check)
+        if self._scalar is None:  # only after set_state() with a state cut short
+            raise self._error("respond: the secret scalar is missing; restore the full state")
         blind = partial(rbcl.crypto_scalarmult_ristretto255, self._scalar)
         reply = np.empty_like(peer, dtype=np.uint8)
         for start in range(0, peer.shape[0], _CHUNK):
@@ -199,14 +200,17 @@ class RistrettoPsiParty(PsiSteps):
         self._advance(PSI_RESPONSE, PSI_DONE)
         self._check_sizes(peer_response, n_keys=self._n_peer, n_peer_keys=self.n_own)
         received = self._points(peer_response, self.n_own)
-        assert self._permutation is not None and self._peer_points is not None
+        if self._permutation is None or self._peer_points is None:  # a state cut short
+            raise self._error(
+                "finish: the permutation or kept points are missing; restore the full state"
+            )
         own = np.empty((self.n_own, POINT_BYTES), dtype=np.uint8)
         own[self._permutation] = received  # back to row order: received[i] is row perm[i]
-        own_sorted = _as_sortable(own)
+        own_points = _as_sortable(own)
         kept = self._peer_points
-        where = np.searchsorted(kept, own_sorted)
+        where = np.searchsorted(kept, own_points)
         where[where == kept.size] = 0
-        shared = kept[where] == own_sorted if kept.size else np.zeros(self.n_own, dtype=bool)
+        shared = kept[where] == own_points if kept.size else np.zeros(self.n_own, dtype=bool)
         # Every kept point came out of our own scalar multiplication, so matches are valid
         # points; an invalid encoding among the rest means the peer is broken: say so.
         for row in np.flatnonzero(~shared).tolist():
@@ -233,8 +237,8 @@ class RistrettoPsiParty(PsiSteps):
             ``stage`` (``int64 [1]``, index into PSI_KINDS of the next expected step),
             ``n_own``; after round 2 ``n_peer``, ``scalar`` (``uint8 [32]``) and
             ``permutation`` (``int64 [n_own]``); after round 3 ``peer_points``
-            (``uint8 [n_peer, 32]``, sorted); after round 4 only ``rows``
-            (``int64 [n_aligned]``).
+            (``uint8 [n_peer, 32]``, sorted); after round 4 ``rows`` (``int64 [n_aligned]``)
+            and no secret.
         """
         state = self._common_state()
         if self._scalar is not None:
