@@ -1,19 +1,26 @@
-"""Benchmark private alignment: fedads PSI vs openmined-psi called directly vs salted-hash join.
+"""Benchmark private alignment: both fedads PSI backends vs openmined-psi direct vs hashed join.
 
 For each size ``n`` both parties hold ``n`` keys (64-hex strings, like hashed phone numbers),
-half of them shared (50% overlap), each side in its own random row order. Three methods:
+half of them shared (50% overlap), each side in its own random row order. Four methods:
 
-* ``fedads``: :func:`fedads.align.align_parties` (normalisation, duplicate checks, envelopes
-  through the byte codec, two-way PSI, shared aligned order);
+* ``fedads-ristretto255``: :func:`fedads.align.align_parties` with the default backend
+  (two-way DH-PSI over ristretto255 via rbcl), normalisation, duplicate checks, envelopes
+  through the byte codec, shared aligned order;
+* ``fedads-openmined``: the same with ``backend="openmined"`` (openmined-psi, P-256);
 * ``direct``: the minimal two-way protocol with openmined-psi itself (same RAW setup, protobuf
-  objects handed over without serialization, no normalisation, no ordering): the lower bound;
+  objects handed over without serialization, no normalisation, no ordering): the lower bound
+  of the openmined backend and the reference the ristretto255 backend is compared with;
 * ``hashed``: :func:`fedads.align.hashed_join`, the insecure speed baseline.
+
+At 1M keys the default run skips ``fedads-openmined`` (within noise of ``direct``, see the 10k
+and 100k rows) so that ``direct`` and ``fedads-ristretto255`` share one run.
 
 Every measurement runs in a fresh subprocess so its peak memory (``VmHWM`` reset just before
 the timed call, i.e. the extra resident memory the alignment needs on top of the keys) is its
 own. By default the two parties compute concurrently in both ``fedads`` and ``direct`` (two
 threads, as two machines would; openmined-psi releases the GIL); ``--sequential`` runs both on
-one thread. The overhead is ``fedads / direct - 1`` on the best of ``--repeats`` runs, in
+one thread. The openmined overhead is ``fedads-openmined / direct - 1`` and the ristretto255
+speed-up is ``direct / fedads-ristretto255``, both on the best of ``--repeats`` runs, in
 wall-clock time and in CPU time (user + system, all threads); on a shared machine the CPU
 figure is the stable one, wall-clock times move with other processes' load.
 
@@ -21,7 +28,7 @@ Usage::
 
     python benchmarks/psi.py --quick            # 10k and 100k keys per side
     python benchmarks/psi.py                    # 10k, 100k and 1M
-    python benchmarks/psi.py --sizes 1000000 --methods fedads direct
+    python benchmarks/psi.py --sizes 1000000 --methods fedads-ristretto255 direct
 
 Results go to ``benchmarks/results/psi.json`` (``--out``); a run with ``--sizes`` merges its
 sizes into an existing file instead of dropping the others.
@@ -45,9 +52,17 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results" / "psi.json"
-METHODS = ("direct", "fedads", "hashed")
+RISTRETTO = "fedads-ristretto255"
+OPENMINED = "fedads-openmined"
+METHODS = ("direct", OPENMINED, RISTRETTO, "hashed")
 FULL_SIZES = (10_000, 100_000, 1_000_000)
 QUICK_SIZES = (10_000, 100_000)
+SKIP_ABOVE = {OPENMINED: 100_000}  # default runs only: same cost as direct, minutes at 1M
+
+
+def default_methods(n: int) -> list[str]:
+    """Methods measured at ``n`` keys per side when ``--methods`` is not given."""
+    return [m for m in METHODS if n <= SKIP_ABOVE.get(m, n)]
 
 
 def make_keys(n: int, seed: int) -> tuple[list[str], list[str]]:
@@ -87,12 +102,20 @@ def _direct(social: list[str], ecommerce: list[str], parallel: bool) -> int:
     return found[0]
 
 
-def _fedads(social: list[str], ecommerce: list[str], parallel: bool) -> int:
+def _fedads(social: list[str], ecommerce: list[str], parallel: bool, backend: str) -> int:
     from fedads.align import align_parties
 
-    a_social, a_ecommerce = align_parties(social, ecommerce, parallel=parallel)
+    a_social, a_ecommerce = align_parties(social, ecommerce, parallel=parallel, backend=backend)
     assert a_social.n_aligned == a_ecommerce.n_aligned
     return a_social.n_aligned
+
+
+def _fedads_ristretto(social: list[str], ecommerce: list[str], parallel: bool) -> int:
+    return _fedads(social, ecommerce, parallel, "ristretto255")
+
+
+def _fedads_openmined(social: list[str], ecommerce: list[str], parallel: bool) -> int:
+    return _fedads(social, ecommerce, parallel, "openmined")
 
 
 def _hashed(social: list[str], ecommerce: list[str], parallel: bool) -> int:
@@ -124,11 +147,17 @@ def _reset_peak() -> bool:
 def worker(method: str, n: int, seed: int, parallel: bool) -> dict:
     """One timed measurement (run inside its own subprocess)."""
     import private_set_intersection.python  # noqa: F401  (import cost out of the timing)
+    import rbcl  # noqa: F401
 
     import fedads.align  # noqa: F401
 
     social, ecommerce = make_keys(n, seed)
-    run = {"direct": _direct, "fedads": _fedads, "hashed": _hashed}[method]
+    run = {
+        "direct": _direct,
+        OPENMINED: _fedads_openmined,
+        RISTRETTO: _fedads_ristretto,
+        "hashed": _hashed,
+    }[method]
     rss_before = _status_kb("VmRSS")
     exact_peak = _reset_peak()
     cpu_start = _cpu_seconds()
@@ -178,16 +207,27 @@ def summarize(runs: list[dict]) -> dict:
                 "extra_peak_mb": max((r["extra_peak_mb"] or 0.0) for r in mine),
                 "keys_per_second_per_side": round(n / min(times)),
             }
-        if "fedads" in entry and "direct" in entry:
-            best = entry["fedads"]["best_seconds"] / entry["direct"]["best_seconds"] - 1
-            median = entry["fedads"]["median_seconds"] / entry["direct"]["median_seconds"] - 1
-            cpu = entry["fedads"]["best_cpu_seconds"] / entry["direct"]["best_cpu_seconds"] - 1
-            entry["fedads_overhead_vs_direct"] = round(best, 4)
-            entry["fedads_overhead_vs_direct_median"] = round(median, 4)
-            entry["fedads_overhead_vs_direct_cpu"] = round(cpu, 4)
-        if "hashed" in entry and "fedads" in entry:
-            ratio = entry["fedads"]["best_seconds"] / entry["hashed"]["best_seconds"]
-            entry["fedads_over_hashed"] = round(ratio, 1)
+        if OPENMINED in entry and "direct" in entry:
+            mine, ref = entry[OPENMINED], entry["direct"]
+            best = mine["best_seconds"] / ref["best_seconds"] - 1
+            median = mine["median_seconds"] / ref["median_seconds"] - 1
+            cpu = mine["best_cpu_seconds"] / ref["best_cpu_seconds"] - 1
+            entry["openmined_overhead_vs_direct"] = round(best, 4)
+            entry["openmined_overhead_vs_direct_median"] = round(median, 4)
+            entry["openmined_overhead_vs_direct_cpu"] = round(cpu, 4)
+        for reference in ("direct", OPENMINED):
+            if RISTRETTO in entry and reference in entry:
+                mine, ref = entry[RISTRETTO], entry[reference]
+                name = reference.replace("fedads-", "")
+                entry[f"ristretto255_speedup_vs_{name}"] = round(
+                    ref["best_seconds"] / mine["best_seconds"], 2
+                )
+                entry[f"ristretto255_speedup_vs_{name}_cpu"] = round(
+                    ref["best_cpu_seconds"] / mine["best_cpu_seconds"], 2
+                )
+        if "hashed" in entry and RISTRETTO in entry:
+            ratio = entry[RISTRETTO]["best_seconds"] / entry["hashed"]["best_seconds"]
+            entry["ristretto255_over_hashed"] = round(ratio, 1)
         table[str(n)] = entry
     return table
 
@@ -196,7 +236,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10k and 100k keys only")
     parser.add_argument("--sizes", type=int, nargs="+", help="keys per side (overrides --quick)")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument(
+        "--methods", nargs="+", choices=METHODS, help="default: all (not fedads-openmined at 1M)"
+    )
     parser.add_argument("--repeats", type=int, default=None, help="runs per method and size")
     parser.add_argument("--sequential", action="store_true", help="parties on one thread")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -219,17 +261,20 @@ def main(argv: list[str] | None = None) -> None:
         repeats = args.repeats or (3 if n <= 10_000 else 2 if n <= 100_000 else 1)
         for repeat in range(repeats):
             # Alternate the order so slow drifts in machine load hit every method alike.
-            order = args.methods if repeat % 2 == 0 else list(reversed(args.methods))
+            methods = args.methods or default_methods(n)
+            order = methods if repeat % 2 == 0 else list(reversed(methods))
             for method in order:
                 result = measure(method, n, args.seed + repeat, parallel)
                 runs.append(result)
                 print(
-                    f"n={n:>9,} {method:>7}: {result['seconds']:9.2f} s "
+                    f"n={n:>9,} {method:>19}: {result['seconds']:9.2f} s "
                     f"({result['cpu_seconds']:.2f} s CPU), "
                     f"peak {result['peak_rss_mb']:8.1f} MB "
                     f"(+{result['extra_peak_mb']} MB during the call)",
                     flush=True,
                 )
+
+    from importlib.metadata import version
 
     import private_set_intersection.python as psi
 
@@ -241,11 +286,12 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "benchmark": "private alignment, 50% overlap, keys = 64-hex strings",
         "parallel_parties": parallel,
-        "data_structure": "RAW (exact)",
+        "data_structure": "RAW (exact) for openmined-psi; ristretto255 DH-PSI is exact",
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "openmined_psi": psi.__version__,
+            "rbcl": version("rbcl"),
             "load_average_start": [round(x, 2) for x in load_start],
             "load_average_end": [round(x, 2) for x in os.getloadavg()],
         },

@@ -20,7 +20,7 @@ import numpy as np
 
 from fedads._progress import SILENT, Progress
 from fedads._validation import check_choice, check_in_range, check_positive_int, fail
-from fedads.align import KeyNormalization, coordinate_alignment
+from fedads.align import DEFAULT_PSI_BACKEND, PSI_BACKENDS, KeyNormalization, coordinate_alignment
 from fedads.models import ModelConfig, TrainingHistory
 from fedads.protocol import Coordinator, InProcessTransport, ProtocolConfig
 from fedads.protocol.runtime import ALIGNED_ROWS_FILE, PartyRuntime
@@ -46,6 +46,8 @@ class FederationSettings:
         normalization: key normalisation both parties apply before PSI.
         social_key, ecommerce_key: join-key column of each party's table.
         label, existing: e-commerce label and existing-customer columns.
+        psi_backend: PSI implementation both parties run, ``"ristretto255"`` (default,
+            two-way DH-PSI over ristretto255) or ``"openmined"`` (openmined-psi, P-256).
         verbose: progress lines from the coordinator.
     """
 
@@ -57,6 +59,7 @@ class FederationSettings:
     ecommerce_key: str = "key"
     label: str = "label"
     existing: str = "is_existing_customer"
+    psi_backend: str = DEFAULT_PSI_BACKEND
     verbose: bool = True
 
     def validate(self) -> FederationSettings:
@@ -72,6 +75,7 @@ class FederationSettings:
             high_inclusive=False,
         )
         check_positive_int(_WHERE, "split_seed", self.split_seed, minimum=0)
+        check_choice(_WHERE, "psi_backend", self.psi_backend, PSI_BACKENDS)
         return self
 
     def to_run_config(self) -> dict[str, Any]:
@@ -98,6 +102,7 @@ class FederationSettings:
             "ecommerce-key": self.ecommerce_key,
             "label": self.label,
             "existing": self.existing,
+            "psi-backend": self.psi_backend,
             "verbose": self.verbose,
         }
 
@@ -133,6 +138,7 @@ class FederationSettings:
             ecommerce_key=str(config["ecommerce-key"]),
             label=str(config["label"]),
             existing=str(config["existing"]),
+            psi_backend=str(config.get("psi-backend", DEFAULT_PSI_BACKEND)),
             verbose=bool(config.get("verbose", True)),
         ).validate()
 
@@ -174,7 +180,9 @@ def party_factory(role: str, run_config: Any, node_config: Any) -> PartyRuntime:
         raise fail(f"{role} party", "no data path configured", f"set '{role}-path' in its config")
     out_dir = node_config.get(f"{role}-out") or run_config.get(f"{role}-out") or None
     table = load_role_table(role, path, settings)
-    return PartyRuntime(table, settings.normalization, out_dir=out_dir)
+    return PartyRuntime(
+        table, settings.normalization, out_dir=out_dir, psi_backend=settings.psi_backend
+    )
 
 
 # ---------------------------------------------------------------------------------- the job
@@ -285,7 +293,12 @@ def run_federated(
         tables = {"social": social, "ecommerce": ecommerce}
         if backend == "inprocess":
             runtimes = {
-                role: PartyRuntime(tables[role], settings.normalization, out_dir=outs[role])
+                role: PartyRuntime(
+                    tables[role],
+                    settings.normalization,
+                    out_dir=outs[role],
+                    psi_backend=settings.psi_backend,
+                )
                 for role in PARTIES
             }
             transport = InProcessTransport(runtimes, timeout_s=timeout_s)

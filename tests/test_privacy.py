@@ -47,6 +47,11 @@ def test_only_protocol_payloads_cross(tmp_path) -> None:
     )
     result = vfl_job(transport, settings.to_run_config())
     assert result["n_aligned"] > 0 and captured
+    # The default PSI backend ran (ristretto255: blinded points of 32 bytes crossed).
+    hellos = [env for _, _, _, env in captured if env.kind == "psi_hello"]
+    assert {env.meta["backend"] for env in hellos} == {"ristretto255"}
+    setups = [env.arrays["points"] for _, _, _, env in captured if env.kind == "psi_setup"]
+    assert setups and all(a.dtype == np.uint8 and a.shape[1] == 32 for a in setups)
 
     rows_e = runtimes["ecommerce"].aligned_rows
     rows_s = runtimes["social"].aligned_rows

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fedads.align import coordinate_alignment
+from fedads.errors import InputError
 from fedads.federation import FederationSettings, vfl_job
 from fedads.protocol import InProcessTransport, ProtocolConfig
 from fedads.protocol.runtime import PartyRuntime
@@ -61,3 +63,31 @@ def test_runtime_restored_on_stale_replicas_gives_the_same_run(tmp_path, pipelin
     np.testing.assert_array_equal(got["test_positions"], expected["test_positions"])
     np.testing.assert_allclose(got["epoch_losses"], expected["epoch_losses"], rtol=1e-6)
     np.testing.assert_allclose(got["scores"], expected["scores"], rtol=1e-6)
+
+
+def test_runtime_psi_backend_is_threaded_and_survives_set_state(tmp_path) -> None:
+    """The chosen backend is what runs, also after set_state rebuilds the PSI party."""
+    world = generate_world(n_users=400, seed=13)
+    tables = dict(zip(("social", "ecommerce"), world.party_tables(), strict=True))
+    settings = FederationSettings(psi_backend="openmined")
+    assert FederationSettings.from_run_config(settings.to_run_config()).psi_backend == "openmined"
+    assert FederationSettings().to_run_config()["psi-backend"] == "ristretto255"
+    with pytest.raises(InputError, match="psi_backend"):
+        FederationSettings(psi_backend="p256").validate()
+    with pytest.raises(InputError, match="psi_backend"):
+        PartyRuntime(tables["social"], psi_backend="p256")
+
+    hellos: list[object] = []
+    replicated = {
+        r: _TwoReplicas(lambda t=t: PartyRuntime(t, psi_backend=settings.psi_backend), seed=2)
+        for r, t in tables.items()
+    }
+
+    def send_all(envelopes):
+        replies = {p: replicated[p].handle(e) for p, e in envelopes.items()}
+        hellos.extend(r.meta.get("backend") for r in replies.values() if r.kind == "psi_hello")
+        return replies
+
+    summary = coordinate_alignment(send_all)
+    assert summary.n_aligned > 0 and hellos == ["openmined", "openmined"]
+    assert "runtime.aligned_rows" in replicated["social"].checkpoint

@@ -1,27 +1,37 @@
-"""Private entity alignment: two-way ECDH PSI (openmined-psi) between the two parties.
+"""Private entity alignment: two-way PSI between the two parties, two interchangeable backends.
 
 Goal
 ----
 Each party learns which of its OWN rows are in the intersection, and nothing about the keys
-outside it; the coordinator relays messages and sees only set sizes and blinded curve points;
-both parties end with the same aligned order of their own rows, so ``social.rows[i]`` and
-``ecommerce.rows[i]`` are the same user.
+outside it; the coordinator relays messages and sees only set sizes, the backend name and
+blinded group elements; both parties end with the same aligned order of their own rows, so
+``social.rows[i]`` and ``ecommerce.rows[i]`` are the same user.
 
-How
----
+Backends (:func:`make_psi_party`, ``backend=``; both parties must use the same one, checked in
+``psi_hello``):
+
+* ``"ristretto255"`` (default): classic two-way Diffie-Hellman PSI over the ristretto255
+  prime-order group (libsodium via ``rbcl``), 1 hash-to-group and 2 scalar multiplications per
+  key and side; see :mod:`fedads.align.ristretto` for its rounds and arrays.
+* ``"openmined"``: openmined-psi (P-256) run one-way in both directions, :class:`PsiParty`
+  below; about 4 curve operations per key and side. Kept selectable as an independent,
+  widely reviewed implementation to cross-check against.
+
+How the openmined backend works
+-------------------------------
 openmined-psi is one-way: the *client* learns which of its items the *server* also holds. We
 run it in both directions at once: every party is a PSI server (for its peer's request) and a
 PSI client (for its own request), with two independent fresh P-256 keys. The server setup uses
 the ``RAW`` data structure (every blinded server item is sent), so the intersection is exact:
 there are no Bloom/GCS false positives (``fpr`` is irrelevant for ``RAW``).
 
-Message sequence (4 rounds; in each round the coordinator sends one envelope to each party and
-gets one reply; it forwards the peer's reply unchanged, so each step maps to one Flower
-message per party)::
+Message sequence (4 rounds, the same kinds for both backends; in each round the coordinator
+sends one envelope to each party and gets one reply; it forwards the peer's reply unchanged, so
+each step maps to one Flower message per party)::
 
     round  coordinator -> party P              P -> coordinator        P computes
     1      psi_start    {}                     psi_hello               (nothing)
-                                               meta n_keys
+                                               meta n_keys, backend
     2      psi_hello    of the peer            psi_setup               setup = own keys blinded
                                                arrays setup, request     with P's server key (RAW)
                                                meta n_keys,            request = own keys
@@ -33,10 +43,10 @@ message per party)::
                                                meta n_keys, n_aligned    peer setup + response;
                                                                          aligned order (below)
 
-Arrays are ``uint8 [nbytes]`` buffers of the serialized openmined-psi protobufs (``ServerSetup``,
-``Request``, ``Response``); about 35 bytes per key each (a compressed P-256 point plus
-protobuf framing). Meta holds only sizes. After round 4
-the coordinator checks that both parties report the same ``n_aligned > 0``
+openmined arrays are ``uint8 [nbytes]`` buffers of the serialized openmined-psi protobufs
+(``ServerSetup``, ``Request``, ``Response``); about 35 bytes per key each (a compressed P-256
+point plus protobuf framing). Meta holds only sizes and, in ``psi_hello``, the backend name.
+After round 4 the coordinator checks that both parties report the same ``n_aligned > 0``
 (:func:`coordinate_alignment`); each party keeps its :class:`Alignment` (``party.alignment``).
 
 Aligned order
@@ -55,7 +65,8 @@ Leakage (semi-honest parties and coordinator)
 * Both parties learn the intersection (which of their own users the other party also has) and
   the other party's set size. This is inherent to alignment for vertical FL and standard.
 * Neither party learns anything about the peer's keys outside the intersection: it only sees
-  the peer's keys as curve points blinded with the peer's secret exponent (DDH assumption).
+  the peer's keys as group elements blinded with the peer's secret exponent (DDH assumption),
+  for both backends.
 * The coordinator sees both set sizes, the intersection size and blinded points only; it never
   sees a key, a hash of a key, or the ordering salt.
 * Not covered: a malicious party can put guessed keys (e.g. enumerated phone numbers) in its
@@ -75,24 +86,48 @@ import private_set_intersection.python as psi
 from google.protobuf.message import DecodeError
 
 from fedads._validation import check_choice
-from fedads.align.keys import KeyNormalization, normalized_key_list
+from fedads.align.keys import KeyNormalization
 from fedads.align.result import Alignment, aligned_order, no_overlap_error
+from fedads.align.ristretto import RistrettoPsiParty
+from fedads.align.steps import (
+    DEFAULT_PSI_BACKEND,
+    META_FIELDS,
+    PARTIES,
+    PSI_BACKENDS,
+    PSI_DONE,
+    PSI_HELLO,
+    PSI_KINDS,
+    PSI_RESPONSE,
+    PSI_SETUP,
+    PSI_START,
+    PsiBackendParty,
+    PsiSteps,
+    peer_of,
+)
 from fedads.errors import ProtocolError
 from fedads.protocol.envelope import Envelope, decode, encode
 from fedads.protocol.transport import COORDINATOR
 
-PARTIES: tuple[str, str] = ("social", "ecommerce")
-
-PSI_START = "psi_start"
-PSI_HELLO = "psi_hello"
-PSI_SETUP = "psi_setup"
-PSI_RESPONSE = "psi_response"
-PSI_DONE = "psi_done"
-PSI_KINDS: tuple[str, ...] = (PSI_START, PSI_HELLO, PSI_SETUP, PSI_RESPONSE, PSI_DONE)
-"""All envelope kinds of the alignment protocol, in sequence order."""
-
-META_FIELDS: frozenset[str] = frozenset({"n_keys", "n_peer_keys", "n_aligned"})
-"""The only meta fields alignment envelopes carry (all sizes)."""
+__all__ = [
+    "DEFAULT_PSI_BACKEND",
+    "META_FIELDS",
+    "PARTIES",
+    "PSI_BACKENDS",
+    "PSI_DONE",
+    "PSI_HELLO",
+    "PSI_KINDS",
+    "PSI_RESPONSE",
+    "PSI_SETUP",
+    "PSI_START",
+    "AlignmentSummary",
+    "PsiBackendParty",
+    "PsiParty",
+    "RistrettoPsiParty",
+    "align_parties",
+    "coordinate_alignment",
+    "make_psi_party",
+    "peer_of",
+]
 
 _FPR = 1e-9  # required by the API; with the RAW data structure matching is exact anyway
 _DATA_STRUCTURE = psi.DataStructure.RAW
@@ -105,13 +140,33 @@ SendAll = Callable[[dict[str, Envelope]], dict[str, Envelope]]
 """``Transport.send_all``: one envelope per named party in, one reply per party out."""
 
 
-def peer_of(party: str) -> str:
-    """The other party's name."""
-    return PARTIES[1] if party == PARTIES[0] else PARTIES[0]
+def make_psi_party(
+    keys: Sequence[str] | np.ndarray,
+    party: str,
+    normalization: KeyNormalization | None = None,
+    *,
+    backend: str = DEFAULT_PSI_BACKEND,
+) -> PsiBackendParty:
+    """One party's PSI for the chosen backend (the one place that maps a name to a class).
+
+    Args:
+        keys: ``[n_own]`` this party's raw join keys, in table row order.
+        party: ``"social"`` or ``"ecommerce"``.
+        normalization: key normalisation; must be the same on both sides (shared config).
+        backend: ``"ristretto255"`` (default, :class:`RistrettoPsiParty`) or ``"openmined"``
+            (:class:`PsiParty`); must be the same on both sides.
+
+    Raises:
+        InputError: unknown backend or unusable keys.
+    """
+    check_choice("make_psi_party", "backend", backend, PSI_BACKENDS)
+    if backend == "openmined":
+        return PsiParty(keys, party, normalization)
+    return RistrettoPsiParty(keys, party, normalization)
 
 
-class PsiParty:
-    """One party's side of the two-way PSI; consumes and produces :class:`Envelope` s.
+class PsiParty(PsiSteps):
+    """One party's side of the two-way PSI with openmined-psi (backend ``"openmined"``).
 
     Call the steps in order (or send the envelopes to :meth:`handle`): ``hello()``,
     ``setup(peer_hello)``, ``respond(peer_setup)``, ``finish(peer_response)``. The keys never
@@ -128,32 +183,23 @@ class PsiParty:
         InputError: if the keys are unusable (see :func:`fedads.align.normalize_keys`).
     """
 
+    BACKEND = "openmined"
+    SECRET_STATE = ("server_key", "client_key", "peer_setup")
+
     def __init__(
         self,
         keys: Sequence[str] | np.ndarray,
         party: str,
         normalization: KeyNormalization | None = None,
     ) -> None:
-        self.name: str = check_choice("PsiParty", "party", party, PARTIES)
-        self.peer: str = peer_of(self.name)
-        self.normalization = normalization or KeyNormalization()
-        self._keys = normalized_key_list(keys, self.normalization, party=self.name)
-        self.n_own = len(self._keys)
+        super().__init__(keys, party, normalization)
         # Two independent keys: the server key blinds our set for the peer's queries, the
         # client key blinds our own query. Never sent, dropped after finish().
         self._server: Any = psi.server.CreateWithNewKey(True)
         self._client: Any = psi.client.CreateWithNewKey(True)
         self._peer_setup: Any = None
-        self._n_peer: int | None = None
-        self._next = PSI_START
-        self.alignment: Alignment | None = None
 
     # -- steps -----------------------------------------------------------------------------
-
-    def hello(self) -> Envelope:
-        """Round 1: announce this party's set size."""
-        self._advance(PSI_START, PSI_HELLO)
-        return Envelope(PSI_HELLO, meta={"n_keys": self.n_own})
 
     def setup(self, peer_hello: Envelope) -> Envelope:
         """Round 2: from the peer's hello, build our blinded set (server) and query (client).
@@ -161,9 +207,7 @@ class PsiParty:
         Returns:
             ``psi_setup`` with arrays ``setup`` and ``request``: ``uint8 [nbytes]`` each.
         """
-        self._expect(peer_hello, PSI_HELLO)
-        self._advance(PSI_HELLO, PSI_SETUP)
-        self._n_peer = self._size(peer_hello, "n_keys")
+        self._n_peer = self._read_hello(peer_hello)
         setup = self._server.CreateSetupMessage(_FPR, self._n_peer, self._keys, _DATA_STRUCTURE)
         request = self._client.CreateRequest(self._keys)
         return Envelope(
@@ -198,47 +242,6 @@ class PsiParty:
             meta={"n_keys": self.n_own, "n_peer_keys": int(self._n_peer or 0)},
         )
 
-    def finish(self, peer_response: Envelope) -> Alignment:
-        """Round 4: our rows in the intersection, in the shared aligned order.
-
-        Returns:
-            This party's :class:`Alignment` (also kept as ``self.alignment``).
-
-        Raises:
-            InputError: the intersection is empty (no users in common).
-        """
-        alignment = self._intersect(peer_response)
-        if alignment.n_aligned == 0:
-            raise no_overlap_error(
-                self.name, self.peer, self.n_own, int(self._n_peer or 0), self._describe()
-            )
-        return alignment
-
-    def done(self) -> Envelope:
-        """The ``psi_done`` envelope reporting sizes after :meth:`finish`."""
-        if self.alignment is None:
-            raise self._error("done() called before the intersection was computed")
-        return Envelope(
-            PSI_DONE, meta={"n_keys": self.n_own, "n_aligned": self.alignment.n_aligned}
-        )
-
-    def handle(self, envelope: Envelope) -> Envelope:
-        """Answer one coordinator envelope (dispatch on ``envelope.kind``; see module doc).
-
-        An empty intersection is reported as ``psi_done`` with ``n_aligned=0`` (the
-        coordinator turns it into the user-facing error) rather than raised here.
-        """
-        if envelope.kind == PSI_START:
-            return self.hello()
-        if envelope.kind == PSI_HELLO:
-            return self.setup(envelope)
-        if envelope.kind == PSI_SETUP:
-            return self.respond(envelope)
-        if envelope.kind == PSI_RESPONSE:
-            self._intersect(envelope)
-            return self.done()
-        raise self._error(f"unexpected envelope kind {envelope.kind!r}; expected {self._next!r}")
-
     # -- state (for hosts that rebuild the party between messages, e.g. a Flower ClientApp) --
 
     def get_state(self) -> dict[str, np.ndarray]:
@@ -253,31 +256,17 @@ class PsiParty:
             ``peer_setup`` (``uint8 [nbytes]``), and after the last step ``rows``
             (``int64 [n_aligned]``).
         """
-        state: dict[str, np.ndarray] = {
-            "stage": np.array([PSI_KINDS.index(self._next)], dtype=np.int64),
-            "n_own": np.array([self.n_own], dtype=np.int64),
-        }
+        state = self._common_state()
         if self._server is not None:
             state["server_key"] = np.frombuffer(self._server.GetPrivateKeyBytes(), np.uint8)
             state["client_key"] = np.frombuffer(self._client.GetPrivateKeyBytes(), np.uint8)
-        if self._n_peer is not None:
-            state["n_peer"] = np.array([self._n_peer], dtype=np.int64)
         if self._peer_setup is not None:
             state["peer_setup"] = _to_array(self._peer_setup)
-        if self.alignment is not None:
-            state["rows"] = np.array(self.alignment.rows, dtype=np.int64)
         return state
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`get_state` returned (this object must hold the same keys)."""
-        try:
-            stage = int(np.asarray(state["stage"]).reshape(-1)[0])
-            n_own = int(np.asarray(state["n_own"]).reshape(-1)[0])
-            self._next = PSI_KINDS[stage]
-        except (KeyError, IndexError, TypeError, ValueError):
-            raise self._error("set_state: state lacks a valid 'stage' / 'n_own'") from None
-        if n_own != self.n_own:
-            raise self._error(f"set_state: state is for {n_own} keys, this party has {self.n_own}")
+        self._restore_common(state)
         if "server_key" in state:
             server_key = np.asarray(state["server_key"], dtype=np.uint8).tobytes()
             client_key = np.asarray(state["client_key"], dtype=np.uint8).tobytes()
@@ -285,14 +274,10 @@ class PsiParty:
             self._client = psi.client.CreateFromKey(client_key, True)
         else:
             self._server = self._client = None
-        self._n_peer = int(np.asarray(state["n_peer"])[0]) if "n_peer" in state else None
         self._peer_setup = None
         if "peer_setup" in state:
             envelope = Envelope(PSI_SETUP, {"setup": np.asarray(state["peer_setup"], np.uint8)})
             self._peer_setup = self._parse(envelope, "setup", psi.ServerSetup)
-        self.alignment = None
-        if "rows" in state:
-            self.alignment = Alignment(np.asarray(state["rows"]), self.n_own, self.name)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -317,32 +302,6 @@ class PsiParty:
         self._server = self._client = self._peer_setup = None  # secrets no longer needed
         return self.alignment
 
-    def _describe(self) -> str:
-        return self.normalization.describe()
-
-    def _advance(self, current: str, following: str) -> None:
-        if self._next != current:
-            raise self._error(f"step {current!r} out of order; expected {self._next!r}")
-        self._next = following
-
-    def _expect(self, envelope: Envelope, kind: str) -> None:
-        if not isinstance(envelope, Envelope) or envelope.kind != kind:
-            got = envelope.kind if isinstance(envelope, Envelope) else type(envelope).__name__
-            raise self._error(f"expected a {kind!r} envelope from the peer, got {got!r}")
-
-    def _size(self, envelope: Envelope, name: str) -> int:
-        value = envelope.meta.get(name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise self._error(f"{envelope.kind!r} meta {name}={value!r} is not a positive size")
-        return int(value)
-
-    def _check_sizes(self, envelope: Envelope, **expected: int | None) -> None:
-        for name, value in expected.items():
-            if self._size(envelope, name) != value:
-                raise self._error(
-                    f"{envelope.kind!r} meta {name}={envelope.meta.get(name)!r}, expected {value}"
-                )
-
     def _parse(self, envelope: Envelope, name: str, message_type: type) -> Any:
         array = envelope.arrays.get(name)
         if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim != 1:
@@ -353,9 +312,6 @@ class PsiParty:
         except DecodeError:
             raise self._error(f"{envelope.kind!r} array {name!r} is not a valid message") from None
         return message
-
-    def _error(self, detail: str) -> ProtocolError:
-        return ProtocolError(f"PSI alignment, party {self.name!r}: {detail}")
 
 
 def _to_array(message: Any) -> np.ndarray:
@@ -380,7 +336,7 @@ def coordinate_alignment(
     Args:
         send_all: e.g. ``transport.send_all``; called once per round with one envelope per
             party (keys ``"social"``, ``"ecommerce"``), returns one reply per party. The
-            parties answer with :meth:`PsiParty.handle`.
+            parties answer with their PSI party's ``handle`` (either backend).
         normalization: only used to word the no-overlap message.
 
     Returns:
@@ -425,6 +381,7 @@ def align_parties(
     normalization: KeyNormalization | None = None,
     relay: Relay | None = None,
     parallel: bool = True,
+    backend: str = DEFAULT_PSI_BACKEND,
 ) -> tuple[Alignment, Alignment]:
     """Run the full two-way PSI in process (no transport), e.g. for tests and local runs.
 
@@ -437,20 +394,22 @@ def align_parties(
         normalization: shared key normalisation (default: strip only).
         relay: ``relay(sender, receiver, envelope)`` sees every crossing envelope (sender or
             receiver is ``"coordinator"``); may return a replacement.
-        parallel: let the two parties compute each round concurrently (two threads; the
-            openmined-psi work releases the GIL), as two machines would.
+        parallel: let the two parties compute each round concurrently (two threads; both
+            backends release the GIL inside their C code), as two machines would.
+        backend: PSI backend of both parties, ``"ristretto255"`` (default) or
+            ``"openmined"`` (see :func:`make_psi_party`).
 
     Returns:
         ``(social, ecommerce)`` :class:`Alignment` s with the same ``n_aligned``; position ``i``
         is the same user on both sides.
 
     Raises:
-        InputError: bad keys (see :func:`fedads.align.normalize_keys`) or no users in
-            common.
+        InputError: bad keys (see :func:`fedads.align.normalize_keys`), an unknown backend,
+            or no users in common.
     """
     parties = {
-        "social": PsiParty(social_keys, "social", normalization),
-        "ecommerce": PsiParty(ecommerce_keys, "ecommerce", normalization),
+        "social": make_psi_party(social_keys, "social", normalization, backend=backend),
+        "ecommerce": make_psi_party(ecommerce_keys, "ecommerce", normalization, backend=backend),
     }
 
     def cross(sender: str, receiver: str, envelope: Envelope) -> Envelope:

@@ -1,10 +1,11 @@
 """A party as deployed: its own table, private alignment, then the split-learning party.
 
 :class:`PartyRuntime` is what a host (the in-process transport or a Flower ClientApp) runs for
-one role. It answers the PSI envelopes (``psi_*``) with a :class:`fedads.align.PsiParty` over the
-keys of its own table, and once the intersection is known builds the training party
-(:class:`SocialParty` or :class:`EcommerceParty`) over its aligned rows. Everything else is
-delegated to that party. The table never leaves this object; only envelopes do.
+one role. It answers the PSI envelopes (``psi_*``) with the chosen PSI backend
+(:func:`fedads.align.make_psi_party`) over the keys of its own table, and once the intersection
+is known builds the training party (:class:`SocialParty` or :class:`EcommerceParty`) over its
+aligned rows. Everything else is delegated to that party. The table never leaves this object;
+only envelopes do.
 """
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from fedads.align import PSI_KINDS, PSI_RESPONSE, KeyNormalization, PsiParty
+from fedads._validation import check_choice
+from fedads.align import (
+    DEFAULT_PSI_BACKEND,
+    PSI_BACKENDS,
+    PSI_KINDS,
+    PSI_RESPONSE,
+    KeyNormalization,
+    PsiBackendParty,
+    make_psi_party,
+)
 from fedads.errors import ProtocolError
 from fedads.protocol import messages as msg
 from fedads.protocol.envelope import Envelope
@@ -38,6 +48,8 @@ class PartyRuntime:
         normalization: key normalisation, identical on both sides (shared config).
         party_config: party-local model options (bottom/top factories, encoder).
         out_dir: party-private folder; the aligned row order is written there after PSI.
+        psi_backend: PSI implementation, ``"ristretto255"`` (default) or ``"openmined"``; must
+            be the same on both sides (shared config, ``FederationSettings.psi_backend``).
     """
 
     def __init__(
@@ -46,13 +58,17 @@ class PartyRuntime:
         normalization: KeyNormalization | None = None,
         party_config: PartyConfig | None = None,
         out_dir: str | Path | None = None,
+        psi_backend: str = DEFAULT_PSI_BACKEND,
     ) -> None:
         self.table = table
         self.name: str = table.party
         self.normalization = normalization or KeyNormalization()
         self.party_config = party_config
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self._psi: PsiParty | None = None
+        self.psi_backend: str = check_choice(
+            "PartyRuntime", "psi_backend", psi_backend, PSI_BACKENDS
+        )
+        self._psi: PsiBackendParty | None = None
         self.aligned_rows: np.ndarray | None = None  # int64 [n_aligned] rows of self.table
         self.party: SocialParty | EcommerceParty | None = None
 
@@ -69,13 +85,18 @@ class PartyRuntime:
 
     def _handle_psi(self, envelope: Envelope) -> Envelope:
         if self._psi is None or envelope.kind == "psi_start":
-            self._psi = PsiParty(self.table.keys(), self.name, self.normalization)
+            self._psi = self._new_psi()
             self.aligned_rows, self.party = None, None
         reply = self._psi.handle(envelope)
         alignment = self._psi.alignment
         if envelope.kind == PSI_RESPONSE and alignment is not None and alignment.n_aligned > 0:
             self._install_alignment(np.asarray(alignment.rows, dtype=np.int64))
         return reply
+
+    def _new_psi(self) -> PsiBackendParty:
+        return make_psi_party(
+            self.table.keys(), self.name, self.normalization, backend=self.psi_backend
+        )
 
     def _install_alignment(self, rows: np.ndarray) -> None:
         self.aligned_rows = rows
@@ -106,7 +127,7 @@ class PartyRuntime:
         """Restore what :meth:`get_state` returned (on a fresh runtime over the same table)."""
         psi_state = _strip(state, _PSI_PREFIX)
         if psi_state:
-            self._psi = PsiParty(self.table.keys(), self.name, self.normalization)
+            self._psi = self._new_psi()
             self._psi.set_state(psi_state)
             if _ROWS_KEY not in state:  # alignment under way: nothing after it exists yet
                 self.aligned_rows, self.party = None, None
