@@ -228,14 +228,19 @@ class _BaseParty:
         return self._x_num.index_select(0, index), self._x_cat.index_select(0, index)
 
     def _positions(self, envelope: Envelope) -> np.ndarray:
-        """The request's positions, range-checked (uniqueness is the coordinator's job)."""
-        return check_positions(
+        """The request's positions, range-checked (uniqueness is the coordinator's job).
+
+        Writable: transports may hand over read-only views of the message bytes, and torch
+        warns on (and may not write to) tensors over read-only memory.
+        """
+        positions = check_positions(
             f"{self.name} {envelope.kind}",
             "positions",
             envelope.arrays.get(msg.POSITIONS),
             self.n_rows,
             unique=False,
         )
+        return np.require(positions, requirements=["W"])
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> dict[str, np.ndarray]:
