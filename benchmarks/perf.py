@@ -31,7 +31,7 @@ Usage::
     python benchmarks/perf.py --aligned 200000         # the target size (batch 4096)
     python benchmarks/perf.py --quick --profile        # + pyinstrument profiles
     python benchmarks/perf.py --aligned 200000 --single-actor --poll-interval 0.1  # what-if
-    python benchmarks/perf.py --e2e-users 1000000      # whole Experiment with PSI (~16 min)
+    python benchmarks/perf.py --e2e-users 1000000      # whole Experiment with PSI (~6 min)
 
 Results: ``benchmarks/results/perf.json`` (``--out``); profiles in
 ``benchmarks/results/perf_*.txt``.
@@ -608,7 +608,9 @@ def _machine_used_mb() -> float:
     return (info["MemTotal"] - info["MemAvailable"]) / 1024.0
 
 
-def end_to_end(n_users: int, chunk: int, epochs: int, out: Path) -> dict[str, Any]:
+def end_to_end(
+    n_users: int, chunk: int, epochs: int, out: Path, *, pipeline: bool = True
+) -> dict[str, Any]:
     """World -> PSI -> federated training (Flower simulation) -> references -> evaluation,
     through the public facade, with wall time per stage and the peak RSS of the process tree."""
     import threading
@@ -639,7 +641,11 @@ def end_to_end(n_users: int, chunk: int, epochs: int, out: Path) -> dict[str, An
         world=WorldConfig(n_users=n_users),
         federation=FederationSettings(
             protocol=ProtocolConfig(
-                mode="efficient", batch_size=4096, chunk_batches=chunk, epochs=epochs
+                mode="efficient",
+                batch_size=4096,
+                chunk_batches=chunk,
+                epochs=epochs,
+                pipeline=pipeline,
             )
         ),
         backend="simulation",
@@ -670,7 +676,9 @@ def end_to_end(n_users: int, chunk: int, epochs: int, out: Path) -> dict[str, An
             "mode": "efficient",
             "batch_size": 4096,
             "chunk_batches": chunk,
+            "pipeline": pipeline,
             "epochs": epochs,
+            "psi_backend": config.federation.psi_backend,
         },
         "total_s": round(total, 1),
         "peak_tree_rss_mb": round(peak["rss"], 1),
@@ -728,7 +736,10 @@ def main(argv: list[str] | None = None) -> int:
         help="instead: run the whole Experiment (world, PSI, Flower training, references, "
         "evaluation) at this many e-commerce users; writes perf_e2e.json next to --out",
     )
-    parser.add_argument("--e2e-chunk", type=int, default=16)
+    parser.add_argument("--e2e-chunk", type=int, default=8)
+    parser.add_argument(
+        "--e2e-sequential", action="store_true", help="end to end: efficient mode, not pipelined"
+    )
     parser.add_argument("--e2e-epochs", type=int, default=5)
     args = parser.parse_args(argv)
     if args.e2e_users:
@@ -737,6 +748,7 @@ def main(argv: list[str] | None = None) -> int:
             args.e2e_chunk,
             args.e2e_epochs,
             Path(args.out).parent / "perf_e2e.json",
+            pipeline=not args.e2e_sequential,
         )
         print(json.dumps({k: v for k, v in report.items() if k != "stages"}, indent=2))
         return 0
