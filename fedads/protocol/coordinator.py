@@ -162,7 +162,8 @@ class Coordinator:
                 history.valid_losses.append(self.evaluate(valid))
             valid_text = f", valid {history.valid_losses[-1]:.4f}" if valid is not None else ""
             self.progress(
-                f"federated ({cfg.mode}) epoch {epoch + 1}/{cfg.epochs}: "
+                f"federated ({cfg.mode}{', pipelined' if cfg.pipeline else ''}) "
+                f"epoch {epoch + 1}/{cfg.epochs}: "
                 f"loss {history.epoch_losses[-1]:.4f}{valid_text}, "
                 f"{history.epoch_seconds[-1]:.2f} s, {history.bytes_per_epoch()[-1] / 1e6:.1f} MB"
             )
