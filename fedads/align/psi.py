@@ -174,13 +174,7 @@ class PsiParty(PsiSteps):
     the openmined-psi objects inside are not safe to use from two threads at once (calls from
     different threads one after the other are fine).
 
-    Args:
-        keys: ``[n_own]`` this party's raw join keys, in table row order.
-        party: ``"social"`` or ``"ecommerce"``.
-        normalization: key normalisation; must be the same on both sides (shared config).
-
-    Raises:
-        InputError: if the keys are unusable (see :func:`fedads.align.normalize_keys`).
+    Arguments and errors: as :class:`fedads.align.steps.PsiSteps`.
     """
 
     BACKEND = "openmined"

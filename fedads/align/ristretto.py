@@ -108,13 +108,7 @@ class RistrettoPsiParty(PsiSteps):
     keys never leave this object except hashed to the group and blinded with the secret scalar.
     rbcl releases the GIL inside libsodium, so two parties in two threads run on two cores.
 
-    Args:
-        keys: ``[n_own]`` this party's raw join keys, in table row order.
-        party: ``"social"`` or ``"ecommerce"``.
-        normalization: key normalisation; must be the same on both sides (shared config).
-
-    Raises:
-        InputError: if the keys are unusable (see :func:`fedads.align.normalize_keys`).
+    Arguments and errors: as :class:`fedads.align.steps.PsiSteps`.
     """
 
     BACKEND = "ristretto255"
