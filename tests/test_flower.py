@@ -360,6 +360,20 @@ def test_silent_party_times_out_and_is_not_contacted_again(
     assert transport.send("ecommerce", Envelope(ECHO)).meta["counter"] == 2
 
 
+def test_party_calls_share_one_thread_until_one_hangs() -> None:
+    call = client_app_module._call_with_deadline
+    first = call(threading.get_ident, 5.0, "ident")
+    assert call(threading.get_ident, 5.0, "ident") == first != threading.get_ident()
+    with pytest.raises(ValueError, match="boom"):  # errors come back to the caller
+        call(lambda: int("boom"), 5.0, "fail")
+    assert call(threading.get_ident, 5.0, "ident") == first  # an error keeps the thread
+    release = threading.Event()
+    with pytest.raises(client_app_module.PartyTimeout, match="still running after 0.2 s"):
+        call(lambda: release.wait(10.0), 0.2, "hang")
+    assert call(threading.get_ident, 5.0, "ident") != first  # the hung thread is abandoned
+    release.set()
+
+
 def test_clientapp_abandons_a_hung_party_call(tmp_path: Path, task_identity: None) -> None:
     grid = make_grid(
         tmp_path, config={"echo-sleep-role": "social", "echo-sleep-s": 30.0, "timeout-s": 0.5}
