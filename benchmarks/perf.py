@@ -10,8 +10,9 @@ it times epochs of:
 * ``inproc_*``: the federated protocol over the in-process transport (same serialization, no
   Flower), to separate the protocol's own cost from Flower's;
 * ``flwr_*``: the federated protocol through Flower's simulation engine (Ray, 2 virtual
-  SuperNodes, one ClientApp per party), exact mode and efficient mode (chunks of 8 and 32
-  batches), and efficient mode with ``float16`` / ``int8`` compression.
+  SuperNodes, one ClientApp per party): exact mode, sequential efficient mode ``effB`` and
+  pipelined efficient mode ``pipeB`` (chunks of B batches), optionally with ``_f16`` / ``_int8``
+  compression (names: ``--help``).
 
 Everything runs inside ONE Flower simulation: the job (ServerApp side, in this process) loops
 ``--repeats`` times over all variants, interleaved, so every ratio compares epochs measured in
