@@ -9,6 +9,7 @@ tests/test_experiment.py (one deployment test keeps the suite short).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -207,6 +208,17 @@ def test_engine_polling_replaces_the_feeder_and_restores_it() -> None:
         assert not feeder.is_alive()
         assert sorted(got) == ["a", "b", "c"]
     assert vce_api.add_messages_to_queue is original
+
+
+def test_simulation_env_runs_ray_workers_at_normal_priority(monkeypatch) -> None:
+    from fedads.flower.simulation import quiet_flower_env
+
+    niceness = "RAY_worker_niceness"  # Ray reads this exact (lower-case) name
+    monkeypatch.setenv(niceness, "15")
+    with quiet_flower_env():
+        assert os.environ[niceness] == "0"  # the parties are Ray's workers
+        assert os.environ["FLWR_TELEMETRY_ENABLED"] == "0"
+    assert os.environ[niceness] == "15"  # restored
 
 
 def test_pick_actor_keeps_each_node_on_its_own_actor() -> None:
