@@ -180,6 +180,13 @@ def party_factory(role: str, run_config: Any, node_config: Any) -> PartyRuntime:
         raise fail(f"{role} party", "no data path configured", f"set '{role}-path' in its config")
     out_dir = node_config.get(f"{role}-out") or run_config.get(f"{role}-out") or None
     table = load_role_table(role, path, settings)
+    return party_runtime(table, settings, out_dir)
+
+
+def party_runtime(
+    table: PartyTable, settings: FederationSettings, out_dir: str | Path | None = None
+) -> PartyRuntime:
+    """The runtime one role runs over its own ``table``, as ``settings`` agree."""
     return PartyRuntime(
         table, settings.normalization, out_dir=out_dir, psi_backend=settings.psi_backend
     )
@@ -292,15 +299,7 @@ def run_federated(
         outs = {role: root / role / "out" for role in PARTIES}
         tables = {"social": social, "ecommerce": ecommerce}
         if backend == "inprocess":
-            runtimes = {
-                role: PartyRuntime(
-                    tables[role],
-                    settings.normalization,
-                    out_dir=outs[role],
-                    psi_backend=settings.psi_backend,
-                )
-                for role in PARTIES
-            }
+            runtimes = {role: party_runtime(tables[role], settings, outs[role]) for role in PARTIES}
             transport = InProcessTransport(runtimes, timeout_s=timeout_s)
             try:
                 values = vfl_job(transport, settings.to_run_config())
