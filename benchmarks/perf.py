@@ -198,13 +198,21 @@ class TimedParty:
         self.party = party
         self.name = party.name
         self.handle_s = 0.0
+        self.handle_cpu_s = 0.0  # CPU seconds of the calling thread (torch runs 1 thread here)
+        self.handle_minflt = 0  # minor page faults of the calling thread
+        self.handle_nivcsw = 0  # involuntary context switches of the calling thread
         self.state_s = 0.0
         self.calls = 0
 
     def handle(self, envelope: Envelope) -> Envelope:
-        start = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_THREAD)
+        start, cpu = time.perf_counter(), time.thread_time()
         reply = self.party.handle(envelope)
         self.handle_s += time.perf_counter() - start
+        self.handle_cpu_s += time.thread_time() - cpu
+        after = resource.getrusage(resource.RUSAGE_THREAD)
+        self.handle_minflt += after.ru_minflt - before.ru_minflt
+        self.handle_nivcsw += after.ru_nivcsw - before.ru_nivcsw
         self.calls += 1
         if envelope.kind == msg.HELLO:
             reply = Envelope(
@@ -216,6 +224,9 @@ class TimedParty:
                     "perf_pid": os.getpid(),
                     "perf_threads": torch.get_num_threads(),
                     "perf_handle_s": self.handle_s,
+                    "perf_handle_cpu_s": self.handle_cpu_s,
+                    "perf_handle_minflt": self.handle_minflt,
+                    "perf_handle_nivcsw": self.handle_nivcsw,
                     "perf_state_s": self.state_s,
                     "perf_calls": self.calls,
                 },
@@ -348,6 +359,10 @@ def _run_federated(transport: Any, spec: dict[str, Any], b: dict[str, Any]) -> d
         out["party"] = {
             p: {
                 "handle_s": round(after[p]["handle_s"] - before[p]["handle_s"], 3),
+                **{
+                    key: round(after[p][key] - before[p][key], 3)
+                    for key in ("handle_cpu_s", "handle_minflt", "handle_nivcsw")
+                },
                 "get_state_s": round(after[p]["state_s"] - before[p]["state_s"], 3),
                 "rss_mb": round(after[p]["rss_mb"], 1),
                 "pid": after[p]["pid"],
@@ -458,10 +473,11 @@ def summarize(runs: list[dict[str, Any]], variants: list[str]) -> dict[str, Any]
             row["setup_s_median"] = round(statistics.median(r["setup_s"] for r in items), 3)
         if "party" in items[0]:
             n_epochs = len(items[0]["epoch_seconds"])
-            row["party_handle_s_per_epoch"] = {
-                p: round(statistics.median(r["party"][p]["handle_s"] for r in items) / n_epochs, 3)
-                for p in items[0]["party"]
-            }
+            for key in ("handle_s", "handle_cpu_s", "handle_minflt", "handle_nivcsw"):
+                row[f"party_{key}_per_epoch"] = {
+                    p: round(statistics.median(r["party"][p][key] for r in items) / n_epochs, 3)
+                    for p in items[0]["party"]
+                }
             row["party_get_state_s_per_epoch"] = {
                 p: round(
                     statistics.median(r["party"][p]["get_state_s"] for r in items) / n_epochs, 3

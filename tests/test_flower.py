@@ -25,6 +25,7 @@ from fedads.errors import InputError, PartyError, ProtocolError
 from fedads.flower import (
     FlowerTransport,
     discover_party_nodes,
+    engine,
     read_result,
     register_party_factory,
     resolve_role,
@@ -39,7 +40,15 @@ from fedads.flower.config import (
     poll_interval,
     resolve_party_factory,
 )
-from fedads.flower.engine import actor_affinity, engine_polling, pick_actor
+from fedads.flower.engine import (
+    AppLoader,
+    Signal,
+    actor_affinity,
+    engine_polling,
+    engine_wakeups,
+    pick_actor,
+    stored_signal,
+)
 from fedads.flower.result import FederationResult, write_error, write_result
 from fedads.flower.testing import ECHO, EchoParty, echo_job, echo_party_factory
 from fedads.protocol.envelope import Envelope
@@ -210,15 +219,97 @@ def test_engine_polling_replaces_the_feeder_and_restores_it() -> None:
     assert vce_api.add_messages_to_queue is original
 
 
+def test_signal_wakes_a_waiter_and_loses_no_event() -> None:
+    signal = Signal()
+    seen = signal.count()
+    assert not signal.wait_past(seen, 0.01)  # nothing happened: times out
+    signal.notify()  # between reading the count and waiting: still seen
+    assert signal.wait_past(seen, 5.0)
+    seen = signal.count()
+    threading.Timer(0.05, signal.notify).start()
+    start = time.monotonic()
+    assert signal.wait_past(seen, 30.0)
+    assert time.monotonic() - start < 10.0  # woken by the notify, not the timeout
+
+
+def test_engine_wakeups_signal_stores_and_restore() -> None:
+    from flwr.server.superlink.linkstate.in_memory_linkstate import InMemoryLinkState
+
+    originals = (InMemoryLinkState.store_message_ins, InMemoryLinkState.store_message_res)
+    assert stored_signal("res") is None
+    with engine_wakeups() as patched:
+        assert patched
+        with engine_wakeups() as again:
+            assert not again  # one owner at a time
+        replies = stored_signal("res")
+        assert replies is not None and stored_signal("ins") is not None
+        seen = replies.count()
+        with pytest.raises(AttributeError):  # the original store runs (and fails on a fake)
+            InMemoryLinkState.store_message_res(object(), None)  # type: ignore[arg-type]
+        assert replies.count() == seen + 1  # signalled even so: a waiter re-checks, no hang
+    assert (InMemoryLinkState.store_message_ins, InMemoryLinkState.store_message_res) == originals
+    assert stored_signal("res") is None
+
+
+def test_feeder_wakes_on_a_stored_message_not_on_its_timer(monkeypatch) -> None:
+    from flwr.server.superlink.fleet.vce import vce_api
+
+    monkeypatch.setattr(engine, "WAKEUP_FALLBACK_S", 30.0)  # the timer alone would be too late
+    inbox: list[str] = []
+
+    class State:
+        def get_message_ins(self, node_id: int, limit: int) -> list[str]:
+            taken = inbox[:limit]
+            del inbox[:limit]
+            return taken
+
+    with engine_wakeups(), engine_polling(30.0):
+        queue: Queue[str] = Queue()
+        stop = threading.Event()
+        feeder = threading.Thread(
+            target=vce_api.add_messages_to_queue, args=(State(), queue, {1: 0}, stop)
+        )
+        feeder.start()
+        time.sleep(0.05)  # the feeder found nothing and waits
+        signal = stored_signal("ins")
+        assert signal is not None
+        inbox.append("m")
+        signal.notify()  # what the patched store_message_ins does
+        assert queue.get(timeout=10.0) == "m"
+        stop.set()
+        signal.notify()
+        feeder.join(timeout=10.0)
+        assert not feeder.is_alive()
+
+
+def _make_token() -> object:
+    token = object()
+    return lambda: token
+
+
+def test_app_loader_pickles_by_reference_and_loads_once() -> None:
+    from ray import cloudpickle
+
+    loader = AppLoader(_make_token())
+    data = cloudpickle.dumps(loader)
+    assert len(data) < len(loader.blob) + 400  # the class by name, the closure as bytes
+    first, second = cloudpickle.loads(data), cloudpickle.loads(data)
+    assert first() is second()  # one unpickled closure per process, shared by every call
+
+
 def test_simulation_env_runs_ray_workers_at_normal_priority(monkeypatch) -> None:
     from fedads.flower.simulation import quiet_flower_env
 
     niceness = "RAY_worker_niceness"  # Ray reads this exact (lower-case) name
+    inline = "RAY_max_direct_call_object_size"
     monkeypatch.setenv(niceness, "15")
+    monkeypatch.delenv(inline, raising=False)
     with quiet_flower_env():
         assert os.environ[niceness] == "0"  # the parties are Ray's workers
+        assert int(os.environ[inline]) >= 4 * 1024 * 1024  # a 2 MB chunk goes inline
         assert os.environ["FLWR_TELEMETRY_ENABLED"] == "0"
     assert os.environ[niceness] == "15"  # restored
+    assert inline not in os.environ
 
 
 def test_pick_actor_keeps_each_node_on_its_own_actor() -> None:

@@ -36,7 +36,7 @@ from fedads.flower.config import (
     resolve_job,
     resolve_party_factory,
 )
-from fedads.flower.engine import actor_affinity, engine_polling
+from fedads.flower.engine import actor_affinity, engine_polling, engine_wakeups
 from fedads.flower.result import FederationResult
 from fedads.flower.server_app import Outcome
 
@@ -47,7 +47,11 @@ _ENV = (
     "PYTHONWARNINGS",
     "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO",
     "RAY_worker_niceness",
+    "RAY_max_direct_call_object_size",
 )
+#: Largest Ray task argument / return value passed inline in the RPC instead of through the
+#: object store (Ray's default: 100 KiB). A chunk of embeddings is ~2 MB (docs/performance.md).
+RAY_INLINE_BYTES = 8 * 1024 * 1024
 
 
 class _DropNoise(logging.Filter):
@@ -153,6 +157,9 @@ def quiet_flower_env() -> Iterator[None]:
     # threads, polling, serialization) did not want it, and each party's epoch took ~1.7x as
     # long as in-process (docs/performance.md).
     os.environ["RAY_worker_niceness"] = "0"  # noqa: SIM112 - Ray reads this exact name
+    # Messages above Ray's 100 KiB default went through the object store: the raylet used
+    # ~25% of a core for a stream of 2 MB echoes and each round trip took ~4 ms longer.
+    os.environ["RAY_max_direct_call_object_size"] = str(RAY_INLINE_BYTES)  # noqa: SIM112
     warnings_spec = os.environ.get("PYTHONWARNINGS", "")
     if PROTOBUF_WARNING_FILTER not in warnings_spec:
         os.environ["PYTHONWARNINGS"] = ",".join(
@@ -171,7 +178,12 @@ def quiet_flower_env() -> Iterator[None]:
 def _simulate(
     job: Job, factory: PartyFactory, config: dict[str, Any], *, verbose: bool
 ) -> FederationResult:
-    with quiet_flower_env(), engine_polling(poll_interval(config)), actor_affinity():
+    with (
+        quiet_flower_env(),
+        engine_wakeups(),
+        engine_polling(poll_interval(config)),
+        actor_affinity(),
+    ):
         return _simulate_in_env(job, factory, config, verbose=verbose)
 
 

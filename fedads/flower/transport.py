@@ -27,6 +27,7 @@ from fedads.flower.client_app import (
 )
 from fedads.flower.codec import content_to_envelope, envelope_to_content
 from fedads.flower.config import DEFAULT_POLL_S, PARTIES
+from fedads.flower.engine import WAKEUP_FALLBACK_S, stored_signal
 from fedads.protocol.envelope import Envelope
 from fedads.protocol.transport import COORDINATOR, Traffic
 
@@ -61,7 +62,8 @@ def _exchange(
     Waits with its own loop over ``grid.push_messages`` / ``grid.pull_messages`` instead of
     ``grid.send_and_receive``, which sleeps 0.1 s (simulation) or 3 s (deployment) between
     checks for replies: with ``poll_s`` = 2 ms a simulated round trip costs a few ms of waiting
-    instead of up to 0.1 s (docs/performance.md).
+    instead of up to 0.1 s (docs/performance.md). Where the link state signals stored replies
+    (simulation, :func:`fedads.flower.engine.engine_wakeups`) it waits for the signal instead.
     """
     messages = [
         Message(
@@ -69,16 +71,24 @@ def _exchange(
         )
         for node_id, env in envelopes.items()
     ]
+    # In simulation the engine's link state is in this process and signals stored replies
+    # (fedads.flower.engine.engine_wakeups): wait on that instead of polling.
+    stored = stored_signal("res")
     pending = set(grid.push_messages(messages))
     deadline = time.monotonic() + timeout_s
     replies: dict[int, Message] = {}
     while pending:
+        seen = stored.count() if stored is not None else 0
         for reply in grid.pull_messages(pending):
             pending.discard(reply.metadata.reply_to_message_id)
             replies[reply.metadata.src_node_id] = reply
-        if not pending or time.monotonic() >= deadline:
+        left = deadline - time.monotonic()
+        if not pending or left <= 0:
             break
-        time.sleep(poll_s)
+        if stored is None:
+            time.sleep(min(poll_s, left))
+        else:
+            stored.wait_past(seen, min(WAKEUP_FALLBACK_S, left))
     return replies
 
 
