@@ -835,8 +835,8 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         },
         "note": (
-            "2 shared cores with a background benchmark running: timings are noisy; ratios are "
-            "from epochs measured in the same run, variants interleaved per repeat."
+            "2 shared cores: timings are noisy (see the load averages); ratios are from "
+            "epochs measured in the same run, variants interleaved per repeat."
         ),
         "world": {
             "n_users": data["n_users"],

@@ -20,7 +20,7 @@ handled, never what it carries.
   each on average at 200k rows). Here each node keeps the actor it was first given while that
   actor is idle, and a new node prefers an actor no other node holds. The same patch hands the
   actor an :class:`AppLoader` in place of Flower's ClientApp loader closure, which Ray
-  re-pickled by value for every message (~3.6 ms of driver CPU each).
+  re-pickled by value for every message (roughly 3-4 ms of driver CPU each).
 """
 
 from __future__ import annotations
@@ -173,9 +173,9 @@ class AppLoader:
 
     Ray pickles every argument of every actor call; Flower passes its loader, a closure, which
     cloudpickle serializes *by value* each time, walking ``sys.modules`` for each of its globals:
-    ~3.6 ms of the driver's CPU per message once torch, pandas and scikit-learn are imported
-    (py-spy, docs/performance.md), on the path of every round trip. This object pickles as a
-    reference to its class plus the loader's bytes.
+    roughly 3-4 ms of the driver's CPU per message once torch, pandas and scikit-learn are
+    imported (estimated from a py-spy profile, docs/performance.md), on the path of every round
+    trip. This object pickles as a reference to its class plus the loader's bytes.
     """
 
     _loaded: ClassVar[dict[bytes, Callable[[], Any]]] = {}  # per process: digest -> loader
