@@ -448,6 +448,25 @@ def test_party_exception_becomes_party_error(tmp_path: Path, task_identity: None
     assert ctx.state.config_records["fedads.seq"]["seq"] == 1
 
 
+def test_a_long_wait_prints_who_is_still_awaited(tmp_path: Path, task_identity: None) -> None:
+    grid = make_grid(tmp_path)
+    grid.silent = frozenset({SOCIAL_NODE})
+    lines: list[str] = []
+    transport = FlowerTransport(
+        grid,  # type: ignore[arg-type]
+        {"social": SOCIAL_NODE, "ecommerce": ECOMMERCE_NODE},
+        0.6,
+        progress=lines.append,  # type: ignore[arg-type]
+    )
+    transport.heartbeat_s = 0.1
+    with pytest.raises(PartyError, match="social"):
+        transport.send_all({p: Envelope(ECHO, {"x": np.zeros(2)}) for p in ("social", "ecommerce")})
+    waits = [line for line in lines if "still waiting" in line]
+    assert waits, lines
+    assert all("for social after" in line and "ecommerce" not in line for line in waits)
+    assert waits[0].startswith(f"{ECHO}: ")
+
+
 def test_silent_party_times_out_and_is_not_contacted_again(
     tmp_path: Path, task_identity: None
 ) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from flwr.app import Message
 from flwr.serverapp import Grid
@@ -43,6 +43,10 @@ def split_reason(reason: str | None) -> tuple[str | None, str]:
     return match.group("role"), text[match.end() :]
 
 
+#: Seconds between "still waiting" progress lines while a round's replies are outstanding.
+HEARTBEAT_S = 30.0
+
+
 def _ttl(timeout_s: float) -> float:
     # Long enough for the reply to be accepted whenever we still wait for it; short enough
     # that a message nobody picked up expires instead of running after the job gave up.
@@ -56,6 +60,8 @@ def _exchange(
     timeout_s: float,
     group_id: str,
     poll_s: float = DEFAULT_POLL_S,
+    on_wait: Callable[[float, set[int]], None] | None = None,
+    heartbeat_s: float = HEARTBEAT_S,
 ) -> dict[int, Message]:
     """Send one envelope per node id at once; replies by node id (missing: no reply in time).
 
@@ -64,6 +70,8 @@ def _exchange(
     checks for replies: with ``poll_s`` = 2 ms a simulated round trip costs a few ms of waiting
     instead of up to 0.1 s (docs/performance.md). Where the link state signals stored replies
     (simulation, :func:`fedads.flower.engine.engine_wakeups`) it waits for the signal instead.
+    While replies are outstanding, ``on_wait(seconds_waited, pending_node_ids)`` runs every
+    ``heartbeat_s`` seconds (a 1M-key PSI round takes minutes).
     """
     messages = [
         Message(
@@ -75,16 +83,22 @@ def _exchange(
     # (fedads.flower.engine.engine_wakeups): wait on that instead of polling.
     stored = stored_signal("res")
     pending = set(grid.push_messages(messages))
-    deadline = time.monotonic() + timeout_s
+    node_of = {m.metadata.message_id: m.metadata.dst_node_id for m in messages}  # set by the push
+    started = time.monotonic()
+    deadline, beat = started + timeout_s, started + heartbeat_s
     replies: dict[int, Message] = {}
     while pending:
         seen = stored.count() if stored is not None else 0
         for reply in grid.pull_messages(pending):
             pending.discard(reply.metadata.reply_to_message_id)
             replies[reply.metadata.src_node_id] = reply
-        left = deadline - time.monotonic()
+        now = time.monotonic()
+        left = deadline - now
         if not pending or left <= 0:
             break
+        if on_wait is not None and now >= beat:
+            on_wait(now - started, {node_of.get(i, -1) for i in pending})
+            beat = now + heartbeat_s
         if stored is None:
             time.sleep(min(poll_s, left))
         else:
@@ -197,6 +211,7 @@ class FlowerTransport:
         self._closed = False
         self._group = 0
         self._seen_kinds: set[str] = set()
+        self.heartbeat_s = HEARTBEAT_S
 
     @classmethod
     def connect(
@@ -235,8 +250,25 @@ class FlowerTransport:
         for party, env in envelopes.items():
             self.traffic.record(COORDINATOR, party, env)
         start = time.perf_counter()
+        kinds = ",".join(sorted({e.kind for e in envelopes.values()}))
+        party_of = {node: party for party, node in self.party_nodes.items()}
+
+        def still_waiting(waited_s: float, nodes: set[int]) -> None:
+            parties = "+".join(sorted(party_of.get(n, str(n)) for n in nodes))
+            self.progress(
+                f"{kinds}: still waiting for {parties} after {waited_s:.0f} s "
+                f"(gives up at {self.timeout_s:g} s, run config 'timeout-s')"
+            )
+
         replies = _exchange(
-            self.grid, by_node, PROTOCOL_MESSAGE_TYPE, self.timeout_s, str(self._group), self.poll_s
+            self.grid,
+            by_node,
+            PROTOCOL_MESSAGE_TYPE,
+            self.timeout_s,
+            str(self._group),
+            self.poll_s,
+            on_wait=still_waiting,
+            heartbeat_s=self.heartbeat_s,
         )
         elapsed = time.perf_counter() - start
         out: dict[str, Envelope] = {}
