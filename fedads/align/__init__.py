@@ -25,6 +25,15 @@ from __future__ import annotations
 from fedads.align.hashed import hashed_join
 from fedads.align.keys import KeyNormalization, normalize_keys
 from fedads.align.psi import (
+    AlignmentSummary,
+    PsiParty,
+    align_parties,
+    coordinate_alignment,
+    make_psi_party,
+)
+from fedads.align.result import Alignment, aligned_order
+from fedads.align.ristretto import RistrettoPsiParty
+from fedads.align.steps import (
     DEFAULT_PSI_BACKEND,
     PSI_BACKENDS,
     PSI_DONE,
@@ -33,15 +42,8 @@ from fedads.align.psi import (
     PSI_RESPONSE,
     PSI_SETUP,
     PSI_START,
-    AlignmentSummary,
     PsiBackendParty,
-    PsiParty,
-    RistrettoPsiParty,
-    align_parties,
-    coordinate_alignment,
-    make_psi_party,
 )
-from fedads.align.result import Alignment, aligned_order
 
 __all__ = [
     "DEFAULT_PSI_BACKEND",

@@ -180,13 +180,7 @@ class PsiParty(PsiSteps):
     BACKEND = "openmined"
     SECRET_STATE = ("server_key", "client_key", "peer_setup")
 
-    def __init__(
-        self,
-        keys: Sequence[str] | np.ndarray,
-        party: str,
-        normalization: KeyNormalization | None = None,
-    ) -> None:
-        super().__init__(keys, party, normalization)
+    def _init_secrets(self) -> None:
         # Two independent keys: the server key blinds our set for the peer's queries, the
         # client key blinds our own query. Never sent, dropped after finish().
         self._server: Any = psi.server.CreateWithNewKey(True)

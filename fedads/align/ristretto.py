@@ -35,13 +35,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
 from functools import partial
 
 import numpy as np
 import rbcl
 
-from fedads.align.keys import KeyNormalization
 from fedads.align.result import Alignment, aligned_order
 from fedads.align.steps import PSI_DONE, PSI_RESPONSE, PSI_SETUP, PsiSteps
 from fedads.protocol.envelope import Envelope
@@ -114,13 +112,7 @@ class RistrettoPsiParty(PsiSteps):
     BACKEND = "ristretto255"
     SECRET_STATE = ("scalar", "permutation", "peer_points")
 
-    def __init__(
-        self,
-        keys: Sequence[str] | np.ndarray,
-        party: str,
-        normalization: KeyNormalization | None = None,
-    ) -> None:
-        super().__init__(keys, party, normalization)
+    def _init_secrets(self) -> None:
         # Secrets, drawn in setup() and dropped after the intersection; never in an envelope.
         self._scalar: bytes | None = None
         self._permutation: np.ndarray | None = None  # int64 [n_own]: sent[i] is own row perm[i]

@@ -100,6 +100,10 @@ class PsiSteps:
         self._n_peer: int | None = None
         self._next = PSI_START
         self.alignment: Alignment | None = None
+        self._init_secrets()
+
+    def _init_secrets(self) -> None:
+        """Backend hook, run last in ``__init__``: set the backend's secret attributes."""
 
     # -- steps common to every backend -----------------------------------------------------
 
