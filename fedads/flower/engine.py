@@ -210,10 +210,10 @@ def actor_affinity() -> Iterator[bool]:
         owners = self.__dict__.setdefault("_fedads_owners", {})
         actor = pick_actor(self.pool, owners, str(job[2]))
         app_fn, message, cid, context = job
-        loaders = self.__dict__.setdefault("_fedads_loaders", {})
-        if id(app_fn) not in loaders:
-            loaders[id(app_fn)] = (app_fn, AppLoader(app_fn))  # app_fn kept: its id stays its
-        future = actor_fn(actor, loaders[id(app_fn)][1], message, cid, context)
+        cached = self.__dict__.get("_fedads_loader")  # (Flower's loader, its AppLoader)
+        if cached is None or cached[0] is not app_fn:
+            cached = self.__dict__["_fedads_loader"] = (app_fn, AppLoader(app_fn))
+        future = actor_fn(actor, cached[1], message, cid, context)
         self._future_to_actor[future] = actor  # how Flower puts the actor back in the pool
         return future
 

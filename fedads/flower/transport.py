@@ -203,6 +203,7 @@ class FlowerTransport:
         self.grid = grid
         self.poll_s = float(poll_s)
         self.party_nodes = dict(party_nodes)
+        self._party_of = {node: party for party, node in self.party_nodes.items()}
         self.timeout_s = float(timeout_s)
         self.traffic = Traffic()
         self.progress = progress
@@ -251,10 +252,9 @@ class FlowerTransport:
             self.traffic.record(COORDINATOR, party, env)
         start = time.perf_counter()
         kinds = ",".join(sorted({e.kind for e in envelopes.values()}))
-        party_of = {node: party for party, node in self.party_nodes.items()}
 
         def still_waiting(waited_s: float, nodes: set[int]) -> None:
-            parties = "+".join(sorted(party_of.get(n, str(n)) for n in nodes))
+            parties = "+".join(sorted(self._party_of.get(n, str(n)) for n in nodes))
             self.progress(
                 f"{kinds}: still waiting for {parties} after {waited_s:.0f} s "
                 f"(gives up at {self.timeout_s:g} s, run config 'timeout-s')"
