@@ -79,9 +79,7 @@ def _exchange(
         )
         for node_id, env in envelopes.items()
     ]
-    # In simulation the engine's link state is in this process and signals stored replies
-    # (fedads.flower.engine.engine_wakeups): wait on that instead of polling.
-    stored = stored_signal("res")
+    stored = stored_signal("res")  # None outside a simulation: poll
     pending = set(grid.push_messages(messages))
     node_of = {m.metadata.message_id: m.metadata.dst_node_id for m in messages}  # set by the push
     started = time.monotonic()
