@@ -10,12 +10,22 @@ trip goes, e.g.::
         python benchmarks/roundtrip.py --sizes 1000000 --reps 300
     python benchmarks/pyspy_summary.py rt.raw
 
+With ``--timeline`` it instead times the hops of each round trip to both parties: the party
+stamps when it starts and ends, and the benchmark wraps Flower's ``RayBackend.process_message``
+in this process (benchmark-only) to stamp when the engine submits a message to Ray and when the
+result is back. Hops: push -> engine submit (link state, feeder, engine worker), submit -> party
+start (Ray call, ClientApp, party thread), the party itself, party end -> result (reply encoding,
+checkpoint hand-off, Ray return), result -> driver (link state, reply wait, pull). All clocks are
+``time.time()`` of one machine.
+
 Usage::
 
     python benchmarks/roundtrip.py                       # sizes 4 and 1M float32, 50 reps
     python benchmarks/roundtrip.py --poll-interval 0.1   # Flower's own polling interval
+    python benchmarks/roundtrip.py --timeline --sizes 4,500000 --reps 300
 
-Results: ``benchmarks/results/roundtrip.json`` (``--out``).
+Results: ``benchmarks/results/roundtrip.json`` (``--out``; ``--timeline``:
+``roundtrip_timeline.json``).
 """
 
 from __future__ import annotations
@@ -67,12 +77,85 @@ def roundtrip_job(transport: Transport, run_config: Any) -> dict[str, float]:
     return out
 
 
+class StampingParty:
+    """Echoes ``arrays["x"]`` and stamps, in meta, when its handle started and ended."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def handle(self, envelope: Envelope) -> Envelope:
+        started = time.time()
+        x = np.asarray(envelope.arrays.get("x", np.zeros(0))).copy()
+        return Envelope(ECHO, {"x": x}, {"t_start": started, "t_end": time.time()})
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        pass
+
+
+def stamping_party_factory(role: str, run_config: Any, node_config: Any) -> StampingParty:
+    return StampingParty(role)
+
+
+HOPS = ("push_to_submit", "submit_to_party", "party", "party_to_result", "result_to_driver")
+
+
+def timeline_job(transport: Transport, run_config: Any) -> dict[str, float]:
+    """Median milliseconds per hop (and in all) of ``reps`` round trips to both parties."""
+    from flwr.server.superlink.fleet.vce.backend import raybackend
+
+    windows: dict[str, tuple[float, float]] = {}  # partition id -> (submitted, result back)
+    original = raybackend.RayBackend.process_message
+
+    def stamped(self: Any, message: Any, context: Any) -> Any:
+        submitted = time.time()
+        try:
+            return original(self, message, context)
+        finally:
+            windows[str(context.node_config.get("partition-id"))] = (submitted, time.time())
+
+    raybackend.RayBackend.process_message = stamped  # type: ignore[method-assign]
+    out: dict[str, float] = {}
+    try:
+        for size in _SETTINGS["sizes"]:
+            x = np.zeros(size, dtype=np.float32)
+            rows: list[tuple[float, ...]] = []
+            for _ in range(_SETTINGS["reps"]):
+                windows.clear()
+                pushed = time.time()
+                replies = transport.send_all({p: Envelope(ECHO, {"x": x}) for p in PARTIES})
+                back = time.time()
+                for reply in replies.values():
+                    start, end = float(reply.meta["t_start"]), float(reply.meta["t_end"])
+                    # The engine window that contains this party's handle.
+                    submitted, result = next(
+                        w for w in windows.values() if w[0] <= start and end <= w[1]
+                    )
+                    hops = (submitted - pushed, start - submitted, end - start, result - end)
+                    rows.append((*hops, back - result, back - pushed))
+            for i, name in enumerate((*HOPS, "total")):
+                out[f"both_{size}_{name}_ms"] = 1000.0 * statistics.median(r[i] for r in rows)
+            print(
+                f"[roundtrip] timeline {size * 4 / 1e6:.3f} MB each way: "
+                + ", ".join(f"{h} {out[f'both_{size}_{h}_ms']:.2f}" for h in (*HOPS, "total"))
+                + " ms (medians)",
+                file=sys.stderr,
+                flush=True,
+            )
+    finally:
+        raybackend.RayBackend.process_message = original  # type: ignore[method-assign]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="4,1000000", help="float32 values per array")
     parser.add_argument("--reps", type=int, default=50)
     parser.add_argument("--poll-interval", type=float, default=DEFAULT_POLL_S)
-    parser.add_argument("--out", default=str(ROOT / "results" / "roundtrip.json"))
+    parser.add_argument("--timeline", action="store_true", help="time each hop (see the doc)")
+    parser.add_argument("--out", default=None, help="default: results/roundtrip[_timeline].json")
     args = parser.parse_args(argv)
     try:
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -82,18 +165,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--sizes needs positive integers and --reps at least 1")
     _SETTINGS.update(sizes=sizes, reps=args.reps)
     load_start = os.getloadavg()
-    result = run_federation(
-        roundtrip_job, echo_party_factory, {POLL_KEY: args.poll_interval}, verbose=False
+    job, factory = (
+        (timeline_job, stamping_party_factory)
+        if args.timeline
+        else (roundtrip_job, echo_party_factory)
     )
+    result = run_federation(job, factory, {POLL_KEY: args.poll_interval}, verbose=False)
     report = {
-        "benchmark": "roundtrip",
+        "benchmark": "roundtrip_timeline" if args.timeline else "roundtrip",
         "settings": {"sizes": sizes, "reps": args.reps, "poll_interval_s": args.poll_interval},
         "load_average_at_start": [round(x, 2) for x in load_start],
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "results_ms": {k: round(float(v), 3) for k, v in result.values.items()},
         "party_stats": result.party_stats,
     }
-    out = Path(args.out)
+    name = "roundtrip_timeline.json" if args.timeline else "roundtrip.json"
+    out = Path(args.out or ROOT / "results" / name)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=float) + "\n")
     print(f"[roundtrip] wrote {out}", file=sys.stderr)
