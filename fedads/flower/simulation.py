@@ -157,8 +157,9 @@ def quiet_flower_env() -> Iterator[None]:
     # threads, polling, serialization) did not want it, and each party's epoch took ~1.7x as
     # long as in-process (docs/performance.md).
     os.environ["RAY_worker_niceness"] = "0"  # noqa: SIM112 - Ray reads this exact name
-    # Messages above Ray's 100 KiB default went through the object store: the raylet used
-    # ~25% of a core for a stream of 2 MB echoes and each round trip took ~4 ms longer.
+    # Messages above Ray's 100 KiB default went through the object store: for a stream of 2 MB
+    # echoes the raylet used ~24% of a core and a round trip took ~6 ms longer (measured,
+    # benchmarks/results/roundtrip_inline_ab.json).
     os.environ["RAY_max_direct_call_object_size"] = str(RAY_INLINE_BYTES)  # noqa: SIM112
     warnings_spec = os.environ.get("PYTHONWARNINGS", "")
     if PROTOBUF_WARNING_FILTER not in warnings_spec:
