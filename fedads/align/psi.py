@@ -104,9 +104,8 @@ from fedads.align.steps import (
     PsiSteps,
     peer_of,
 )
+from fedads.envelope import COORDINATOR, Envelope, decode, encode
 from fedads.errors import ProtocolError
-from fedads.protocol.envelope import Envelope, decode, encode
-from fedads.protocol.transport import COORDINATOR
 
 __all__ = [
     "DEFAULT_PSI_BACKEND",
