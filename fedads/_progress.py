@@ -110,7 +110,7 @@ def set_verbosity(
         if key not in LEVELS:
             from fedads._validation import fail
 
-            fail("set_verbosity", f"unknown level {level!r}", f"use one of {list(LEVELS)}")
+            raise fail("set_verbosity", f"unknown level {level!r}", f"use one of {list(LEVELS)}")
         number = LEVELS[key]
     else:
         number = int(level)
