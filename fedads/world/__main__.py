@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from fedads._progress import Progress
+from fedads._progress import Progress, set_verbosity
 from fedads._validation import fail
 from fedads.errors import InputError
 from fedads.world.config import WorldConfig
@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code (2 for bad input)."""
     args = build_parser().parse_args(argv)
+    set_verbosity("warning" if args.quiet else "info")  # a program: it configures logging
     progress = Progress(verbose=not args.quiet)
     try:
         changes = {"n_users": args.users, "seed": args.seed, **_parse_sets(args.sets)}
