@@ -609,6 +609,12 @@ def test_result_files_round_trip(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- simulation
+# Role discovery waits for Ray's actors; on 2 cores shared with other simulations (load 15-20)
+# that took 50-60 s, past the 60 s default. A longer budget costs a healthy run nothing.
+NODE_WAIT_S = 180.0
+SLOW_START = {"node-wait-s": NODE_WAIT_S}
+
+
 def _echo_then_forbidden_job(transport: FlowerTransport, run_config: dict) -> dict:
     """``echo_job``, then a forbidden envelope refused by the transport, then by the ClientApp."""
     result = echo_job(transport, run_config)
@@ -645,6 +651,7 @@ def echo_run() -> tuple[FederationResult, float]:
             "echo-state-bytes": 1_000_000,
             "social-path": "/data/social.parquet",
             "ecommerce-path": "/data/ecommerce.parquet",
+            "node-wait-s": NODE_WAIT_S,
         },
         timeout_s=30.0,
         verbose=False,
@@ -728,7 +735,7 @@ def test_simulation_party_error_names_the_party() -> None:
         run_federation(
             echo_job,
             echo_party_factory,
-            {"echo-rounds": 3, "echo-fail-role": "ecommerce", "echo-fail-at": 2},
+            {"echo-rounds": 3, "echo-fail-role": "ecommerce", "echo-fail-at": 2, **SLOW_START},
             timeout_s=30.0,
             verbose=False,
         )
@@ -742,7 +749,7 @@ def test_simulation_hung_party_times_out_boundedly() -> None:
         run_federation(
             echo_job,
             echo_party_factory,
-            {"echo-rounds": 3, "echo-sleep-role": "social", "echo-sleep-s": 300.0},
+            {"echo-rounds": 3, "echo-sleep-role": "social", "echo-sleep-s": 300.0, **SLOW_START},
             timeout_s=timeout_s,
             verbose=False,
         )
