@@ -291,3 +291,18 @@ def test_run_simulation_is_still_there_and_deprecated_as_planned_for() -> None:
     assert "backend_config" in parameters, plan
     doc = (ROOT / "docs" / "flower.md").read_text()
     assert "## Moving off run_simulation" in doc
+
+
+@pytest.mark.parametrize("flag, shown", [("-q", False), ("-v", True), (None, True)])
+def test_cli_configures_logging_with_one_switch(
+    flag: str | None, shown: bool, tmp_path: Path, capsys, fedads_logging, monkeypatch
+) -> None:
+    from fedads.cli import main
+
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # as in a fresh `fedads` process
+    argv = ["world", "--users", "300", "--out", str(tmp_path), *([flag] if flag else [])]
+    assert main(argv) == 0
+    stderr = capsys.readouterr().err
+    assert ("[fedads" in stderr and "wrote social" in stderr) is shown, stderr
+    expected = {"-q": logging.WARNING, "-v": logging.DEBUG, None: logging.INFO}[flag]
+    assert fedads_logging.level == expected

@@ -85,7 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code (2 for bad input)."""
     args = build_parser().parse_args(argv)
-    set_verbosity("warning" if args.quiet else "info")  # a program: it configures logging
     progress = Progress(verbose=not args.quiet)
     try:
         changes = {"n_users": args.users, "seed": args.seed, **_parse_sets(args.sets)}
@@ -101,4 +100,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # A program configures logging; `fedads world` (fedads.cli) has done so already.
+    set_verbosity("warning" if "--quiet" in sys.argv else "info")
     sys.exit(main())
