@@ -196,6 +196,8 @@ def test_flower_env_is_scoped_and_restored_even_on_error(monkeypatch) -> None:
         assert "Protobuf gencode" in os.environ["PYTHONWARNINGS"]
         assert os.environ["PYTHONWARNINGS"].startswith("default,")
         os.environ["PYTHONPATH"] = "/changed/by/flower/ray/backend"
+        os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # as ray.init does
+        os.environ.pop("HOME", None)
         raise RuntimeError("inside")
     assert dict(os.environ) == before
     assert list(warnings.filters) == filters

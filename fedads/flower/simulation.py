@@ -49,9 +49,14 @@ PROTOBUF_WARNING_FILTER = "ignore:Protobuf gencode version:UserWarning"
 RUN_SIMULATION_DEPRECATION = (
     "The `run_simulation` function is deprecated and will be removed in a future version of Flower."
 )
-#: Every environment variable a simulation run may change (fedads or Flower's Ray backend,
-#: which prepends sys.path to PYTHONPATH): all restored by :func:`quiet_flower_env`.
+#: The environment variables fedads sets for a simulation run, or knows Flower and Ray to set
+#: (Flower's Ray backend prepends sys.path to PYTHONPATH; ``ray.init`` sets PYTHONBREAKPOINT and
+#: RAY_* variables). :func:`quiet_flower_env` restores the *whole* environment, these included.
 FLOWER_ENV = (
+    "PYTHONBREAKPOINT",
+    "RAY_CLIENT_MODE",
+    "RAY_USAGE_STATS_ENABLED",
+    "RAY_ENABLE_UV_RUN_RUNTIME_ENV",
     "FLWR_TELEMETRY_ENABLED",
     "PYTHONWARNINGS",
     "PYTHONPATH",
@@ -160,12 +165,13 @@ def run_federation(
 def quiet_flower_env() -> Iterator[None]:
     """The process-wide settings a simulation needs, for the block only; restored afterwards.
 
-    Every variable of :data:`FLOWER_ENV` is restored (set back, or removed if it was unset),
-    also when the block raises; so are ``warnings.filters`` (the protobuf "gencode version"
+    The whole of ``os.environ`` is restored to what it was on entry (changed variables set
+    back, added ones removed, e.g. those of :data:`FLOWER_ENV`), also when the block raises;
+    so are ``warnings.filters`` (the protobuf "gencode version"
     warnings of flwr's lazily imported modules are silenced in this process inside the block,
     and in the Ray workers through ``PYTHONWARNINGS``, which they inherit).
     """
-    saved = {key: os.environ.get(key) for key in FLOWER_ENV}
+    saved = dict(os.environ)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings(
@@ -189,10 +195,10 @@ def quiet_flower_env() -> Iterator[None]:
                 )
             yield
     finally:
+        for key in set(os.environ) - set(saved):
+            del os.environ[key]
         for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
+            if os.environ.get(key) != value:
                 os.environ[key] = value
 
 
