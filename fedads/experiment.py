@@ -132,8 +132,18 @@ class Experiment:
         """Your own party tables (see :func:`fedads.tables.load_party_table`)."""
         return cls(config, social=social, ecommerce=ecommerce, truth=truth)
 
-    def run(self, out_dir: str | Path | None = None, *, verbose: bool = True) -> ExperimentResult:
-        """Run everything; write the report to ``out_dir`` when given."""
+    def run(
+        self,
+        out_dir: str | Path | None = None,
+        *,
+        verbose: bool = True,
+        alignment: Any = None,
+    ) -> ExperimentResult:
+        """Run everything; write the report to ``out_dir`` when given.
+
+        ``alignment``: ``None`` runs the PSI; an earlier result over the same tables, or
+        ``"clear"`` in a simulation, skips it (see :func:`fedads.federation.run_federated`).
+        """
         config = self.config.validate()
         progress = Progress(verbose)
         social, ecommerce, truth = self.social, self.ecommerce, self.truth
@@ -151,6 +161,7 @@ class Experiment:
             backend=config.backend,
             timeout_s=config.timeout_s,
             progress=progress,
+            alignment=alignment,
         )
         train = np.asarray(run.values["train_positions"], dtype=np.int64)
         test = np.asarray(run.values["test_positions"], dtype=np.int64)
