@@ -95,6 +95,12 @@ class ExperimentResult:
         """The headline lift per pool at the headline budget (see ``Evaluation.headline``)."""
         return self.evaluation.headline()
 
+    def _repr_html_(self) -> str:
+        """Jupyter display: row counts, run, headline lifts and metrics (fedads.report.html)."""
+        from fedads.report.html import experiment_result_html
+
+        return experiment_result_html(self)
+
 
 class Experiment:
     """World or party tables -> federation -> references -> evaluation -> report.
