@@ -138,7 +138,7 @@ class PartyRuntime:
                 f"{n_rows}-row table; it belongs to another table: run the PSI instead"
             )
         self._psi = None
-        self._install_alignment(np.asarray(rows, dtype=np.int64), save=False)
+        self._install_alignment(np.asarray(rows, dtype=np.int64))
         return Envelope(ALIGNMENT_REUSE, meta={"n_keys": n_rows, "n_aligned": int(rows.size)})
 
     def _new_psi(self) -> PsiBackendParty:
@@ -146,7 +146,7 @@ class PartyRuntime:
             self.table.keys(), self.name, self.normalization, backend=self.psi_backend
         )
 
-    def _install_alignment(self, rows: np.ndarray, *, save: bool = True) -> None:
+    def _install_alignment(self, rows: np.ndarray) -> None:
         self.aligned_rows = rows
         table = self.table
         numeric = table.numeric_matrix(rows) if table.numeric_columns else None
@@ -155,7 +155,7 @@ class PartyRuntime:
             self.party = EcommerceParty(numeric, categorical, table.labels(rows), self.party_config)
         else:
             self.party = SocialParty(numeric, categorical, self.party_config)
-        if save and self.out_dir is not None:
+        if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             np.save(self.out_dir / ALIGNED_ROWS_FILE, rows)
 
