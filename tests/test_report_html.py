@@ -58,6 +58,21 @@ def test_experiment_result_html_adds_counts_and_run(evaluation) -> None:
     assert evaluation_html(evaluation) in text
 
 
+def test_privacy_block_is_shown_when_present(evaluation) -> None:
+    run = FederatedRun({}, np.arange(2), np.arange(2), {}, "inprocess")
+    result = ExperimentResult(evaluation, run, {}, scores=None)  # type: ignore[arg-type]
+    assert "Label privacy" not in result._repr_html_()
+    result.privacy = {  # the block a run with fedads.privacy carries
+        "label_leakage": {"norm": {"auc": 0.21, "auc_either_sign": 0.79}},
+        "relay_label_leakage": {"norm": {"auc": 0.21, "auc_either_sign": 0.79}},
+        "worst_leak_auc": 0.987,
+        "defense": {"name": "gaussian", "strength": 4.0, "undefended": False, "epsilon": 3.19},
+    }
+    text = result._repr_html_()
+    for needle in ("Label privacy", "gaussian", "epsilon 3.19", "0.987", "0.790"):
+        assert needle in text, needle
+
+
 def test_one_class_labels_and_missing_baseline_render_as_na() -> None:
     n = 400
     rng = np.random.default_rng(0)

@@ -9,7 +9,8 @@ one-liners, so a notebook cell that ends with a result shows its headline:
   headline lift per pool with its 95% interval and counts, new-customer conversions per model at
   the headline budget, AUC / log loss per model, and the notes.
 * :func:`experiment_result_html` for :class:`fedads.experiment.ExperimentResult`: row counts,
-  backend, time and traffic, then the evaluation.
+  backend, time and traffic, then the evaluation, then the label-privacy block when the result
+  has one (:func:`privacy_html`).
 * :func:`seed_summary_html` for :class:`fedads.eval.SeedSummary`: mean and t-interval per
   quantity, the per-seed table folded away.
 """
@@ -227,7 +228,43 @@ def experiment_result_html(result: Any) -> str:
         rows.append(["report", str(getattr(paths, "out_dir", paths))])
     parts = [_title("fedads experiment"), _table(["", "value"], rows)]
     parts.append(evaluation_html(result.evaluation))
+    privacy = getattr(result, "privacy", None)
+    if privacy:
+        parts.append(privacy_html(privacy))
     return _box("".join(parts))
+
+
+def privacy_html(block: Mapping[str, Any]) -> str:
+    """HTML view of a run's ``privacy`` block (``report.json``'s ``privacy``, when present).
+
+    The defense (name, strength, epsilon where defined), the worst label-leak AUC, and per attack
+    the leak AUC (either sign) as the social party and as the relay saw the gradients.
+    """
+    defense = block.get("defense") or {}
+    name = str(defense.get("name", "none"))
+    if defense.get("undefended", name == "none"):
+        words = "undefended"
+    else:
+        words = f"{name}, strength {_num(defense.get('strength'), 3)}"
+        if _finite(defense.get("epsilon")):
+            words += f", epsilon {_num(defense.get('epsilon'), 2)}"
+    parts = [
+        _title("Label privacy"),
+        f'<p style="margin:0.3em 0">Defense: {html.escape(words)}. Worst label-leak AUC '
+        f"(0.5 = the attacker learns nothing): {_num(block.get('worst_leak_auc'), 3)}.</p>",
+    ]
+    views = (("social party", "label_leakage"), ("relay", "relay_label_leakage"))
+    attacks = sorted({a for _, key in views for a in (block.get(key) or {})})
+    if attacks:
+        rows = []
+        for attack in attacks:
+            cells = [attack]
+            for _, key in views:
+                entry = (block.get(key) or {}).get(attack) or {}
+                cells.append(_num(entry.get("auc_either_sign", entry.get("auc")), 3))
+            rows.append(cells)
+        parts.append(_table(["attack", *(f"leak AUC: {v}" for v, _ in views)], rows))
+    return "".join(parts)
 
 
 # ------------------------------------------------------------------ seeds
