@@ -147,3 +147,20 @@ def test_party_without_rows_in_its_folder_says_what_to_do(tmp_path: Path, tables
     np.save(tmp_path / ALIGNED_ROWS_FILE, np.array([0, 0, 1], dtype=np.int64))
     with pytest.raises(ProtocolError, match="distinct row positions"):
         runtime.handle(Envelope(ALIGNMENT_REUSE))
+
+
+def test_reuse_is_idempotent_and_never_swaps_an_alignment(tmp_path: Path, tables, psi_run) -> None:
+    social, _ = tables
+    AlignedRows.of(psi_run).write({"social": tmp_path, "ecommerce": tmp_path / "e"})
+    runtime = PartyRuntime(social, out_dir=tmp_path)
+    first = runtime.handle(Envelope(ALIGNMENT_REUSE))
+    party = runtime.party
+    again = runtime.handle(Envelope(ALIGNMENT_REUSE))  # a retried message
+    assert again.meta == first.meta and runtime.party is party  # nothing rebuilt
+    np.save(tmp_path / ALIGNED_ROWS_FILE, psi_run.social_rows[::-1].copy())
+    with pytest.raises(ProtocolError, match="one alignment per run"):
+        runtime.handle(Envelope(ALIGNMENT_REUSE))
+    fresh = PartyRuntime(social, out_dir=tmp_path)
+    fresh.handle(Envelope("psi_start"))
+    with pytest.raises(ProtocolError, match="PSI is under way"):
+        fresh.handle(Envelope(ALIGNMENT_REUSE))

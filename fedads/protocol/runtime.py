@@ -137,9 +137,20 @@ class PartyRuntime:
                 f"{self.name} party: {path} is not a set of distinct row positions of its "
                 f"{n_rows}-row table; it belongs to another table: run the PSI instead"
             )
-        self._psi = None
-        self._install_alignment(np.asarray(rows, dtype=np.int64))
-        return Envelope(ALIGNMENT_REUSE, meta={"n_keys": n_rows, "n_aligned": int(rows.size)})
+        rows = np.asarray(rows, dtype=np.int64)
+        reply = Envelope(ALIGNMENT_REUSE, meta={"n_keys": n_rows, "n_aligned": int(rows.size)})
+        # One alignment per run: a repeated reuse message (a retry) changes nothing, and nothing
+        # may swap the rows under a PSI under way or a different alignment already in place.
+        if self.aligned_rows is not None:
+            if np.array_equal(rows, self.aligned_rows):
+                return reply
+            raise ProtocolError(
+                f"{self.name} party is already aligned on other rows; one alignment per run"
+            )
+        if self._psi is not None:
+            raise ProtocolError(f"{self.name} party refuses alignment reuse: a PSI is under way")
+        self._install_alignment(rows)
+        return reply
 
     def _new_psi(self) -> PsiBackendParty:
         return make_psi_party(
