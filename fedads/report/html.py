@@ -211,7 +211,7 @@ def experiment_result_html(result: Any) -> str:
     labels = {
         "social_rows": "social rows",
         "ecommerce_rows": "e-commerce rows",
-        "aligned": "aligned users (PSI)",
+        "aligned": "aligned users",
         "train_users": "training users",
         "test_users": "held-out users",
         "social_not_aligned": "social rows not aligned",
