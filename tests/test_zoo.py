@@ -221,15 +221,24 @@ def _settings():
     return FederationSettings(protocol=protocol, verbose=False)
 
 
-def test_user_tower_federated_equals_centralized_reference(small_world_tables) -> None:
-    """Parties and the experimenter's references build from the same settings: exact mode with a
-    user-defined tower gives the centralized model's scores."""
-    from fedads.experiment import train_references
+@pytest.fixture(scope="module")
+def inprocess_run(small_world_tables):
+    """The federation with the user-defined towers, in process (shared by the tests below)."""
     from fedads.federation import run_federated
 
     social, ecommerce = small_world_tables
-    settings = _settings()
-    run = run_federated(social, ecommerce, settings, backend="inprocess")
+    return run_federated(social, ecommerce, _settings(), backend="inprocess")
+
+
+def test_user_tower_federated_equals_centralized_reference(
+    small_world_tables, inprocess_run
+) -> None:
+    """Parties and the experimenter's references build from the same settings: exact mode with a
+    user-defined tower gives the centralized model's scores."""
+    from fedads.experiment import train_references
+
+    social, ecommerce = small_world_tables
+    run = inprocess_run
     train = np.asarray(run.values["train_positions"])
     test = np.asarray(run.values["test_positions"])
     references = train_references(
@@ -239,7 +248,7 @@ def test_user_tower_federated_equals_centralized_reference(small_world_tables) -
         run.ecommerce_rows,
         train,
         test,
-        settings,
+        _settings(),
         ("centralized",),
     )
     np.testing.assert_allclose(
@@ -248,7 +257,7 @@ def test_user_tower_federated_equals_centralized_reference(small_world_tables) -
 
 
 def test_user_tower_trains_through_flower_simulation_like_in_process(
-    small_world_tables, monkeypatch: pytest.MonkeyPatch
+    small_world_tables, inprocess_run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The Check of issue 16: a tower defined in this test module, named as "module:attr",
     trains through Flower's simulation engine (Ray workers import it) and in process, with
@@ -261,12 +270,10 @@ def test_user_tower_trains_through_flower_simulation_like_in_process(
         "PYTHONPATH", os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
     )
     social, ecommerce = small_world_tables
-    settings = _settings()
-    inprocess = run_federated(social, ecommerce, settings, backend="inprocess")
-    flower = run_federated(social, ecommerce, settings, backend="simulation", timeout_s=120.0)
+    flower = run_federated(social, ecommerce, _settings(), backend="simulation")
     np.testing.assert_array_equal(
-        flower.values["test_positions"], inprocess.values["test_positions"]
+        flower.values["test_positions"], inprocess_run.values["test_positions"]
     )
-    np.testing.assert_array_equal(flower.values["scores"], inprocess.values["scores"])
-    labels = ecommerce.labels(inprocess.ecommerce_rows[inprocess.values["test_positions"]])
-    assert roc_auc_score(labels, inprocess.values["scores"]) > 0.5
+    np.testing.assert_array_equal(flower.values["scores"], inprocess_run.values["scores"])
+    labels = ecommerce.labels(inprocess_run.ecommerce_rows[inprocess_run.values["test_positions"]])
+    assert roc_auc_score(labels, inprocess_run.values["scores"]) > 0.5
