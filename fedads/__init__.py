@@ -24,7 +24,7 @@ from fedads.errors import (  # noqa: E402
 from fedads.eval import EvalData, combine_seeds, evaluate  # noqa: E402
 from fedads.experiment import Experiment, ExperimentConfig, ExperimentResult  # noqa: E402
 from fedads.federation import FederationSettings, run_federated  # noqa: E402
-from fedads.models import ModelConfig  # noqa: E402
+from fedads.models import ZOO, ModelConfig, TowerSpec  # noqa: E402
 from fedads.protocol import ProtocolConfig  # noqa: E402
 from fedads.report import write_report  # noqa: E402
 from fedads.tables import PartyTable, load_party_table  # noqa: E402
@@ -48,8 +48,10 @@ __all__ = [
     "PartyTable",
     "ProtocolConfig",
     "ProtocolError",
+    "TowerSpec",
     "World",
     "WorldConfig",
+    "ZOO",
     "__version__",
     "align_parties",
     "combine_seeds",
