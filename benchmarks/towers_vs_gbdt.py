@@ -313,13 +313,48 @@ def summarize(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def markdown_table(report: dict[str, Any]) -> str:
+    """The verdict table of docs/models.md from a results file."""
+    lines = [
+        "| data | aligned users | seeds | federated (chosen family) | tuned HGB, label party | "
+        "federated - HGB | seeds fed >= HGB | default MLP, 5 epochs | HGB on pooled features |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+
+    def cell(stats: dict[str, float]) -> str:
+        return f"{stats['mean']:.4f} ± {stats['std']:.4f}"
+
+    for name, result in report["datasets"].items():
+        s = result["summary"]
+        chosen = ", ".join(sorted(set(s["chosen_families"])))
+        lines.append(
+            f"| {name} | {result['n_aligned']} | {s['n_seeds']} | {cell(s['federated'])} "
+            f"({chosen}) | {cell(s['hgb_label_party'])} | {s['federated_minus_hgb']['mean']:+.4f} "
+            f"| {s['seeds_federated_wins']}/{s['n_seeds']} | {cell(s['federated_default_mlp'])} "
+            f"| {cell(s['hgb_both_parties'])} |"
+        )
+    lines += [
+        "",
+        "| data | " + " | ".join(FAMILIES) + " |",
+        "| --- |" + " --- |" * len(FAMILIES),
+    ]
+    for name, result in report["datasets"].items():
+        families = result["summary"]["families"]
+        lines.append(f"| {name} | " + " | ".join(cell(families[f]) for f in FAMILIES) + " |")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer seeds, 5k world")
     parser.add_argument("--world-users", type=int, default=50_000)
     parser.add_argument("--out", type=Path, default=RESULTS / "towers_vs_gbdt.json")
+    parser.add_argument("--table", type=Path, help="print a results file as markdown and exit")
     args = parser.parse_args()
+    if args.table is not None:
+        print(markdown_table(json.loads(args.table.read_text())))
+        return
     torch.set_num_threads(1)  # small batches; leaves the other core to the other party
     world_users = 5_000 if args.quick else args.world_users
     table_seeds = [0, 1] if args.quick else [0, 1, 2]
