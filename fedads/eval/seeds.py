@@ -80,6 +80,12 @@ class SeedSummary:
                 columns[name] = getattr(self, name)
         return pd.DataFrame(columns)
 
+    def _repr_html_(self) -> str:
+        """Jupyter display: mean and interval per quantity (fedads.report.html)."""
+        from fedads.report.html import seed_summary_html  # report layer, loaded only to display
+
+        return seed_summary_html(self)
+
     def to_dict(self) -> dict[str, Any]:
         """Strict-JSON-ready (NaN -> None): ``{quantity: {mean, ci95, n_seeds}}`` and per seed."""
         summary = {
