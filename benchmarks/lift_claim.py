@@ -187,9 +187,10 @@ def quantity(baseline: str, pool: str, budget: float, kind: str) -> str:
 def summarize(runs: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """Across-seed summary per ``keys`` group x baseline x pool x budget x kind.
 
-    ``lift_mean`` and its 95% t-interval over seeds come from :func:`combine_seeds` (mean of the
-    per-seed lifts); ``pooled_lift`` = sum of model counts / sum of baseline counts - 1 over the
-    seeds (robust when single-seed counts are tiny); ``*_count_mean`` are the mean counts; the
+    ``lift_mean`` and its 95% interval over seeds come from :func:`combine_seeds` (mean of the
+    per-seed lifts; the interval keeps each seed's bootstrap variance as a floor);
+    ``pooled_lift`` = sum of model counts / sum of baseline counts - 1 over the seeds (robust
+    when single-seed counts are tiny); ``*_count_mean`` are the mean counts; the
     AUC columns are means over seeds; ``position`` says where the mean lies relative to the
     claimed range and ``ci_vs_claim`` where the interval lies.
     """
@@ -198,14 +199,20 @@ def summarize(runs: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     for group, frame in runs.groupby(list(keys), sort=False, dropna=False):
         group = group if isinstance(group, tuple) else (group,)
         per_seed: dict[int, dict[str, float]] = {}
+        within: dict[int, dict[str, float]] = {}  # each seed's bootstrap SE (both variances)
         for seed, seed_rows in frame.groupby("seed"):
             per_seed[int(seed)] = {
                 quantity(r.baseline, r.pool, r.budget, r.kind): r.lift
                 for r in seed_rows.itertuples()
             }
+            within[int(seed)] = {
+                quantity(r.baseline, r.pool, r.budget, r.kind): (r.boot_ci_high - r.boot_ci_low)
+                / (2 * 1.959963984540054)
+                for r in seed_rows.itertuples()
+            }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FedadsWarning)
-            combined = combine_seeds(per_seed)
+            combined = combine_seeds(per_seed, within_se=within)
         for names, rows in frame.groupby(detail, sort=False):
             name = quantity(*names)
             model_sum = float(rows["model_count"].sum())
@@ -495,7 +502,7 @@ def execute(plan: Plan) -> dict[str, Any]:
     for seed in plan.seeds:
         runner.run(
             "headline", "default", 0.0, seed, base, backend=plan.headline_backend,
-            references=REFERENCE_MODELS, budgets=BUDGET_SWEEP,
+            references=(*REFERENCE_MODELS, "ecommerce_gbdt"), budgets=BUDGET_SWEEP,
         )  # fmt: skip
     # 2. negative controls (all references, headline budgets)
     for seed in plan.control_seeds:

@@ -26,10 +26,14 @@ from fedads._validation import check_choice, check_in_range, check_positive_int,
 from fedads.eval import EvalData, Evaluation, LiftUndefinedWarning, evaluate
 from fedads.federation import BACKENDS, FederatedRun, FederationSettings, run_federated
 from fedads.models import FeatureEncoder, build_model, predict_local, train_local
+from fedads.models.baselines import PRACTITIONER_MODELS, practitioner_references
 from fedads.tables import PartyTable
 from fedads.world import WorldConfig, generate_world
 
 REFERENCE_MODELS: tuple[str, ...] = ("ecommerce_only", "social_only", "centralized")
+DEFAULT_REFERENCES: tuple[str, ...] = (*REFERENCE_MODELS, "ecommerce_gbdt")
+"""Trained by default: the matched references and the practitioner gradient boosting
+(``ecommerce_net`` and ``social_gbdt`` of :mod:`fedads.models.baselines` on request)."""
 _WHERE = "ExperimentConfig"
 
 
@@ -42,7 +46,10 @@ class ExperimentConfig:
         federation: protocol, split and column settings shared by both parties.
         backend: ``"simulation"`` (Flower simulation engine, default), ``"deployment"`` or
             ``"inprocess"``.
-        references: which non-federated models to train for comparison.
+        references: which non-federated models to train for comparison: the matched
+            references ``ecommerce_only``, ``social_only``, ``centralized`` and the practitioner
+            baselines ``ecommerce_gbdt`` (default), ``ecommerce_net``, ``social_gbdt``
+            (docs/evaluation.md).
         budgets: targeting budgets, shares of held-out aligned users.
         headline_budget: the budget the headline lift is reported at (default 0.10).
         n_bootstrap: paired bootstrap resamples (default 1000).
@@ -53,7 +60,7 @@ class ExperimentConfig:
     world: WorldConfig = field(default_factory=WorldConfig)
     federation: FederationSettings = field(default_factory=FederationSettings)
     backend: str = "simulation"
-    references: tuple[str, ...] = REFERENCE_MODELS
+    references: tuple[str, ...] = DEFAULT_REFERENCES
     budgets: tuple[float, ...] = (0.01, 0.05, 0.10)
     headline_budget: float = 0.10
     n_bootstrap: int = 1000
@@ -64,7 +71,7 @@ class ExperimentConfig:
         self.federation.validate()
         check_choice(_WHERE, "backend", self.backend, BACKENDS)
         for name in self.references:
-            check_choice(_WHERE, "references", name, REFERENCE_MODELS)
+            check_choice(_WHERE, "references", name, (*REFERENCE_MODELS, *PRACTITIONER_MODELS))
         for budget in (*self.budgets, self.headline_budget):
             check_in_range(_WHERE, "budget", budget, 0.0, 1.0, low_inclusive=False)
         check_positive_int(_WHERE, "n_bootstrap", self.n_bootstrap)
@@ -181,16 +188,22 @@ class Experiment:
                 train,
                 test,
                 settings,
-                config.references,
+                tuple(k for k in config.references if k in REFERENCE_MODELS),
                 progress=progress,
             )
         )
+        practitioner = practitioner_references(
+            social, ecommerce, run.social_rows, run.ecommerce_rows, train, test,
+            settings.protocol, config.references, progress=progress,
+        )  # fmt: skip
+        scores.update(practitioner.scores)
         progress(
             f"evaluating {len(test)} held-out users ({config.n_bootstrap} bootstrap resamples)"
         )
         evaluation = evaluate_held_out(
-            ecommerce, run.ecommerce_rows[test], scores, config, truth=truth, progress=progress
-        )
+            ecommerce, run.ecommerce_rows[test], scores, config, truth=truth, progress=progress,
+            strongest_baseline=practitioner.strongest_ecommerce,
+        )  # fmt: skip
         keys, data = evaluation.data.keys, evaluation.data
         n_aligned = int(run.values["n_aligned"])
         summary = {
@@ -211,7 +224,7 @@ class Experiment:
                 out_dir,
                 evaluation,
                 summary,
-                extra=_extra(config, run),
+                extra={**_extra(config, run), "practitioner": practitioner.to_dict()},
                 key_column=ecommerce.key,
             )
             progress(f"report written to {out_dir}")
@@ -226,6 +239,7 @@ def evaluate_held_out(
     *,
     truth: pd.DataFrame | None = None,
     progress: Progress | None = None,
+    strongest_baseline: str | None = None,
 ) -> Evaluation:
     """Evaluate held-out users on the label holder's side.
 
@@ -234,10 +248,13 @@ def evaluate_held_out(
         rows: ``int64 [n_test]`` its rows of the held-out users, in score order.
         scores: model name -> ``[n_test]`` probabilities.
         config: budgets, bootstrap size and seed.
-        truth: a synthetic world's truth table; adds ``y0``/``y1`` (read only here).
+        truth: a synthetic world's truth table; adds ``y0``/``y1`` and ``p0``/``p1`` (read only
+            here, after scoring).
+        strongest_baseline: the validation-picked strongest e-commerce baseline, if any.
     """
     keys = ecommerce.keys()[rows]
     y0, y1 = _potential_outcomes(truth, keys, ecommerce.key)
+    p0, p1 = _potential_outcomes(truth, keys, ecommerce.key, columns=("p0", "p1"))
     data = EvalData(
         label=ecommerce.labels(rows),
         is_existing_customer=ecommerce.existing_flags(rows),
@@ -245,6 +262,8 @@ def evaluate_held_out(
         y0=y0,
         y1=y1,
         keys=keys,
+        p0=p0,
+        p1=p1,
     )
     with warnings.catch_warnings(record=True) as caught:
         # Undefined lifts (a baseline with 0 conversions at a small budget) are expected on
@@ -256,7 +275,8 @@ def evaluate_held_out(
             headline_budget=config.headline_budget,
             n_bootstrap=config.n_bootstrap,
             seed=config.eval_seed,
-            baselines=tuple(m for m in REFERENCE_MODELS if m in scores),
+            baselines=tuple(m for m in (*REFERENCE_MODELS, *PRACTITIONER_MODELS) if m in scores),
+            strongest_baseline=strongest_baseline,
         )
     _rewarn(caught, progress)
     return evaluation
@@ -324,10 +344,13 @@ def _rewarn(caught: list[warnings.WarningMessage], progress: Progress | None) ->
 
 
 def _potential_outcomes(
-    truth: pd.DataFrame | None, keys: np.ndarray, key_column: str
+    truth: pd.DataFrame | None,
+    keys: np.ndarray,
+    key_column: str,
+    columns: tuple[str, str] = ("y0", "y1"),
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Y(0), Y(1) of the held-out users from a synthetic world's truth table (else None)."""
-    if truth is None or not {"y0", "y1"} <= set(truth.columns):
+    """Y(0), Y(1) (or the true p0, p1) of the held-out users from a truth table (else None)."""
+    if truth is None or not set(columns) <= set(truth.columns):
         return None, None
     column = key_column if key_column in truth.columns else "key"
     indexed = truth.set_index(column)
@@ -339,7 +362,8 @@ def _potential_outcomes(
             "pass the world's own truth table",
         )
     picked = indexed.loc[keys]
-    return picked["y0"].to_numpy(np.int8), picked["y1"].to_numpy(np.int8)
+    dtype = np.int8 if columns == ("y0", "y1") else np.float64
+    return picked[columns[0]].to_numpy(dtype), picked[columns[1]].to_numpy(dtype)
 
 
 def _extra(config: ExperimentConfig, run: FederatedRun) -> dict[str, Any]:

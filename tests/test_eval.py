@@ -542,3 +542,180 @@ def test_evaldata_from_frame_and_canonical_order() -> None:
         EvalData.from_frame(frame.drop(columns="label"))
     with pytest.raises(ValueError):  # arrays are read-only
         data.label[0] = 0
+
+
+# --------------------------------------------------------------------------------------------
+# expected counts (true p0/p1 of a synthetic world)
+
+
+def with_probabilities(n: int, seed: int = 0, *, ties: bool = False) -> EvalData:
+    """``synthetic`` plus true probabilities consistent with its outcomes' rates."""
+    base = synthetic(n, seed=seed, ties=ties)
+    rng = np.random.default_rng([seed, 77])
+    p0 = rng.uniform(0.0, 0.08, n)
+    p1 = np.clip(p0 + rng.uniform(0.0, 0.04, n), 0.0, 1.0)
+    return EvalData(
+        label=base.label,
+        is_existing_customer=base.is_existing_customer,
+        scores=dict(base.scores),
+        y0=base.y0,
+        y1=base.y1,
+        p0=p0,
+        p1=p1,
+    )
+
+
+@pytest.mark.parametrize(("n", "ties", "seed"), [(40, True, 1), (157, False, 2)])
+def test_fast_bootstrap_expected_counts_equal_naive(n: int, ties: bool, seed: int) -> None:
+    data = with_probabilities(n, seed=seed, ties=ties)
+    budgets = (0.05, 0.1, 0.5, 1.0)
+    fast = bootstrap_counts(data, budgets=budgets, n_bootstrap=20, seed=seed)
+    naive = bootstrap_counts_naive(data, budgets=budgets, n_bootstrap=20, seed=seed)
+    for model in data.models:
+        np.testing.assert_array_equal(fast.new_customer[model], naive.new_customer[model])
+        np.testing.assert_allclose(fast.expected_new[model], naive.expected_new[model], atol=1e-9)
+        np.testing.assert_allclose(
+            fast.expected_incremental_new[model], naive.expected_incremental_new[model], atol=1e-9
+        )
+    assert fast.expected_new["federated"].dtype == np.float64
+    assert (fast.expected_new["federated"] > 0).any()
+
+
+def test_expected_lift_point_is_sum_of_p1_over_selected_new_customers() -> None:
+    data = with_probabilities(2_000, seed=3)
+    tie = tie_breaker(data.n, 0)
+    k = budget_users(0.1, data.n)
+    for pool in ("all", "prospecting"):
+        counts = {}
+        for model in ("federated", "ecommerce_only"):
+            chosen = select_top_k(data.scores[model], k, tie_break=tie,
+                                  eligible=data.pool_mask(pool))  # fmt: skip
+            counts[model] = (
+                float((data.p1 * data.is_new)[chosen].sum()),
+                float(((data.p1 - data.p0) * data.is_new)[chosen].sum()),
+            )
+        rows = {r.kind: r for r in compute_lifts(data, baselines="ecommerce_only", budgets=[0.1],
+                                                 pools=pool, n_bootstrap=0)}  # fmt: skip
+        assert set(rows) == {"targeting", "incremental", "expected", "expected_incremental"}
+        fed, eco = counts["federated"], counts["ecommerce_only"]
+        assert rows["expected"].point == pytest.approx(fed[0] / eco[0] - 1)
+        assert rows["expected"].model_count == pytest.approx(fed[0])
+        assert rows["expected_incremental"].point == pytest.approx(fed[1] / eco[1] - 1)
+
+
+def test_expected_kinds_need_probabilities_and_headline_names_them() -> None:
+    plain = synthetic(300, seed=1)
+    with pytest.raises(InputError, match="expected lift needs p0/p1"):
+        compute_lifts(plain, kinds=("expected",), n_bootstrap=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LiftUndefinedWarning)
+        evaluation = evaluate(with_probabilities(1_500, seed=2), n_bootstrap=30, seed=1)
+    headline = evaluation.headline()
+    for name in ("expected_lift.prospecting", "expected_incremental_lift.all",
+                 "expected_lift_vs_social_only.prospecting",
+                 "expected_new_customer_conversions.prospecting.federated"):  # fmt: skip
+        assert math.isfinite(headline[name]), name
+    within = evaluation.headline_within_se()
+    row = evaluation.lift("prospecting", kind="expected")
+    assert within["expected_lift.prospecting"] == pytest.approx(
+        (row.ci_high - row.ci_low) / (2 * 1.959963984540054)
+    )
+    assert "auc.federated" not in within
+    summary = evaluation.data.summary()
+    assert summary["test_expected_new_customer_conversions"] == pytest.approx(
+        float((evaluation.data.p1 * evaluation.data.is_new).sum())
+    )
+
+
+def test_evaldata_probabilities_validated_and_round_trip() -> None:
+    with pytest.raises(InputError, match="only one of p0, p1 is given"):
+        EvalData(**_good(), p1=[0.1, 0.2, 0.3])
+    with pytest.raises(InputError, match="p1 has 1 values outside"):
+        EvalData(**_good(), p0=[0.1, 0.2, 0.3], p1=[0.1, 1.2, 0.3])
+    data = with_probabilities(50, seed=4)
+    frame = data.to_frame()
+    assert {"p0", "p1"} <= set(frame.columns)
+    back = EvalData.from_frame(frame.rename(columns={m: f"score_{m}" for m in data.models}))
+    np.testing.assert_array_equal(back.p1, data.p1)
+    assert back.has_true_probabilities
+
+
+# --------------------------------------------------------------------------------------------
+# across seeds: both variances
+
+
+def test_combine_seeds_floors_at_within_seed_variance_hand_case() -> None:
+    points = {0: 0.1, 1: 0.2, 2: 0.3}  # between-seed sd 0.1
+    t = 4.302652729911275  # t(0.975, df=2)
+    small = combine_seeds(points, within_se={0: 0.05, 1: 0.05, 2: 0.05})
+    # within-seed SE below the seed spread: the plain t-interval
+    assert small.ci_high["value"] == pytest.approx(0.2 + t * 0.1 / math.sqrt(3))
+    assert small.method["value"] == "t+within"
+    large = combine_seeds(points, within_se=[0.3, 0.3, 0.3])
+    assert large.ci_high["value"] == pytest.approx(0.2 + t * 0.3 / math.sqrt(3))
+    assert large.t_high["value"] == pytest.approx(small.ci_high["value"])
+    assert large.within_se["value"] == pytest.approx(0.3)
+    assert large.between_sd["value"] == pytest.approx(0.1)
+    out = large.to_dict()["summary"]["value"]
+    assert out["method"] == "t+within" and out["t_ci95"][1] == pytest.approx(small.ci_high["value"])
+    plain = combine_seeds(points)
+    assert plain.method["value"] == "t"
+    assert plain.ci_high["value"] == pytest.approx(small.ci_high["value"])
+    with pytest.raises(InputError, match="within_se has 2 entries for 3 seeds"):
+        combine_seeds(list(points.values()), within_se=[0.1, 0.1])
+
+
+def test_combine_seeds_interval_widens_when_within_seed_noise_grows() -> None:
+    """Same seeds, noisier held-out sets: the interval must not stay as narrow as the seed SD."""
+    rng = np.random.default_rng(11)
+    points = dict(enumerate(0.07 + rng.normal(0.0, 0.02, 10)))
+    widths = []
+    for se in (0.0, 0.02, 0.05, 0.1, 0.2):
+        summary = combine_seeds(points, within_se={s: se for s in points})
+        widths.append(summary.ci_high["value"] - summary.ci_low["value"])
+        t_width = summary.t_high["value"] - summary.t_low["value"]
+        assert widths[-1] >= t_width - 1e-12
+    assert widths == sorted(widths) and widths[-1] > 4 * widths[0]
+    # and in a simulation: per-seed lifts from real evaluations on smaller held-out sets have
+    # larger bootstrap SEs, which the combined interval carries
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LiftUndefinedWarning)
+        big = [evaluate(synthetic(4_000, seed=s, edge=0.3), n_bootstrap=60, seed=s)
+               for s in range(3)]  # fmt: skip
+        small = [evaluate(synthetic(800, seed=s, edge=0.3), n_bootstrap=60, seed=s)
+                 for s in range(3)]  # fmt: skip
+    w_big = combine_seeds(big).within_se["lift.prospecting"]
+    w_small = combine_seeds(small).within_se["lift.prospecting"]
+    assert w_small > 1.5 * w_big
+    assert combine_seeds(big).method["auc.federated"] == "t"
+
+
+def _coverage_module():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "interval_coverage.py"
+    spec = importlib.util.spec_from_file_location("interval_coverage", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_interval_coverage_small_known_truth() -> None:
+    """The benchmark's known-truth replication, small: the 95% intervals cover the truth."""
+    coverage = _coverage_module()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LiftUndefinedWarning)
+        result = coverage.run_regime(coverage.QUICK[0], seed=0)
+    for kind in ("targeting", "expected"):
+        row = result["kinds"][kind]
+        # 24 replications: a correct 95% interval misses more than 4 times with p ~ 3%
+        assert row["coverage_t_plus_within"] >= 20 / 24, (kind, row)
+        assert row["mean_width_t_plus_within"] >= row["mean_width_t"] - 1e-12
+        assert abs(row["mean_estimate"] - result["estimand"]) < row["mean_width_t_plus_within"]
+    # expected counts remove the conversion noise: much narrower than realized counts
+    kinds = result["kinds"]
+    assert kinds["expected"]["mean_within_se"] < 0.6 * kinds["targeting"]["mean_within_se"]

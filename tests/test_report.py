@@ -248,3 +248,66 @@ def test_recompute_rejects_bad_input(report: tuple[ReportPaths, object], tmp_pat
     assert math.isfinite(
         recompute_lift_from_scores(paths.scores, 0.05, "all", "federated", "social_only")
     )
+
+
+def _with_probabilities(n: int, seed: int) -> EvalData:
+    """Held-out users of a known world: true p0/p1, outcomes drawn from them, five models."""
+    rng = np.random.default_rng(seed)
+    existing = (rng.random(n) < 0.3).astype(int)
+    p0 = rng.uniform(0.005, 0.06, n)
+    p1 = np.clip(p0 * 1.6, 0.0, 1.0)
+    draw = rng.random(n)
+    y0, y1 = (draw < p0).astype(int), (draw < p1).astype(int)
+    models = (*MODELS, "ecommerce_gbdt")
+    scores = {m: np.clip(p1 + rng.normal(0.0, 0.02 + 0.01 * i, n), 0, 1) for i, m in
+              enumerate(models)}  # fmt: skip
+    return EvalData(
+        label=y1, is_existing_customer=existing, scores=scores, y0=y0, y1=y1, p0=p0, p1=p1
+    )
+
+
+@pytest.mark.filterwarnings("ignore::fedads.eval.LiftUndefinedWarning")
+def test_report_expected_lift_and_lift_by_baseline(tmp_path: Path) -> None:
+    from fedads.eval import select_top_k, tie_breaker
+
+    data = _with_probabilities(4_000, seed=7)
+    baselines = ("ecommerce_only", "social_only", "centralized", "ecommerce_gbdt")
+    evaluation = evaluate(
+        data, n_bootstrap=100, seed=3, baselines=baselines, strongest_baseline="ecommerce_gbdt"
+    )
+    doc = strict_load(write_report(tmp_path, evaluation, SUMMARY, plots=False).json)
+    assert isinstance(doc["models"]["ecommerce_gbdt"]["auc"], float)
+    k = evaluation.headline_k
+    tie = tie_breaker(data.n, 3)
+    for pool in ("all", "prospecting"):
+        expected = doc["lift"][pool]["expected"]
+        eligible = data.pool_mask(pool)
+        # by hand: sum of p1 over the selected new customers, federated / ecommerce_only - 1
+        counts = [
+            float((data.p1 * data.is_new)[select_top_k(data.scores[m], k, tie_break=tie,
+                                                       eligible=eligible)].sum())
+            for m in ("federated", "ecommerce_only")
+        ]  # fmt: skip
+        assert expected["point"] == pytest.approx(counts[0] / counts[1] - 1)
+        low, high = expected["ci95"]
+        assert low <= expected["point"] <= high
+        assert doc["lift"][pool]["point"] == pytest.approx(evaluation.lift(pool).point)
+        for baseline in (*baselines, "strongest_ecommerce"):
+            entry = doc["lift_by_baseline"][baseline][pool]
+            assert isinstance(entry["point"], float) and len(entry["ci95"]) == 2
+            assert isinstance(entry["expected"]["point"], float)
+        assert doc["lift_by_baseline"]["strongest_ecommerce"][pool]["name"] == "ecommerce_gbdt"
+        assert doc["lift_by_baseline"]["strongest_ecommerce"][pool]["point"] == pytest.approx(
+            doc["lift_by_baseline"]["ecommerce_gbdt"][pool]["point"]
+        )
+    assert doc["strongest_ecommerce"] == "ecommerce_gbdt"
+    markdown = (tmp_path / "report.md").read_text()
+    assert "## Lift by baseline" in markdown and "expected lift" in markdown
+
+
+def test_report_without_probabilities_has_no_expected_block(report) -> None:
+    paths, _ = report
+    doc = strict_load(paths.json)
+    assert "expected" not in doc["lift"]["prospecting"]
+    assert set(doc["lift_by_baseline"]) == {"ecommerce_only", "social_only", "centralized"}
+    assert "strongest_ecommerce" not in doc["lift_by_baseline"]

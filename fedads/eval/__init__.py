@@ -9,9 +9,11 @@ from __future__ import annotations
 from fedads.eval.data import MODELS, POOLS, SEGMENTS, EvalData
 from fedads.eval.evaluate import Evaluation, evaluate
 from fedads.eval.lift import (
+    LIFT_KINDS,
     BootstrapCounts,
     LiftResult,
     LiftUndefinedWarning,
+    available_kinds,
     bootstrap_counts,
     bootstrap_counts_naive,
     compute_lifts,
@@ -50,6 +52,7 @@ __all__ = [
     "CURVE_BUDGETS",
     "DEFAULT_BUDGETS",
     "HEADLINE_BUDGET",
+    "LIFT_KINDS",
     "MODELS",
     "POOLS",
     "SEGMENTS",
@@ -63,6 +66,7 @@ __all__ = [
     "SegmentMetrics",
     "TargetingResult",
     "auc",
+    "available_kinds",
     "bootstrap_counts",
     "bootstrap_counts_naive",
     "budget_users",

@@ -27,7 +27,9 @@ POOLS: tuple[str, ...] = ("all", "prospecting")
 SEGMENTS: tuple[str, ...] = ("existing", "new")
 """User segments by the brand flag ``is_existing_customer`` (1 = existing, 0 = new)."""
 
-RESERVED_COLUMNS: frozenset[str] = frozenset({"key", "label", "is_existing_customer", "y0", "y1"})
+RESERVED_COLUMNS: frozenset[str] = frozenset(
+    {"key", "label", "is_existing_customer", "y0", "y1", "p0", "p1"}
+)
 """Names a model may not take (they are columns of ``scores.csv`` or of the input frame)."""
 
 _MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -152,6 +154,10 @@ class EvalData:
         y0, y1: optional ``[n]`` int8 potential outcomes without / with exposure (synthetic worlds
             only); give both or neither.
         keys: optional ``[n]`` e-commerce join keys (unique), written to ``scores.csv``.
+        p0, p1: optional ``[n]`` float64 true conversion probabilities without / with exposure
+            (synthetic worlds only, from the truth table after scoring); give both or neither.
+            They give the *expected* counts (``sum p1`` over the selected new customers), free
+            of the conversion noise of one campaign.
         where: name used in error messages.
 
     Raises:
@@ -165,6 +171,8 @@ class EvalData:
     y0: np.ndarray | None = None
     y1: np.ndarray | None = None
     keys: np.ndarray | None = None
+    p0: np.ndarray | None = None
+    p1: np.ndarray | None = None
     where: str = field(default="EvalData", repr=False)
 
     def __post_init__(self) -> None:
@@ -203,6 +211,7 @@ class EvalData:
         if self.y0 is not None:
             y0 = _readonly(as_binary(where, "y0", self.y0, n))
             y1 = _readonly(as_binary(where, "y1", self.y1, n))
+        p0, p1 = _true_probabilities(where, self.p0, self.p1, n)
         keys = None
         if self.keys is not None:
             keys = as_1d(where, "keys", self.keys, n)
@@ -221,6 +230,8 @@ class EvalData:
         object.__setattr__(self, "y0", y0)
         object.__setattr__(self, "y1", y1)
         object.__setattr__(self, "keys", keys)
+        object.__setattr__(self, "p0", p0)
+        object.__setattr__(self, "p1", p1)
 
     @property
     def n(self) -> int:
@@ -236,6 +247,25 @@ class EvalData:
     def has_potential_outcomes(self) -> bool:
         """True when ``y0`` and ``y1`` are present."""
         return self.y0 is not None
+
+    @property
+    def has_true_probabilities(self) -> bool:
+        """True when ``p0`` and ``p1`` (a synthetic world's true probabilities) are present."""
+        return self.p1 is not None
+
+    @property
+    def expected_new_conversions(self) -> np.ndarray | None:
+        """``[n]`` float64 ``p1 (1 - E)``: expected new-customer conversion, or None."""
+        if self.p1 is None:
+            return None
+        return self.p1 * self.is_new
+
+    @property
+    def expected_uplift_new(self) -> np.ndarray | None:
+        """``[n]`` float64 ``(p1 - p0)(1 - E)``: expected incremental new conversion, or None."""
+        if self.p0 is None or self.p1 is None:
+            return None
+        return (self.p1 - self.p0) * self.is_new
 
     @property
     def is_new(self) -> np.ndarray:
@@ -291,6 +321,11 @@ class EvalData:
             out["test_incremental_new_customer_conversions"] = int(
                 (self.uplift * self.is_new).sum()
             )
+        expected = self.expected_new_conversions
+        uplift = self.expected_uplift_new
+        if expected is not None and uplift is not None:
+            out["test_expected_new_customer_conversions"] = float(expected.sum())
+            out["test_expected_incremental_new_customer_conversions"] = float(uplift.sum())
         return out
 
     def to_frame(self, key_column: str = "key") -> pd.DataFrame:
@@ -306,6 +341,9 @@ class EvalData:
         if self.y0 is not None and self.y1 is not None:
             columns["y0"] = self.y0
             columns["y1"] = self.y1
+        if self.p0 is not None and self.p1 is not None:
+            columns["p0"] = self.p0
+            columns["p1"] = self.p1
         columns.update(self.scores)
         return pd.DataFrame(columns)
 
@@ -321,6 +359,8 @@ class EvalData:
         models: Sequence[str] | None = None,
         y0: str = "y0",
         y1: str = "y1",
+        p0: str = "p0",
+        p1: str = "p1",
         where: str = "EvalData.from_frame",
     ) -> EvalData:
         """Build from a DataFrame with ``label``, ``is_existing_customer``, ``score_<model>``.
@@ -333,6 +373,7 @@ class EvalData:
                 every column starting with the (non-empty) prefix is a model.
             models: model names to read; required when ``score_prefix`` is empty.
             y0, y1: potential-outcome columns, read when both are present.
+            p0, p1: true-probability columns, read when both are present.
         """
         if not isinstance(frame, pd.DataFrame):
             raise fail(where, f"expected a DataFrame, got {type(frame).__name__}", "pass one")
@@ -361,6 +402,7 @@ class EvalData:
                 )
             scores[name] = frame[column].to_numpy()
         has_y = y0 in frame.columns and y1 in frame.columns
+        has_p = p0 in frame.columns and p1 in frame.columns
         return cls(
             label=frame[label].to_numpy(),
             is_existing_customer=frame[existing].to_numpy(),
@@ -368,5 +410,25 @@ class EvalData:
             y0=frame[y0].to_numpy() if has_y else None,
             y1=frame[y1].to_numpy() if has_y else None,
             keys=frame[key_column].to_numpy() if key_column else None,
+            p0=frame[p0].to_numpy() if has_p else None,
+            p1=frame[p1].to_numpy() if has_p else None,
             where=where,
         )
+
+
+def _true_probabilities(
+    where: str, p0: Any, p1: Any, n: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Validated read-only ``(p0, p1)`` (both or neither)."""
+    if (p0 is None) != (p1 is None):
+        raise fail(
+            where,
+            "only one of p0, p1 is given",
+            "give both true probabilities (synthetic worlds) or neither",
+        )
+    if p0 is None:
+        return None, None
+    return (
+        _readonly(as_probability(where, "p0", p0, n)),
+        _readonly(as_probability(where, "p1", p1, n)),
+    )

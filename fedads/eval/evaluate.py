@@ -63,6 +63,9 @@ class Evaluation:
         gains: ``[segment][model]`` cumulative gains within ``existing`` / ``new``.
         notes: warnings raised during evaluation and other remarks, in plain words.
         seconds: wall time per stage.
+        strongest_baseline: the baseline picked as the strongest e-commerce-only model by
+            validation (see :mod:`fedads.models.baselines`), or None; it never changes
+            ``baseline`` (the matched ``ecommerce_only`` headline of ``report.json``).
     """
 
     data: EvalData = field(repr=False)
@@ -83,6 +86,7 @@ class Evaluation:
     notes: tuple[str, ...] = ()
     seconds: dict[str, float] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    strongest_baseline: str | None = None
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -127,27 +131,49 @@ class Evaluation:
         """Lift rows as a DataFrame."""
         return pd.DataFrame([r.to_dict() for r in self.lifts])
 
+    def headline_within_se(self) -> dict[str, float]:
+        """Within-seed standard error of every lift in :meth:`headline` (NaN when unknown).
+
+        From the paired bootstrap percentile interval: ``(ci_high - ci_low) / (2 * 1.96)``, the
+        normal-equivalent SE (robust to the heavy tails of a ratio of small counts).
+        :func:`~fedads.eval.combine_seeds` uses it to keep the within-seed variance.
+        """
+        points = self.headline()
+        out: dict[str, float] = {}
+        for row in self.lifts:
+            if not math.isclose(row.budget, self.headline_budget):
+                continue
+            se = (row.ci_high - row.ci_low) / (2 * _Z95)
+            for name in _headline_names(row, self.baseline, self.strongest_baseline):
+                if name in points:
+                    out[name] = se if math.isfinite(se) else math.nan
+        return out
+
     def headline(self) -> dict[str, float]:
         """Flat key numbers for :func:`~fedads.eval.combine_seeds` (NaN when undefined).
 
         ``lift.<pool>`` (targeting, headline pair and budget), ``lift_vs_<baseline>.<pool>``,
-        ``incremental_lift.<pool>`` (with y0/y1), ``new_customer_conversions.<pool>.<model>``,
-        ``auc.<model>``, ``logloss.<model>``.
+        ``incremental_lift.<pool>`` (with y0/y1), ``expected_lift.<pool>`` and
+        ``expected_incremental_lift.<pool>`` (with p0/p1; each also ``_vs_<baseline>``), the
+        same against the validation-picked strongest e-commerce baseline as
+        ``..._vs_strongest_ecommerce.<pool>``, ``new_customer_conversions.<pool>.<model>``
+        (and ``expected_new_customer_conversions...``), ``auc.<model>``, ``logloss.<model>``.
         """
         out: dict[str, float] = {}
         for row in self.lifts:
             if not math.isclose(row.budget, self.headline_budget):
                 continue
-            prefix = "lift" if row.kind == "targeting" else "incremental_lift"
-            if row.baseline == self.baseline:
-                out[f"{prefix}.{row.pool}"] = row.point
-            else:
-                out[f"{prefix}_vs_{row.baseline}.{row.pool}"] = row.point
+            for name in _headline_names(row, self.baseline, self.strongest_baseline):
+                out[name] = row.point
         for row in self.targeting:
             if math.isclose(row.budget, self.headline_budget):
                 out[f"new_customer_conversions.{row.pool}.{row.model}"] = float(
                     row.new_customer_conversions
                 )
+                if row.expected_new_customer_conversions is not None:
+                    out[f"expected_new_customer_conversions.{row.pool}.{row.model}"] = float(
+                        row.expected_new_customer_conversions
+                    )
         for model, segments in self.metrics.items():
             out[f"auc.{model}"] = segments["overall"].auc
             out[f"logloss.{model}"] = segments["overall"].logloss
@@ -199,6 +225,28 @@ class Evaluation:
         )
 
 
+_Z95 = 1.959963984540054
+_KIND_PREFIX = {
+    "targeting": "lift",
+    "incremental": "incremental_lift",
+    "expected": "expected_lift",
+    "expected_incremental": "expected_incremental_lift",
+}
+
+
+def _headline_names(row: LiftResult, baseline: str, strongest: str | None) -> list[str]:
+    """Names of one headline-budget lift row in :meth:`Evaluation.headline`."""
+    prefix = _KIND_PREFIX[row.kind]
+    names = [
+        f"{prefix}.{row.pool}"
+        if row.baseline == baseline
+        else f"{prefix}_vs_{row.baseline}.{row.pool}"
+    ]
+    if strongest is not None and row.baseline == strongest:
+        names.append(f"{prefix}_vs_strongest_ecommerce.{row.pool}")
+    return names
+
+
 def evaluate(
     data: EvalData | pd.DataFrame,
     budgets: Sequence[float] = DEFAULT_BUDGETS,
@@ -213,6 +261,7 @@ def evaluate(
     ece_strategy: str = DEFAULT_ECE_STRATEGY,
     eps: float = DEFAULT_EPS,
     progress: Progress = SILENT,
+    strongest_baseline: str | None = None,
 ) -> Evaluation:
     """Evaluate every model on held-out aligned users: metrics, targeting, lift, curves.
 
@@ -229,6 +278,8 @@ def evaluate(
         curve_budgets: budget grid of the new-customer curves.
         ece_bins, ece_strategy, eps: calibration bins and log-loss clipping.
         progress: optional progress printer.
+        strongest_baseline: the baseline picked by validation as the strongest e-commerce-only
+            model (must be among ``baselines``); reported as ``..._vs_strongest_ecommerce``.
 
     Warnings raised inside (e.g. an undefined lift) are re-emitted and listed in ``notes``.
     """
@@ -247,6 +298,12 @@ def evaluate(
     if isinstance(baselines, str):
         baselines = (baselines,)
     baseline = baselines[0] if len(baselines) else DEFAULT_BASELINE
+    if strongest_baseline is not None and strongest_baseline not in baselines:
+        raise fail(
+            where,
+            f"strongest_baseline={strongest_baseline!r} is not among baselines {list(baselines)}",
+            "add it to baselines or pass None",
+        )
     notes: list[str] = []
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -328,4 +385,9 @@ def evaluate(
             "tie_break": "score descending, then random ranks from seed",
             "ci": "paired bootstrap percentile 95%",
         },
+        strongest_baseline=(
+            strongest_baseline
+            if strongest_baseline is not None and strongest_baseline in data.models
+            else None
+        ),
     )

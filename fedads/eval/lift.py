@@ -4,7 +4,11 @@
 
 - ``targeting`` lift: observed new-customer conversions among the selected;
 - ``incremental`` lift: incremental new-customer conversions ``sum(y1 - y0)`` among the
-  selected new customers (synthetic worlds with potential outcomes only).
+  selected new customers (synthetic worlds with potential outcomes only);
+- ``expected`` / ``expected_incremental`` lift: the same counts in expectation, ``sum(p1)`` and
+  ``sum(p1 - p0)`` over the selected new customers, from a synthetic world's true
+  probabilities. They remove the conversion noise of one campaign (which user happens to
+  convert) and keep only the noise of which users were held out and how the models ranked them.
 
 The lift is undefined (NaN, with a :class:`LiftUndefinedWarning`) when ``C_B <= 0``.
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +42,7 @@ from fedads.errors import FedadsWarning
 from fedads.eval.data import POOLS, EvalData
 from fedads.eval.targeting import (
     DEFAULT_BUDGETS,
+    TargetingResult,
     budget_users,
     check_budgets,
     check_pools,
@@ -52,7 +58,8 @@ DEFAULT_BASELINES: tuple[str, ...] = ("ecommerce_only", "social_only", "centrali
 """Baselines the federated model is compared with; the first is the headline."""
 
 DEFAULT_N_BOOTSTRAP = 1000
-LIFT_KINDS: tuple[str, ...] = ("targeting", "incremental")
+LIFT_KINDS: tuple[str, ...] = ("targeting", "incremental", "expected", "expected_incremental")
+_NEEDS = {"incremental": "y0/y1", "expected": "p0/p1", "expected_incremental": "p0/p1"}
 
 _BOOT_STREAM = 0xB007
 """Second entropy word of the bootstrap generators (distinct from the tie-breaker stream)."""
@@ -114,6 +121,8 @@ class BootstrapCounts:
             conversions among the selected in each resample.
         incremental_new: same shape, ``sum(y1 - y0)`` over selected new customers; None
             without potential outcomes.
+        expected_new, expected_incremental_new: float64, same shape, ``sum(p1)`` and
+            ``sum(p1 - p0)`` over selected new customers; None without true probabilities.
     """
 
     models: tuple[str, ...]
@@ -124,12 +133,19 @@ class BootstrapCounts:
     seed: int
     new_customer: dict[str, np.ndarray]
     incremental_new: dict[str, np.ndarray] | None
+    expected_new: dict[str, np.ndarray] | None = None
+    expected_incremental_new: dict[str, np.ndarray] | None = None
 
     def get(self, kind: str, model: str, pool: str, budget: float) -> np.ndarray:
-        """``[n_bootstrap]`` counts of ``kind`` (``targeting`` / ``incremental``)."""
-        table = self.new_customer if kind == "targeting" else self.incremental_new
+        """``[n_bootstrap]`` counts of ``kind`` (one of :data:`LIFT_KINDS`)."""
+        table = {
+            "targeting": self.new_customer,
+            "incremental": self.incremental_new,
+            "expected": self.expected_new,
+            "expected_incremental": self.expected_incremental_new,
+        }.get(kind)
         if table is None:
-            raise fail("BootstrapCounts", f"no {kind} counts", "pass data with y0/y1")
+            raise fail("BootstrapCounts", f"no {kind} counts", f"pass data with {_NEEDS[kind]}")
         return table[model][self.pools.index(pool), self.budgets.index(budget)]
 
 
@@ -138,7 +154,20 @@ def _outcomes(data: EvalData) -> dict[str, np.ndarray]:
     out = {"targeting": data.new_conversions.astype(np.int64)}
     if data.uplift is not None:
         out["incremental"] = data.uplift.astype(np.int64) * data.is_new
+    expected, expected_uplift = data.expected_new_conversions, data.expected_uplift_new
+    if expected is not None and expected_uplift is not None:
+        out["expected"] = expected.astype(np.float64)
+        out["expected_incremental"] = expected_uplift.astype(np.float64)
     return out
+
+
+def _counts_kwargs(result: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
+    return {
+        "new_customer": result["targeting"],
+        "incremental_new": result.get("incremental"),
+        "expected_new": result.get("expected"),
+        "expected_incremental_new": result.get("expected_incremental"),
+    }
 
 
 def _check_setup(
@@ -198,8 +227,8 @@ def bootstrap_counts(
                 sparse[kind] = (positions, ranked[positions], ranked_value[positions], padded)
             plans[model, pool] = (ranked, sparse)
     result = {
-        kind: {m: np.zeros((len(pool_names), len(shares), n_bootstrap), np.int64) for m in names}
-        for kind in outcomes
+        kind: {m: np.zeros((len(pool_names), len(shares), n_bootstrap), value.dtype) for m in names}
+        for kind, value in outcomes.items()
     }
     # Smallest integer type that holds any multiplicity (at most n): less memory traffic.
     count_dtype = np.int16 if n <= np.iinfo(np.int16).max else np.int32
@@ -228,7 +257,7 @@ def bootstrap_counts(
             before = np.where(m > 0, cum[row_ids, np.maximum(m - 1, 0)], 0)
             partial = np.tile(ks, rows) - before  # copies of user m that still fit (< its count)
             for kind, (positions, users, values, padded) in sparse.items():
-                weighted = np.zeros((rows, positions.size + 1), dtype=np.int64)
+                weighted = np.zeros((rows, positions.size + 1), dtype=values.dtype)
                 weighted[:, 1:] = np.take(counts, users, axis=1) * values
                 np.cumsum(weighted, axis=1, out=weighted)
                 q = np.searchsorted(positions, m)  # nonzero positions before m
@@ -242,8 +271,7 @@ def bootstrap_counts(
         ks=tuple(int(k) for k in ks),
         n_bootstrap=n_bootstrap,
         seed=seed,
-        new_customer=result["targeting"],
-        incremental_new=result.get("incremental"),
+        **_counts_kwargs(result),
     )
 
 
@@ -268,8 +296,8 @@ def bootstrap_counts_naive(
     outcomes = _outcomes(data)
     tie = tie_breaker(n, seed)
     result = {
-        kind: {m: np.zeros((len(pool_names), len(shares), n_bootstrap), np.int64) for m in names}
-        for kind in outcomes
+        kind: {m: np.zeros((len(pool_names), len(shares), n_bootstrap), value.dtype) for m in names}
+        for kind, value in outcomes.items()
     }
     for b in range(n_bootstrap):
         idx = resample_indices(n, seed, b, b + 1)[0]
@@ -282,7 +310,7 @@ def bootstrap_counts_naive(
                 for j, k in enumerate(ks):
                     chosen = idx[ranked[:k]]
                     for kind, value in outcomes.items():
-                        result[kind][model][p, j, b] = int(value[chosen].sum())
+                        result[kind][model][p, j, b] = value[chosen].sum()
     return BootstrapCounts(
         models=names,
         pools=pool_names,
@@ -290,8 +318,7 @@ def bootstrap_counts_naive(
         ks=tuple(ks),
         n_bootstrap=n_bootstrap,
         seed=seed,
-        new_customer=result["targeting"],
-        incremental_new=result.get("incremental"),
+        **_counts_kwargs(result),
     )
 
 
@@ -300,9 +327,11 @@ class LiftResult:
     """Lift of ``model`` over ``baseline`` in one pool at one budget.
 
     Attributes:
-        kind: ``targeting`` (observed new-customer conversions) or ``incremental``
-            (``sum(y1 - y0)`` over selected new customers).
-        k: budget in users; model_count, baseline_count: the two numerators on the full data.
+        kind: ``targeting`` (observed new-customer conversions), ``incremental``
+            (``sum(y1 - y0)`` over selected new customers), ``expected`` (``sum(p1)``) or
+            ``expected_incremental`` (``sum(p1 - p0)``).
+        k: budget in users; model_count, baseline_count: the two numerators on the full data
+            (integers, floats for the expected kinds).
         point: ``model_count / baseline_count - 1`` (NaN when ``baseline_count <= 0``).
         ci_low, ci_high: 2.5th / 97.5th percentile of the bootstrap lifts (NaN without
             bootstrap).
@@ -318,8 +347,8 @@ class LiftResult:
     budget: float
     k: int
     kind: str
-    model_count: int
-    baseline_count: int
+    model_count: int | float
+    baseline_count: int | float
     point: float
     ci_low: float
     ci_high: float
@@ -413,6 +442,38 @@ def summarize_lift(
     return low, high, float(np.mean(lifts > 0)), n_defined
 
 
+def available_kinds(data: EvalData) -> tuple[str, ...]:
+    """Lift kinds ``data`` supports: targeting, + incremental (y0/y1), + expected (p0/p1)."""
+    kinds = ["targeting"]
+    if data.has_potential_outcomes:
+        kinds.append("incremental")
+    if data.has_true_probabilities:
+        kinds += ["expected", "expected_incremental"]
+    return tuple(kinds)
+
+
+def _pair_counts(
+    kind: str, a: TargetingResult, b: TargetingResult
+) -> tuple[int | float, int | float]:
+    """The two numerators of one lift from two targeting rows."""
+    if kind == "targeting":
+        return int(a.new_customer_conversions), int(b.new_customer_conversions)
+    if kind == "incremental":
+        return (
+            int(a.incremental_new_customer_conversions or 0),
+            int(b.incremental_new_customer_conversions or 0),
+        )
+    if kind == "expected":
+        return (
+            float(a.expected_new_customer_conversions or 0.0),
+            float(b.expected_new_customer_conversions or 0.0),
+        )
+    return (
+        float(a.expected_incremental_new_customer_conversions or 0.0),
+        float(b.expected_incremental_new_customer_conversions or 0.0),
+    )
+
+
 def compute_lifts(
     data: EvalData,
     *,
@@ -428,7 +489,8 @@ def compute_lifts(
     """Lift of ``model`` over each baseline, per pool, budget and kind, with bootstrap CIs.
 
     Baselines missing from ``data`` are skipped; ``model`` must be present. ``kinds`` defaults to
-    ``targeting`` plus ``incremental`` when ``data`` has potential outcomes. ``counts`` reuses
+    :func:`available_kinds` (targeting; incremental with y0/y1; expected and
+    expected_incremental with p0/p1). ``counts`` reuses
     a :func:`bootstrap_counts` result (it must cover the models, pools and budgets).
     """
     where = "compute_lifts"
@@ -440,11 +502,13 @@ def compute_lifts(
         where, data, budgets, pools, n_bootstrap, seed, [model, *compared]
     )
     if kinds is None:
-        kinds = LIFT_KINDS if data.has_potential_outcomes else ("targeting",)
+        kinds = available_kinds(data)
     for kind in kinds:
         check_choice(where, "kind", kind, LIFT_KINDS)
-        if kind == "incremental" and not data.has_potential_outcomes:
-            raise fail(where, "incremental lift needs y0/y1", "pass potential outcomes or drop it")
+        if kind not in available_kinds(data):
+            raise fail(
+                where, f"{kind} lift needs {_NEEDS[kind]}", "pass them with the data or drop it"
+            )
     if not compared:
         return []
     if counts is None and n_bootstrap > 0:
@@ -468,11 +532,7 @@ def compute_lifts(
             for share in shares:
                 a, b = rows[model, pool, share], rows[baseline, pool, share]
                 for kind in kinds:
-                    if kind == "targeting":
-                        ca, cb = a.new_customer_conversions, b.new_customer_conversions
-                    else:
-                        ca = int(a.incremental_new_customer_conversions or 0)
-                        cb = int(b.incremental_new_customer_conversions or 0)
+                    ca, cb = _pair_counts(kind, a, b)
                     context = f"{kind} {model} vs {baseline}, pool {pool}, budget {share:g}"
                     point = lift_ratio(ca, cb, context=context)
                     low = high = share_positive = math.nan
@@ -491,8 +551,8 @@ def compute_lifts(
                             budget=share,
                             k=a.k,
                             kind=kind,
-                            model_count=int(ca),
-                            baseline_count=int(cb),
+                            model_count=ca,
+                            baseline_count=cb,
                             point=point,
                             ci_low=low,
                             ci_high=high,

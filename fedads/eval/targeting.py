@@ -104,6 +104,9 @@ class TargetingResult:
         new_share_of_converters: ``new_customer_conversions / conversions`` (NaN when 0).
         incremental_conversions: ``sum(y1 - y0)`` over the selected (None without y0/y1).
         incremental_new_customer_conversions: the same over selected new customers.
+        expected_new_customer_conversions: ``sum(p1)`` over selected new customers (None
+            without true probabilities): what the selection brings on average over campaigns.
+        expected_incremental_new_customer_conversions: ``sum(p1 - p0)`` over them.
     """
 
     model: str
@@ -118,6 +121,8 @@ class TargetingResult:
     new_share_of_converters: float
     incremental_conversions: int | None = None
     incremental_new_customer_conversions: int | None = None
+    expected_new_customer_conversions: float | None = None
+    expected_incremental_new_customer_conversions: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         """Plain dict (floats may be NaN; the report writes them as null)."""
@@ -171,6 +176,8 @@ def targeting_table(
     new_conv = data.new_conversions.astype(np.int64)
     uplift = data.uplift
     uplift_new = None if uplift is None else uplift.astype(np.int64) * data.is_new
+    expected = data.expected_new_conversions
+    expected_up = data.expected_uplift_new
     results = []
     for model in models:
         order = ranking(data.scores[model], tie)
@@ -200,6 +207,12 @@ def targeting_table(
                         ),
                         incremental_new_customer_conversions=(
                             None if uplift_new is None else int(uplift_new[chosen].sum())
+                        ),
+                        expected_new_customer_conversions=(
+                            None if expected is None else float(expected[chosen].sum())
+                        ),
+                        expected_incremental_new_customer_conversions=(
+                            None if expected_up is None else float(expected_up[chosen].sum())
                         ),
                     )
                 )

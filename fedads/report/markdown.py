@@ -29,8 +29,12 @@ def _num(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def _int(value: int | None) -> str:
-    return "n/a" if value is None else f"{value:,}"
+def _int(value: int | float | None) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.1f}"  # expected counts
+    return f"{int(value):,}"
 
 
 def _pct(value: float | None, *, signed: bool = True, digits: int = 1) -> str:
@@ -206,6 +210,46 @@ def _data_rows(data_section: Mapping[str, Any]) -> list[list[str]]:
     return [[text, _int(data_section[key])] for key, text in labels if key in data_section]
 
 
+def _baseline_section(evaluation: Evaluation) -> list[str]:
+    """Lift against every baseline at the headline budget, realized and (if known) expected."""
+    if not evaluation.lifts:
+        return []
+    expected = evaluation.data.has_true_probabilities
+    out = [f"## Lift by baseline ({_share(evaluation.headline_budget)} budget)", ""]
+    text = (
+        f"{evaluation.model} against each baseline, new-customer conversions among the selected "
+        "(realized: one campaign's conversions)"
+    )
+    if expected:
+        text += (
+            "; expected: sum of the true conversion probability p1 over the selected new "
+            "customers (synthetic world), free of the conversion noise of one campaign"
+        )
+    if evaluation.strongest_baseline is not None:
+        text += (
+            f". Strongest e-commerce-only baseline, picked by validation (never on these "
+            f"users): **{evaluation.strongest_baseline}**"
+        )
+    out += [text + ".", ""]
+    header = ["baseline", "pool", "realized lift", "95% CI"]
+    if expected:
+        header += ["expected lift", "95% CI", "expected counts"]
+    rows = []
+    baselines = dict.fromkeys(row.baseline for row in evaluation.lifts)
+    for baseline in baselines:
+        for pool in ("prospecting", "all"):
+            row = evaluation.lift(pool, baseline=baseline)
+            if row is None:
+                continue
+            cells = [baseline, pool, _pct(row.point), _ci(row)]
+            exp = evaluation.lift(pool, baseline=baseline, kind="expected")
+            if expected and exp is not None:
+                counts = f"{_int(exp.model_count)} / {_int(exp.baseline_count)}"
+                cells += [_pct(exp.point), _ci(exp), counts]
+            rows.append(cells)
+    return out + [_table(header, rows), ""]
+
+
 def render_markdown(
     evaluation: Evaluation,
     data_section: Mapping[str, Any],
@@ -289,6 +333,7 @@ def render_markdown(
         rows.append(cells)
     out += [_table(header, rows), ""]
 
+    out += _baseline_section(evaluation)
     out += ["## Lift", ""]
     if evaluation.lifts:
         out.append(

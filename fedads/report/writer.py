@@ -8,6 +8,10 @@ report.json contract (read by other tools; see docs/evaluation.md):
   ``ecommerce_only``, ``social_only``, ``centralized`` (a model that was not run is omitted);
 - ``lift.<pool>.point`` and ``lift.<pool>.ci95`` (two numbers) for ``all`` and ``prospecting``
   at the headline budget (federated over ecommerce_only, observed new-customer conversions);
+- on synthetic worlds (true p0/p1 known) ``lift.<pool>.expected.{point, ci95}``: the same lift
+  on expected counts (sum of p1 over the selected new customers);
+- ``lift_by_baseline.<baseline>.<pool>.{point, ci95}`` for every evaluated baseline (and
+  ``strongest_ecommerce``, the validation-picked e-commerce practitioner model, when known);
 - richer detail in other keys. Strict JSON: NaN and inf are written as null.
 """
 
@@ -130,6 +134,60 @@ def _lift_entry(row: LiftResult | None, evaluation: Evaluation, kind: str) -> di
     }
 
 
+def _interval_entry(row: LiftResult | None) -> dict[str, Any] | None:
+    """``{point, ci95, model_count, baseline_count, share_positive}`` of one lift row."""
+    if row is None:
+        return None
+    return {
+        "point": row.point,
+        "ci95": [row.ci_low, row.ci_high],
+        "model_count": row.model_count,
+        "baseline_count": row.baseline_count,
+        "share_positive": row.share_positive,
+    }
+
+
+def _add_expected_lift(lift: dict[str, dict[str, Any]], evaluation: Evaluation) -> None:
+    """``lift.<pool>.expected`` (and ``expected_incremental``) on synthetic worlds.
+
+    Expected counts (sum of the true p1, or p1 - p0, over the selected new customers) remove
+    the conversion noise of one campaign; the realized ``point``/``ci95`` stay the one-campaign
+    view. Nothing is added without true probabilities.
+    """
+    if not evaluation.data.has_true_probabilities:
+        return
+    for pool, entry in lift.items():
+        for kind in ("expected", "expected_incremental"):
+            entry[kind] = _interval_entry(evaluation.lift(pool, kind=kind))
+
+
+def lift_by_baseline(evaluation: Evaluation) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{baseline: {pool: {point, ci95, ..., incremental?, expected?}}}`` at the headline budget.
+
+    Every evaluated baseline (matched references and practitioner models); the validation-picked
+    strongest e-commerce model is repeated as ``strongest_ecommerce`` with its ``name``.
+    """
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    baselines = dict.fromkeys(row.baseline for row in evaluation.lifts)
+    for baseline in baselines:
+        out[baseline] = {}
+        for pool in POOLS:
+            entry = _interval_entry(evaluation.lift(pool, baseline=baseline))
+            if entry is None:
+                continue
+            for kind in ("incremental", "expected", "expected_incremental"):
+                row = evaluation.lift(pool, baseline=baseline, kind=kind)
+                if row is not None:
+                    entry[kind] = _interval_entry(row)
+            out[baseline][pool] = entry
+    strongest = evaluation.strongest_baseline
+    if strongest is not None and strongest in out:
+        out["strongest_ecommerce"] = {
+            pool: {**entry, "name": strongest} for pool, entry in out[strongest].items()
+        }
+    return out
+
+
 def build_report(
     evaluation: Evaluation,
     data_section: Mapping[str, Any],
@@ -161,6 +219,7 @@ def build_report(
             pool: _lift_entry(evaluation.lift(pool, kind="incremental"), evaluation, "incremental")
             for pool in POOLS
         }
+    _add_expected_lift(lift, evaluation)
     document = {
         "schema_version": SCHEMA_VERSION,
         "data": dict(data_section),
@@ -175,6 +234,8 @@ def build_report(
         "models": models,
         "lift": lift,
         "lift_incremental": incremental,
+        "lift_by_baseline": lift_by_baseline(evaluation),
+        "strongest_ecommerce": evaluation.strongest_baseline,
         "lift_detail": evaluation_dict["lifts"],
         "targeting": evaluation_dict["targeting"],
         "metrics": evaluation_dict["metrics"],
