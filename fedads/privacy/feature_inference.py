@@ -7,9 +7,11 @@ private output), the harness fits two predictors on half of them and scores the 
 * ``own``: the e-commerce party's own features only;
 * ``own+embeddings``: its own features plus the received embeddings.
 
-Numeric social features: R^2 (ridge regression on standardized inputs). Categorical ones: macro
-one-vs-rest AUC (multinomial logistic regression; binary: plain AUC). The ``gain`` is the second
-minus the first: what the embeddings reveal beyond what the e-commerce party already knew.
+Numeric social features: R^2 (ridge regression on standardized inputs; non-negative features,
+mostly heavy-tailed counts, and non-negative own inputs are taken as ``log1p``). Categorical
+ones: macro one-vs-rest AUC (multinomial logistic regression; binary: plain AUC). The ``gain``
+is the second minus the first: what the embeddings reveal beyond what the e-commerce party
+already knew.
 Linear models are a lower bound on what a stronger attacker learns; the same split and models
 are used for both columns, so the gain is a like-for-like difference.
 """
@@ -57,7 +59,7 @@ def feature_inference_report(
     if social.numeric_columns:
         numeric = social.numeric_matrix(social_rows[positions])
         for j, name in enumerate(social.numeric_columns):
-            target = numeric[:, j]
+            target = _tame(numeric[:, j])
             ok = np.isfinite(target)
             if ok.sum() < 20 or np.nanstd(target) == 0:
                 continue
@@ -94,11 +96,18 @@ def _design(table: Any, rows: np.ndarray) -> np.ndarray:
         x = table.numeric_matrix(rows).astype(np.float64)
         medians = np.nanmedian(np.where(np.isfinite(x), x, np.nan), axis=0)
         x = np.where(np.isfinite(x), x, np.nan_to_num(medians)[None, :])
-        parts.append(x)
+        parts.append(np.column_stack([_tame(column) for column in x.T]))
     if table.categorical_columns:
         frame = pd.DataFrame(table.categorical_matrix(rows), columns=table.categorical_columns)
         parts.append(pd.get_dummies(frame.astype(str), dtype=np.float64).to_numpy())
     return np.hstack(parts) if parts else np.zeros((len(rows), 0))
+
+
+def _tame(values: np.ndarray) -> np.ndarray:
+    """``log1p`` of a non-negative column (counts are heavy-tailed), else the column."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    return np.log1p(values) if finite.size and finite.min() >= 0 else values
 
 
 def _r2(x: np.ndarray, y: np.ndarray, fit: np.ndarray) -> float | None:

@@ -2,8 +2,7 @@
 
 Why it works: ``dL/dH_i = (p_i - y_i) * dlogit_i/dH_i``; the Jacobians ``dlogit_i/dH_i`` of one
 batch point roughly the same way, and the sign of ``p_i - y_i`` is negative for converters and
-positive
-for everyone else, so the gradients of a batch split into two opposite cones by label.
+positive for everyone else, so the gradients of a batch split into two opposite cones by label.
 
 Li et al. give the attacker one known positive per batch as the reference. Here the attacker knows
 no label: the reference of each batch is its largest-norm row, which is a converter whenever the
