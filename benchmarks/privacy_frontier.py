@@ -52,7 +52,7 @@ from fedads.world import generate_world
 STRENGTHS: dict[str, tuple[float, ...]] = {
     "max-norm": (0.5, 1.0, 2.0, 4.0),
     "marvell": (0.5, 2.0, 8.0, 32.0),
-    "gaussian": (1.0, 2.0, 4.0, 8.0),
+    "gaussian": (0.5, 1.0, 1.5, 2.0),
     "label-dp": (4.0, 2.0, 1.0, 0.5),
 }
 LEAK_TARGET = 0.60

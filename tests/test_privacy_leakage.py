@@ -10,11 +10,13 @@ import pytest
 
 from fedads import FederationSettings, ProtocolConfig, WorldConfig, generate_world
 from fedads.errors import InputError
-from fedads.federation import run_federated
+from fedads.federation import run_federated, split_positions
 from fedads.privacy.accounting import gaussian_label_epsilon
 from fedads.privacy.attacks import direction_scores, norm_scores, spectral_scores
 from fedads.privacy.defenses import DEFAULT_STRENGTHS, Defense, randomized_response
-from fedads.privacy.leakage import label_leakage, privacy_report
+from fedads.privacy.leakage import label_leakage, privacy_report, worst_leak
+from fedads.protocol import Coordinator, InProcessTransport
+from fedads.protocol.parties import EcommerceParty, SocialParty
 
 DEFAULT = ProtocolConfig()  # the default defense and strength come from the protocol defaults
 
@@ -22,7 +24,7 @@ DEFAULT = ProtocolConfig()  # the default defense and strength come from the pro
 def _settings(defense: str, strength: float | None = None, epochs: int = 3) -> FederationSettings:
     protocol = ProtocolConfig(
         mode="efficient",
-        batch_size=256,
+        batch_size=128,
         chunk_batches=4,
         epochs=epochs,
         defense=defense,
@@ -31,15 +33,56 @@ def _settings(defense: str, strength: float | None = None, epochs: int = 3) -> F
     return FederationSettings(protocol=protocol, verbose=False)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Small models: threads only add contention on a shared 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def small_world():
-    return generate_world(WorldConfig(n_users=6_000, seed=3)).party_tables()
+    return generate_world(WorldConfig(n_users=4_000, seed=3)).party_tables()
 
 
 def _leak(tables, settings, backend="inprocess", tmp=None):
+    """A whole run (PSI included) and the harness's privacy block."""
     social, ecommerce = tables
     run = run_federated(social, ecommerce, settings, backend=backend, work_dir=tmp)
     return run, privacy_report(run, social, ecommerce, settings.protocol, feature_inference=False)
+
+
+def _direct(tables, settings):
+    """The parties and the coordinator without the PSI (aligned in the clear: fast tests).
+
+    Returns the privacy block (both observers) and the held-out scores.
+    """
+    social, ecommerce = tables
+    common, s_idx, e_idx = np.intersect1d(
+        social.keys(), ecommerce.keys(), assume_unique=True, return_indices=True
+    )
+    labels = ecommerce.labels(e_idx)
+    social_party = SocialParty(social.numeric_matrix(s_idx), social.categorical_matrix(s_idx))
+    ecommerce_party = EcommerceParty(
+        ecommerce.numeric_matrix(e_idx), ecommerce.categorical_matrix(e_idx), labels
+    )
+    train, test = split_positions(len(common), 0.3, 0)
+    with InProcessTransport({"social": social_party, "ecommerce": ecommerce_party}) as transport:
+        coordinator = Coordinator(transport, settings.protocol)
+        coordinator.fit(train)
+        scores = coordinator.predict(test)
+    leakage = {
+        "label_leakage": label_leakage(social_party.attack_log.read(), labels),
+        "relay_label_leakage": label_leakage(coordinator.relay_log.read(), labels),
+    }
+    leakage["worst_leak_auc"] = worst_leak(
+        {k: leakage[k] for k in ("label_leakage", "relay_label_leakage")}
+    )
+    return leakage, scores
 
 
 # ---------------------------------------------------------------------------- attacks (unit)
@@ -67,30 +110,53 @@ def test_spectral_orients_without_labels_toward_the_minority() -> None:
 
 # ---------------------------------------------------------------------------- end to end
 def test_undefended_attacks_leak_and_default_defense_protects(small_world) -> None:
-    _, undefended = _leak(small_world, _settings("none"))
+    undefended, _ = _direct(small_world, _settings("none"))
     for view in ("label_leakage", "relay_label_leakage"):
         for attack, entry in undefended[view].items():
             assert entry["auc"] > 0.9, (view, attack, entry)
-    assert undefended["defense"]["undefended"] is True
+    # The relay decodes exactly what the social party receives.
+    assert undefended["label_leakage"] == undefended["relay_label_leakage"]
+    assert len(undefended["label_leakage"]["norm"]["per_epoch"]) == 3
 
     assert DEFAULT.defense != "none"
-    _, defended = _leak(small_world, _settings(DEFAULT.defense, DEFAULT.defense_strength))
+    defended, _ = _direct(small_world, _settings(DEFAULT.defense, DEFAULT.defense_strength))
     assert defended["worst_leak_auc"] <= 0.60, defended
-    assert defended["defense"]["name"] == DEFAULT.defense
-
-
-def test_relay_sees_what_the_social_party_sees(small_world) -> None:
-    _, report = _leak(small_world, _settings("none", epochs=2))
-    assert report["label_leakage"] == report["relay_label_leakage"]
-    assert len(report["label_leakage"]["norm"]["per_epoch"]) == 2
 
 
 @pytest.mark.parametrize("defense", ["max-norm", "marvell", "gaussian", "label-dp"])
 def test_defenses_are_reproducible_with_the_seed(small_world, defense) -> None:
     settings = _settings(defense, None, epochs=1)
-    first = _leak(small_world, settings)[0].values["scores"]
-    second = _leak(small_world, settings)[0].values["scores"]
+    first_leak, first = _direct(small_world, settings)
+    second_leak, second = _direct(small_world, settings)
     np.testing.assert_array_equal(first, second)
+    assert first_leak == second_leak
+
+
+def test_every_run_reports_privacy(small_world, tmp_path) -> None:
+    """The facade path: PSI, party-private files, the harness, report.json and report.md."""
+    import json
+
+    from fedads import Experiment, ExperimentConfig
+
+    social, ecommerce = small_world
+    config = ExperimentConfig(
+        federation=_settings("none", epochs=1),
+        backend="inprocess",
+        references=("ecommerce_only",),
+        n_bootstrap=50,
+    )
+    result = Experiment.from_tables(social, ecommerce, config).run(tmp_path, verbose=False)
+    report = json.loads((tmp_path / "report.json").read_text())
+    privacy = report["privacy"]
+    assert set(privacy["label_leakage"]) == {"norm", "direction", "spectral"}
+    assert privacy["label_leakage"]["spectral"]["auc"] > 0.9
+    assert privacy["defense"] == {
+        "name": "none", "strength": 0.0, "undefended": True, "epsilon": None
+    }  # fmt: skip
+    assert privacy["feature_inference"]["features"]
+    assert result.privacy["worst_leak_auc"] == privacy["worst_leak_auc"]
+    markdown = (tmp_path / "report.md").read_text()
+    assert "## Label privacy" in markdown and "**undefended**" in markdown
 
 
 def test_defense_protect_is_a_function_of_seed_and_step() -> None:
@@ -125,6 +191,9 @@ def test_gaussian_epsilon_matches_opacus_own_computation() -> None:
 def test_label_dp_epsilon_and_flip_rate() -> None:
     defense = Defense("label-dp", 1.0)
     assert defense.epsilon(5) == 1.0
+    labels = np.zeros(1000, dtype=np.float32)
+    np.testing.assert_array_equal(defense.train_labels(labels, 3), defense.train_labels(labels, 3))
+    assert defense.train_labels(labels, 3).sum() > 0
     y = np.zeros(200_000, dtype=np.float32)
     flipped = randomized_response(y, 1.0, np.random.default_rng(0)).mean()
     assert flipped == pytest.approx(1 / (1 + math.e), abs=0.005)

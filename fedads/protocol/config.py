@@ -11,6 +11,9 @@ from fedads.privacy.defenses import DEFENSES, Defense
 from fedads.protocol.codec import COMPRESSIONS
 
 MODES = ("exact", "efficient")
+DEFAULT_DEFENSE = "gaussian"
+"""The default label defense (with ``DEFAULT_STRENGTHS``): chosen from the frontier benchmark as
+the cheapest setting whose worst attack AUC is at most 0.60 (docs/privacy.md)."""
 DEFAULT_CHUNK_BATCHES = 4
 _WHERE = "ProtocolConfig"
 
@@ -44,8 +47,10 @@ class ProtocolConfig:
         model: architecture (:class:`~fedads.models.nets.ModelConfig`).
         predict_rows: rows per message when scoring or validating (default 65536).
         defense: label defense the e-commerce party applies to every gradient before it leaves
-            (``fedads.privacy.defenses``): ``"none"`` (undefended), ``"max-norm"``,
-            ``"marvell"``, ``"gaussian"`` or ``"label-dp"``; see ``docs/privacy.md``.
+            (``fedads.privacy.defenses``): ``"gaussian"`` (default), ``"none"``
+            (undefended), ``"max-norm"``, ``"marvell"`` or ``"label-dp"``; see
+            ``docs/privacy.md``. Any defense other than ``"none"`` changes the social party's
+            updates, so exact mode equals centralized training only with ``"none"``.
         defense_strength: that defense's one parameter; ``None`` (default) uses
             ``fedads.privacy.defenses.DEFAULT_STRENGTHS``.
     """
@@ -63,7 +68,7 @@ class ProtocolConfig:
     weight_decay: float = 0.0
     model: ModelConfig = field(default_factory=ModelConfig)
     predict_rows: int = 65536
-    defense: str = "none"
+    defense: str = DEFAULT_DEFENSE
     defense_strength: float | None = None
 
     def __post_init__(self) -> None:
