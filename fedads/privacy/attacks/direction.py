@@ -30,8 +30,14 @@ def direction_scores(gradients: np.ndarray, batch_size: int) -> np.ndarray:
     out = np.empty(g.shape[0], dtype=np.float64)
     norms = np.linalg.norm(g, axis=1)
     unit = g / np.maximum(norms, 1e-30)[:, None]
-    for start in range(0, g.shape[0], max(int(batch_size), 1)):
-        stop = min(start + batch_size, g.shape[0])
-        reference = unit[start + int(np.argmax(norms[start:stop]))]
-        out[start:stop] = unit[start:stop] @ reference
+    size = max(int(batch_size), 1)
+    full = (g.shape[0] // size) * size
+    if full:  # all full batches at once: [n_batches, size, d]
+        stacked, stacked_norms = unit[:full].reshape(-1, size, g.shape[1]), norms[:full]
+        best = stacked_norms.reshape(-1, size).argmax(axis=1)
+        references = stacked[np.arange(len(best)), best]  # [n_batches, d]
+        out[:full] = np.einsum("bsd,bd->bs", stacked, references).ravel()
+    if full < g.shape[0]:
+        reference = unit[full + int(np.argmax(norms[full:]))]
+        out[full:] = unit[full:] @ reference
     return out

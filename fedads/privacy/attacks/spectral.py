@@ -31,18 +31,23 @@ def spectral_scores(gradients: np.ndarray, batch_size: int) -> np.ndarray:
     """
     g = np.asarray(gradients, dtype=np.float64)
     out = np.zeros(g.shape[0], dtype=np.float64)
-    for start in range(0, g.shape[0], max(int(batch_size), 1)):
-        stop = min(start + batch_size, g.shape[0])
-        batch = g[start:stop]
-        if not np.any(batch):
-            continue
-        # The top right singular vector of [b, d] is the top eigenvector of the d x d Gram
-        # matrix: much cheaper than an SVD of the batch when b >> d.
-        _, vectors = np.linalg.eigh(batch.T @ batch)
-        projection = batch @ vectors[:, -1]
-        positive = projection > 0
-        # Minority side = converters; ties (equal sides) keep the eigensolver's sign.
-        sign = 1.0 if positive.sum() <= (~positive).sum() else -1.0
-        peak = float(np.max(np.abs(projection)))
-        out[start:stop] = sign * projection / (peak if peak > 0 else 1.0)
+    size = max(int(batch_size), 1)
+    full = (g.shape[0] // size) * size
+    if full:  # all full batches at once: [n_batches, size, d]
+        out[:full] = _oriented(g[:full].reshape(-1, size, g.shape[1])).ravel()
+    if full < g.shape[0]:
+        out[full:] = _oriented(g[None, full:])[0]
     return out
+
+
+def _oriented(batches: np.ndarray) -> np.ndarray:
+    """Oriented, scaled projections ``[n, b]`` of a stack of batches ``[n, b, d]``."""
+    # The top right singular vector of [b, d] is the top eigenvector of the d x d Gram matrix:
+    # much cheaper than an SVD of the batch when b >> d.
+    _, vectors = np.linalg.eigh(np.einsum("nbi,nbj->nij", batches, batches))
+    projection = np.einsum("nbd,nd->nb", batches, vectors[:, :, -1])
+    positive = (projection > 0).sum(axis=1)
+    # Minority side = converters; ties (equal sides) keep the eigensolver's sign.
+    sign = np.where(positive <= projection.shape[1] - positive, 1.0, -1.0)
+    peak = np.abs(projection).max(axis=1)
+    return sign[:, None] * projection / np.where(peak > 0, peak, 1.0)[:, None]
