@@ -240,3 +240,17 @@ def test_leak_is_the_same_through_flower_simulation(small_world, tmp_path) -> No
     assert run.backend == "simulation"
     assert simulated["label_leakage"] == inprocess["label_leakage"]
     assert simulated["relay_label_leakage"] == inprocess["relay_label_leakage"]
+
+
+def test_cli_takes_the_defense_flags() -> None:
+    from fedads.cli import _defense_fields, _demo_config, build_parser
+
+    args = build_parser().parse_args(
+        ["demo", "--quick", "--defense", "label-dp", "--defense-strength", "1.5"]
+    )
+    protocol = _demo_config(True, 0, "inprocess", _defense_fields(args)).federation.protocol
+    assert (protocol.defense, protocol.defense_strength) == ("label-dp", 1.5)
+    args = build_parser().parse_args(["run", "--social", "s", "--ecommerce", "e", "--key", "k"])
+    assert _defense_fields(args) == {}  # the protocol's default defense applies
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo", "--defense", "blur"])
