@@ -106,8 +106,6 @@ class Coordinator:
             "compression": cfg.compression,
             "pipeline": bool(cfg.pipeline),
             "n_train": int(train.size),
-            "defense": cfg.defense,
-            "defense_strength": float(Defense(cfg.defense, cfg.defense_strength).value),
         }
         social = self._send(msg.SOCIAL, Envelope(msg.SETUP, {msg.TRAIN_POSITIONS: train}, meta))
         self.embedding_dim = int(social.meta["embedding_dim"])
@@ -116,7 +114,13 @@ class Coordinator:
             Envelope(
                 msg.SETUP,
                 {msg.TRAIN_POSITIONS: train},
-                {**meta, "peer_embedding_dim": self.embedding_dim},
+                {
+                    **meta,
+                    "peer_embedding_dim": self.embedding_dim,
+                    # Only the label party needs to know its defense.
+                    "defense": cfg.defense,
+                    "defense_strength": float(Defense(cfg.defense, cfg.defense_strength).value),
+                },
             ),
         )
         self._check_sizes(
