@@ -27,7 +27,22 @@ EXIT_INPUT = 2
 EXIT_FAILURE = 1
 
 
-def _demo_config(quick: bool, seed: int, backend: str):  # noqa: ANN202 - lazy imports
+def _defense_fields(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
+    """``--defense`` / ``--defense-strength`` as ProtocolConfig fields (absent: its defaults)."""
+    fields: dict = {}  # type: ignore[type-arg]
+    if getattr(args, "defense", None) is not None:
+        fields["defense"] = args.defense
+    if getattr(args, "defense_strength", None) is not None:
+        fields["defense_strength"] = args.defense_strength
+    return fields
+
+
+def _demo_config(  # noqa: ANN202 - lazy imports
+    quick: bool,
+    seed: int,
+    backend: str,
+    defense: dict | None = None,  # type: ignore[type-arg]
+):
     from fedads.experiment import ExperimentConfig
     from fedads.federation import FederationSettings
     from fedads.protocol import ProtocolConfig
@@ -36,7 +51,12 @@ def _demo_config(quick: bool, seed: int, backend: str):  # noqa: ANN202 - lazy i
     # --quick: small enough for under 3 minutes on 2 cores, Flower start-up included.
     n_users, epochs = (30_000, 4) if quick else (100_000, 6)
     protocol = ProtocolConfig(
-        mode="efficient", batch_size=512, chunk_batches=8, epochs=epochs, seed=seed
+        mode="efficient",
+        batch_size=512,
+        chunk_batches=8,
+        epochs=epochs,
+        seed=seed,
+        **(defense or {}),
     )
     return ExperimentConfig(
         world=WorldConfig(n_users=n_users, seed=seed),
@@ -88,7 +108,7 @@ def _pct(value: float) -> str:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from fedads.experiment import Experiment
 
-    config = _demo_config(args.quick, args.seed, args.backend)
+    config = _demo_config(args.quick, args.seed, args.backend, _defense_fields(args))
     out_dir = Path(args.out)
     result = Experiment.from_world(config).run(out_dir, verbose=not args.quiet)
     _print_summary(result, out_dir)
@@ -110,7 +130,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if not Path(path).exists():
             raise InputError(f"fedads run {flag}: file {path!r} not found; check the path")
     protocol = ProtocolConfig(
-        mode=args.mode, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed
+        mode=args.mode,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        seed=args.seed,
+        **_defense_fields(args),
     )
     settings = FederationSettings(
         protocol=protocol,
@@ -152,6 +176,25 @@ def _cmd_world(args: argparse.Namespace) -> int:
     return int(world_main(argv) or 0)
 
 
+def _add_defense_flags(command: argparse.ArgumentParser) -> None:
+    from fedads.privacy.defenses import DEFENSES
+
+    command.add_argument(
+        "--defense",
+        choices=DEFENSES,
+        default=None,
+        help="label defense applied by the e-commerce party to every gradient it sends "
+        "('none' = undefended; default: the measured default, see docs/privacy.md)",
+    )
+    command.add_argument(
+        "--defense-strength",
+        type=float,
+        default=None,
+        help="the defense's one parameter (label-dp: epsilon; gaussian: noise multiplier; "
+        "marvell: power budget s; max-norm: variance multiplier)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fedads",
@@ -167,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--backend", choices=backends, default="simulation")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    _add_defense_flags(demo)
     demo.set_defaults(handler=_cmd_demo)
 
     run = sub.add_parser("run", help="bring-your-own party tables (CSV or Parquet)")
@@ -187,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--backend", choices=backends, default="simulation")
     run.add_argument("-q", "--quiet", action="store_true")
+    _add_defense_flags(run)
     run.set_defaults(handler=_cmd_run)
 
     world = sub.add_parser("world", help="write a synthetic world's party tables")

@@ -27,6 +27,7 @@ from fedads.eval import EvalData, Evaluation, LiftUndefinedWarning, evaluate
 from fedads.federation import BACKENDS, FederatedRun, FederationSettings, run_federated
 from fedads.models import FeatureEncoder, build_model, predict_local, train_local
 from fedads.models.baselines import PRACTITIONER_MODELS, practitioner_references
+from fedads.privacy.leakage import privacy_report
 from fedads.tables import PartyTable
 from fedads.world import WorldConfig, generate_world
 
@@ -90,6 +91,8 @@ class ExperimentResult:
         federated: the federated run (job values, aligned rows, traffic).
         data_summary: row counts (social, ecommerce, aligned, held-out, not aligned).
         report_paths: files written, when an output folder was given.
+        privacy: label leakage per attack, the defense and feature inference
+            (:func:`fedads.privacy.leakage.privacy_report`; ``report.json``'s ``privacy``).
     """
 
     evaluation: Evaluation
@@ -97,6 +100,7 @@ class ExperimentResult:
     data_summary: dict[str, Any]
     scores: pd.DataFrame
     report_paths: Any = None
+    privacy: dict[str, Any] | None = None
 
     def headline(self) -> dict[str, Any]:
         """The headline lift per pool at the headline budget (see ``Evaluation.headline``)."""
@@ -216,7 +220,9 @@ class Experiment:
             "ecommerce_not_aligned": ecommerce.n_rows - n_aligned,
         }
         frame = pd.DataFrame({"key": keys, "label": data.label, **scores})
-        result = ExperimentResult(evaluation, run, summary, frame)
+        # The harness (which knows the labels) turns the observers' attack scores into leak AUCs.
+        privacy = privacy_report(run, social, ecommerce, settings.protocol, seed=config.eval_seed)
+        result = ExperimentResult(evaluation, run, summary, frame, privacy=privacy)
         if out_dir is not None:
             from fedads.report import write_report
 
@@ -226,6 +232,7 @@ class Experiment:
                 summary,
                 extra={**_extra(config, run), "practitioner": practitioner.to_dict()},
                 key_column=ecommerce.key,
+                privacy=privacy,
             )
             progress(f"report written to {out_dir}")
         return result
@@ -385,6 +392,8 @@ def _extra(config: ExperimentConfig, run: FederatedRun) -> dict[str, Any]:
             "pipeline": config.federation.protocol.pipeline,
             "compression": config.federation.protocol.compression,
             "seed": config.federation.protocol.seed,
+            "defense": config.federation.protocol.defense,
+            "defense_strength": config.federation.protocol.defense_strength,
         },
         "world": config.world.to_dict() if hasattr(config.world, "to_dict") else None,
     }

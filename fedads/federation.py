@@ -22,6 +22,7 @@ from fedads._progress import SILENT, Progress
 from fedads._validation import check_choice, check_in_range, check_positive_int, fail
 from fedads.align import DEFAULT_PSI_BACKEND, PSI_BACKENDS, KeyNormalization, coordinate_alignment
 from fedads.models import ModelConfig, TrainingHistory
+from fedads.privacy.leakage import read_party_outputs
 from fedads.protocol import Coordinator, InProcessTransport, ProtocolConfig
 from fedads.protocol.runtime import (
     ALIGNED_ROWS_FILE,
@@ -38,6 +39,8 @@ PARTY_FACTORY = "fedads.federation:party_factory"
 REUSE_ALIGNMENT_KEY = "reuse-alignment"
 """Run config flag: the job skips the PSI and each party uses the aligned rows in its own
 private folder (``run_federated(alignment=...)``, :class:`fedads.protocol.runtime.AlignedRows`)."""
+RELAY_ATTACK_PREFIX = "relay_attack."
+"""Job-result arrays of the relay's label-attack scores (``fedads.privacy.observe``)."""
 _WHERE = "FederationSettings"
 
 
@@ -102,6 +105,9 @@ class FederationSettings:
             "optimizer": p.optimizer,
             "weight-decay": float(p.weight_decay),
             "predict-rows": p.predict_rows,
+            "defense": p.defense,
+            # -1: the defense's default strength (a run config holds scalars, not None)
+            "defense-strength": -1.0 if p.defense_strength is None else float(p.defense_strength),
             "test-share": float(self.test_share),
             "split-seed": self.split_seed,
             "key-strip": self.normalization.strip,
@@ -134,6 +140,12 @@ class FederationSettings:
             weight_decay=float(config["weight-decay"]),
             model=model,
             predict_rows=int(config["predict-rows"]),
+            defense=str(config.get("defense", "none")),
+            defense_strength=(
+                None
+                if float(config.get("defense-strength", -1.0)) < 0
+                else float(config["defense-strength"])
+            ),
         )
         return cls(
             protocol=protocol,
@@ -237,6 +249,8 @@ def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
         "test_positions": test,
         "scores": np.asarray(scores, dtype=np.float32),
         **history_arrays(history),
+        **coordinator.relay_log.arrays(RELAY_ATTACK_PREFIX),
+        "relay_attack_seconds": float(coordinator.relay_log.seconds),
     }
 
 
@@ -276,6 +290,8 @@ class FederatedRun:
     traffic: dict[str, int]
     backend: str
     elapsed_s: float = 0.0
+    party_outputs: dict[str, Any] = field(default_factory=dict)
+    """Privacy instruments' records from the parties' private folders (``fedads.privacy``)."""
 
 
 def run_federated(
@@ -353,6 +369,7 @@ def run_federated(
             )
             values, traffic = dict(result.values), dict(result.traffic)
         rows = {role: np.load(outs[role] / ALIGNED_ROWS_FILE) for role in PARTIES}
+        party_outputs = read_party_outputs(outs)
     return FederatedRun(
         values=values,
         social_rows=rows["social"],
@@ -360,6 +377,7 @@ def run_federated(
         traffic=traffic,
         backend=backend,
         elapsed_s=time.perf_counter() - start,
+        party_outputs=party_outputs,
     )
 
 

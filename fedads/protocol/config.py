@@ -7,9 +7,13 @@ from dataclasses import dataclass, field
 from fedads._validation import check_choice, check_in_range, check_positive_int, fail
 from fedads.models.nets import ModelConfig
 from fedads.models.train import TrainConfig, check_training_fields
+from fedads.privacy.defenses import DEFENSES, Defense
 from fedads.protocol.codec import COMPRESSIONS
 
 MODES = ("exact", "efficient")
+DEFAULT_DEFENSE = "gaussian"
+"""The default label defense (with ``DEFAULT_STRENGTHS``): chosen from the frontier benchmark as
+the cheapest setting whose worst attack AUC is at most 0.60 (docs/privacy.md)."""
 DEFAULT_CHUNK_BATCHES = 4
 _WHERE = "ProtocolConfig"
 
@@ -42,6 +46,13 @@ class ProtocolConfig:
         weight_decay: weight decay of every optimizer (default 0).
         model: architecture (:class:`~fedads.models.nets.ModelConfig`).
         predict_rows: rows per message when scoring or validating (default 65536).
+        defense: label defense the e-commerce party applies to every gradient before it leaves
+            (``fedads.privacy.defenses``): ``"gaussian"`` (default), ``"none"``
+            (undefended), ``"max-norm"``, ``"marvell"`` or ``"label-dp"``; see
+            ``docs/privacy.md``. Any defense other than ``"none"`` changes the social party's
+            updates, so exact mode equals centralized training only with ``"none"``.
+        defense_strength: that defense's one parameter; ``None`` (default) uses
+            ``fedads.privacy.defenses.DEFAULT_STRENGTHS``.
     """
 
     mode: str = "exact"
@@ -57,6 +68,8 @@ class ProtocolConfig:
     weight_decay: float = 0.0
     model: ModelConfig = field(default_factory=ModelConfig)
     predict_rows: int = 65536
+    defense: str = DEFAULT_DEFENSE
+    defense_strength: float | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -86,6 +99,8 @@ class ProtocolConfig:
                 _WHERE, "timeout_s", self.timeout_s, 0.0, float("inf"), low_inclusive=False
             )
         check_positive_int(_WHERE, "predict_rows", self.predict_rows)
+        check_choice(_WHERE, "defense", self.defense, DEFENSES)
+        Defense(self.defense, self.defense_strength)  # checks the strength's range
         if not isinstance(self.model, ModelConfig):
             raise fail(
                 _WHERE,

@@ -41,7 +41,10 @@ import numpy as np
 from fedads._progress import SILENT, Progress
 from fedads.errors import PartyError, ProtocolError
 from fedads.models.train import TrainingHistory, batch_plan, batches_per_epoch, check_positions
+from fedads.privacy.defenses import Defense
+from fedads.privacy.observe import AttackLog
 from fedads.protocol import messages as msg
+from fedads.protocol.codec import unpack
 from fedads.protocol.config import ProtocolConfig
 from fedads.protocol.envelope import Envelope
 from fedads.protocol.transport import Transport
@@ -72,6 +75,9 @@ class Coordinator:
         self.n_rows: int | None = None
         self.embedding_dim: int | None = None
         self._ready = False
+        # The relay's view: the same label attacks on the gradients as this coordinator relays
+        # them (fedads.privacy); the job result carries the scores, never a label.
+        self.relay_log = AttackLog()
 
     # ------------------------------------------------------------------ setup
     def setup(self, train_positions: np.ndarray) -> None:
@@ -82,6 +88,7 @@ class Coordinator:
             InputError: ``train_positions`` are not distinct positions in ``[0, n_rows)``.
         """
         self._ready = False
+        self.relay_log.reset()
         hello = self.transport.send_all(
             {msg.SOCIAL: Envelope(msg.HELLO), msg.ECOMMERCE: Envelope(msg.HELLO)}
         )
@@ -107,7 +114,13 @@ class Coordinator:
             Envelope(
                 msg.SETUP,
                 {msg.TRAIN_POSITIONS: train},
-                {**meta, "peer_embedding_dim": self.embedding_dim},
+                {
+                    **meta,
+                    "peer_embedding_dim": self.embedding_dim,
+                    # Only the label party needs to know its defense.
+                    "defense": cfg.defense,
+                    "defense_strength": float(Defense(cfg.defense, cfg.defense_strength).value),
+                },
             ),
         )
         self._check_sizes(
@@ -180,7 +193,11 @@ class Coordinator:
         else:
             for epoch, batches in enumerate(epochs):
                 self._train_chunks(
-                    [batches], history, lambda _, e=epoch: close_epoch(e), bar.update
+                    [batches],
+                    history,
+                    lambda _, e=epoch: close_epoch(e),
+                    bar.update,
+                    first_epoch=epoch,
                 )
         bar.close()
         return history
@@ -191,6 +208,7 @@ class Coordinator:
         history: TrainingHistory,
         close_epoch: Callable[[int], None],
         on_batches: Callable[[int], object] = lambda n: None,
+        first_epoch: int = 0,
     ) -> None:
         """Train the batches of ``epochs`` (one list of batches per epoch) as one schedule.
 
@@ -202,8 +220,10 @@ class Coordinator:
         size = {"batch_size": cfg.batch_size}
         chunks: list[list[np.ndarray]] = []
         ends: dict[int, int] = {}  # index of an epoch's last chunk -> that epoch
+        chunk_epoch: list[int] = []
         for epoch, batches in enumerate(epochs):
             chunks.extend(_chunks(batches, cfg.batches_per_round))
+            chunk_epoch.extend([first_epoch + epoch] * (len(chunks) - len(chunk_epoch)))
             ends[len(chunks) - 1] = epoch
         positions = [chunk[0] if len(chunk) == 1 else np.concatenate(chunk) for chunk in chunks]
         # In flight, by chunk index: at most two of each (pipelined), relayed untouched.
@@ -242,6 +262,9 @@ class Coordinator:
                 history.batch_rows.extend(int(b.size) for b in chunk)
                 on_batches(len(chunk))
                 gradients[train] = _only(trained.arrays, msg.GRADIENTS)
+                self._observe_relay(
+                    positions[train], gradients[train], cfg.batch_size, chunk_epoch[train]
+                )
                 if train in ends and train != len(chunks) - 1:
                     close_epoch(ends[train])
         if steps[msg.SOCIAL] != steps[msg.ECOMMERCE]:
@@ -250,6 +273,13 @@ class Coordinator:
                 f"ecommerce at {steps[msg.ECOMMERCE]}"
             )
         close_epoch(ends[len(chunks) - 1])
+
+    def _observe_relay(
+        self, positions: np.ndarray, arrays: dict[str, np.ndarray], batch_size: int, epoch: int
+    ) -> None:
+        """Label attacks on relayed gradients, decoded as any holder of the bytes could."""
+        if msg.GRADIENTS in arrays:  # absent if a lower layer seals payloads
+            self.relay_log.observe(positions, unpack(arrays, msg.GRADIENTS), batch_size, epoch)
 
     # ------------------------------------------------------------------ scoring
     def predict(self, positions: np.ndarray) -> np.ndarray:

@@ -74,7 +74,9 @@ from fedads.models.nets import (
     flatten_logits,
     output_dim,
 )
-from fedads.models.train import batch_loss, check_positions, make_optimizer
+from fedads.models.train import batch_loss, batches_per_epoch, check_positions, make_optimizer
+from fedads.privacy.defenses import Defense
+from fedads.privacy.observe import AttackLog, EmbeddingLog
 from fedads.protocol import messages as msg
 from fedads.protocol.codec import pack, unpack
 from fedads.protocol.envelope import Envelope
@@ -334,6 +336,17 @@ class SocialParty(_BaseParty):
         super().__init__(numeric, categorical, config)
         # Chunks awaiting gradients, oldest first (at most ``_max_pending``).
         self._pending: list[_PendingChunk] = []
+        # The honest-but-curious side of this party: label attacks on every gradient message it
+        # receives (fedads.privacy). In memory unless the host points it at a private file.
+        self.attack_log = AttackLog()
+
+    def attach_output(self, out_dir: Any) -> None:
+        """Write the label-attack scores to ``out_dir`` (this party's private folder)."""
+        from pathlib import Path
+
+        from fedads.privacy.observe import ATTACK_SCORES_FILE
+
+        self.attack_log = AttackLog(Path(out_dir) / ATTACK_SCORES_FILE)
 
     @property
     def _max_pending(self) -> int:
@@ -358,6 +371,7 @@ class SocialParty(_BaseParty):
 
     def _on_setup(self, envelope: Envelope) -> Envelope:
         self._pending = []
+        self.attack_log.reset()
         return super()._on_setup(envelope)
 
     def _on_forward(self, envelope: Envelope) -> Envelope:
@@ -419,6 +433,7 @@ class SocialParty(_BaseParty):
                 f"expected {(pending.size, self.embedding_dim)}"
             )
         self._pending.pop(0)
+        self._observe_gradients(pending, gradients, batch_size)
         # The kept graph holds the weights of step ``chunk.step``: reuse it only if none since.
         graph = chunk.graph if chunk.step == self.step else None
         grads = torch.from_numpy(gradients)
@@ -433,6 +448,18 @@ class SocialParty(_BaseParty):
             out.backward(grads[start:stop])
             self.optimizer.step()
             self.step += 1
+
+    def _observe_gradients(
+        self, positions: np.ndarray, gradients: np.ndarray, batch_size: int
+    ) -> None:
+        """Run the label attacks on exactly what arrived (decoded), before it is applied.
+
+        The epoch is what this party can tell by itself: its step count over the batches an
+        epoch of ``n_train`` rows has (chunks never span epochs).
+        """
+        assert self._setup_meta is not None
+        per_epoch = batches_per_epoch(int(self._setup_meta["n_train"]), batch_size)
+        self.attack_log.observe(positions, gradients, batch_size, self.step // per_epoch)
 
     def _on_embed(self, envelope: Envelope) -> Envelope:
         """Embeddings for scoring: eval mode, no gradient, no state change."""
@@ -525,8 +552,21 @@ class EcommerceParty(_BaseParty):
                 "pass 0/1 labels without NaN",
             )
         self._labels = torch.from_numpy(y)
+        # What training uses: the labels, or their randomized response under label DP.
+        self._train_labels = self._labels
+        self.defense = Defense()
         self.top: nn.Module | None = None
         self.peer_embedding_dim = 0
+        # The feature-inference attacker's input: social embeddings received for scoring.
+        self.embedding_log = EmbeddingLog()
+
+    def attach_output(self, out_dir: Any) -> None:
+        """Write the social embeddings received for scoring to ``out_dir`` (private folder)."""
+        from pathlib import Path
+
+        from fedads.privacy.observe import RECEIVED_EMBEDDINGS_FILE
+
+        self.embedding_log = EmbeddingLog(Path(out_dir) / RECEIVED_EMBEDDINGS_FILE)
 
     @classmethod
     def from_table(
@@ -548,8 +588,21 @@ class EcommerceParty(_BaseParty):
             msg.EVALUATE: self._on_evaluate,
         }
 
+    def _on_setup(self, envelope: Envelope) -> Envelope:
+        reply = super()._on_setup(envelope)
+        self.embedding_log.reset(self.peer_embedding_dim)
+        return reply
+
     def _build_extra(self, model_config: ModelConfig, seed: int, meta: dict[str, Any]) -> None:
         self.peer_embedding_dim = int(meta["peer_embedding_dim"])
+        strength = meta.get("defense_strength")
+        self.defense = Defense(
+            str(meta.get("defense", "none")), None if strength is None else float(strength)
+        )
+        # Randomized once per run from the seed, so a rebuilt party trains on the same labels.
+        self._train_labels = torch.from_numpy(
+            np.ascontiguousarray(self.defense.train_labels(self._labels.numpy(), seed))
+        )
         self.top = build_top(
             self.peer_embedding_dim + self.embedding_dim,
             model_config,
@@ -590,15 +643,16 @@ class EcommerceParty(_BaseParty):
             stop = min(start + batch_size, positions.size)
             rows = positions[start:stop]
             leaf = h_social[start:stop].detach().requires_grad_(True)
-            loss = batch_loss(
-                self._logits(leaf, rows), self._labels.index_select(0, torch.from_numpy(rows))
-            )
+            labels = self._train_labels.index_select(0, torch.from_numpy(rows))
+            logits = self._logits(leaf, rows)
+            loss = batch_loss(logits, labels)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             self.step += 1
             assert leaf.grad is not None
-            gradients[start:stop] = leaf.grad.numpy()
+            # The defense runs here, inside the label party, before the rows leave it.
+            gradients[start:stop] = self._protect(leaf.grad.numpy(), labels, logits)
             losses[f"loss_{j}"] = float(loss.detach())
         meta: dict[str, int | float | str | bool] = {
             "n_batches": len(losses),
@@ -606,6 +660,20 @@ class EcommerceParty(_BaseParty):
             **losses,
         }
         return Envelope(msg.TRAIN, pack(msg.GRADIENTS, gradients, self._compression), meta)
+
+    def _protect(
+        self, gradients: np.ndarray, labels: torch.Tensor, logits: torch.Tensor
+    ) -> np.ndarray:
+        if self.defense.name == "none":
+            return gradients
+        assert self._setup_meta is not None
+        return self.defense.protect(
+            gradients,
+            labels.numpy(),
+            torch.sigmoid(logits.detach()).numpy(),
+            int(self._setup_meta["seed"]),
+            self.step,
+        )
 
     def _eval_logits(self, envelope: Envelope) -> tuple[np.ndarray, torch.Tensor]:
         assert self.bottom is not None and self.top is not None
@@ -622,7 +690,8 @@ class EcommerceParty(_BaseParty):
 
     def _on_score(self, envelope: Envelope) -> Envelope:
         """Probabilities for the requested positions (returned to the coordinator only)."""
-        _, logits = self._eval_logits(envelope)
+        positions, logits = self._eval_logits(envelope)
+        self.embedding_log.observe(positions, unpack(envelope.arrays, msg.EMBEDDINGS))
         return Envelope(
             msg.SCORE,
             {msg.SCORES: torch.sigmoid(logits).numpy().astype(np.float32, copy=False)},

@@ -169,6 +169,7 @@ class PartyRuntime:
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             np.save(self.out_dir / ALIGNED_ROWS_FILE, rows)
+            self.party.attach_output(self.out_dir)  # privacy instruments' private files
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> dict[str, np.ndarray]:

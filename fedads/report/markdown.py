@@ -257,10 +257,13 @@ def render_markdown(
     claim: tuple[float, float] = DEFAULT_CLAIM,
     plots: Mapping[str, str] | None = None,
     key_column: str = "key",
+    privacy: Mapping[str, Any] | None = None,
 ) -> str:
     """The full ``report.md`` text."""
     out = ["# fedads evaluation report", ""]
     out += ["## Verdict", "", verdict(evaluation, claim), ""]
+    if privacy:
+        out += privacy_section(evaluation, privacy)
     out += ["## Data", "", _table(["quantity", "value"], _data_rows(data_section)), ""]
 
     out += ["## Models", ""]
@@ -391,3 +394,70 @@ def render_markdown(
         out += [f"- {note}" for note in evaluation.notes]
         out.append("")
     return "\n".join(out)
+
+
+_ATTACK_WORDS = {
+    "norm": "gradient norm",
+    "direction": "cosine to the batch's largest-norm row",
+    "spectral": "sign on the batch's top singular vector",
+}
+
+
+def privacy_section(evaluation: Evaluation, privacy: Mapping[str, Any]) -> list[str]:
+    """``## Label privacy``: the defense, every attack's leak AUC, beside the headline lift."""
+    defense = privacy.get("defense") or {}
+    name = defense.get("name", "none")
+    lift = evaluation.lift("prospecting")
+    lift_text = _pct(lift.point) if lift is not None else "n/a"
+    epsilon = defense.get("epsilon")
+    if name == "none":
+        words = (
+            "**undefended** (no label defense: the gradients reveal the labels as measured below)"
+        )
+    else:
+        words = f"`{name}` at strength {_num(defense.get('strength'), 3)}"
+        if epsilon is not None:
+            words += f", label-DP epsilon {_num(epsilon, 2)} ({defense.get('epsilon_scope', '')})"
+        else:
+            words += " (no formal guarantee)"
+    out = ["## Label privacy", ""]
+    out.append(
+        f"Defense: {words}. Headline prospecting lift with this defense: {lift_text}. "
+        f"Worst leak AUC over attacks and observers: {_num(privacy.get('worst_leak_auc'))} "
+        "(0.5 = the attacks learn nothing; the higher of AUC and 1 - AUC). Leak AUC: how well "
+        "each attack's per-row score, computed by the observer on the gradients it received, "
+        "ranks the true training labels (over the last epoch; per epoch in report.json)."
+    )
+    out.append("")
+    rows = []
+    for view, key in (("social party", "label_leakage"), ("relay", "relay_label_leakage")):
+        for attack, entry in (privacy.get(key) or {}).items():
+            per_epoch = ", ".join(_num(v) for v in entry.get("per_epoch", []))
+            rows.append(
+                [view, attack, _ATTACK_WORDS.get(attack, ""), _num(entry.get("auc")), per_epoch]
+            )
+    if rows:
+        out += [_table(["observer", "attack", "score", "leak AUC", "per epoch"], rows), ""]
+    inference = privacy.get("feature_inference")
+    if inference:
+        out.append(
+            "Feature inference by the e-commerce party from the social embeddings it received "
+            f"(held-out users, {inference.get('method')}): own features alone vs own + "
+            "embeddings (R^2 for numeric, AUC for categorical features)."
+        )
+        out.append("")
+        feature_rows = [
+            [
+                feature,
+                entry.get("metric", ""),
+                _num(entry.get("own")),
+                _num(entry.get("own_plus_embeddings")),
+                _num(entry.get("gain")),
+            ]
+            for feature, entry in inference.get("features", {}).items()
+        ]
+        out += [
+            _table(["social feature", "metric", "own", "own + embeddings", "gain"], feature_rows)
+        ]
+        out.append("")
+    return out

@@ -12,6 +12,11 @@ report.json contract (read by other tools; see docs/evaluation.md):
   on expected counts (sum of p1 over the selected new customers);
 - ``lift_by_baseline.<baseline>.<pool>.{point, ci95}`` for every evaluated baseline (and
   ``strongest_ecommerce``, the validation-picked e-commerce practitioner model, when known);
+- ``privacy`` (when given): ``privacy.label_leakage.<attack>.auc`` (leak AUC over the last
+  epoch's gradients as the social party received them) and ``.per_epoch``, the same for the relay
+  under ``privacy.relay_label_leakage``, ``privacy.worst_leak_auc``, ``privacy.defense``
+  (``name``, ``strength``, ``epsilon`` or null, ``undefended``) and ``privacy.feature_inference``
+  (see docs/privacy.md);
 - richer detail in other keys. Strict JSON: NaN and inf are written as null.
 """
 
@@ -196,6 +201,7 @@ def build_report(
     claim: tuple[float, float] = DEFAULT_CLAIM,
     files: Mapping[str, Any] | None = None,
     key_column: str = "key",
+    privacy: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``report.json`` document (strict-JSON-ready: NaN -> None)."""
     evaluation_dict = evaluation.to_dict()
@@ -249,6 +255,8 @@ def build_report(
         "files": dict(files or {}),
         "extra": dict(extra or {}),
     }
+    if privacy is not None:
+        document["privacy"] = dict(privacy)
     return to_jsonable(document)
 
 
@@ -269,6 +277,7 @@ def write_report(
     key_column: str = "key",
     claim: tuple[float, float] = DEFAULT_CLAIM,
     plots: bool = True,
+    privacy: Mapping[str, Any] | None = None,
 ) -> ReportPaths:
     """Write ``report.json``, ``report.md``, ``scores.csv`` and PNG plots into ``out_dir``.
 
@@ -282,6 +291,8 @@ def write_report(
         key_column: name of the e-commerce key column in ``scores.csv``.
         claim: the claimed lift range the verdict compares with.
         plots: write the PNG plots.
+        privacy: the ``privacy`` block (:func:`fedads.privacy.leakage.privacy_report`), shown
+            in ``report.md`` beside the lift.
 
     Returns:
         :class:`ReportPaths`.
@@ -319,7 +330,13 @@ def write_report(
     files["plots"] = {name: path.name for name, path in plot_paths.items()}
 
     document = build_report(
-        evaluation, data_json, extra=extra_json, claim=claim, files=files, key_column=key_column
+        evaluation,
+        data_json,
+        extra=extra_json,
+        claim=claim,
+        files=files,
+        key_column=key_column,
+        privacy=privacy,
     )
     json_path = out / "report.json"
     json_path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
@@ -331,6 +348,7 @@ def write_report(
             claim=claim,
             plots={name: path.name for name, path in plot_paths.items()},
             key_column=key_column,
+            privacy=document.get("privacy"),
         ),
         encoding="utf-8",
     )
