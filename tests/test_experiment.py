@@ -48,8 +48,10 @@ def test_federated_auc_beats_ecommerce_only_on_default_world(flower_run) -> None
     # The default world gives social features a modest share of brand intent (docs/world.md):
     # the joint model must see it on held-out users; a margin keeps the test meaningful.
     assert headline["auc.federated"] > headline["auc.ecommerce_only"] + 0.003, headline
-    # The centralized upper bound trains the same architecture on pooled data: close to federated.
-    assert abs(headline["auc.centralized"] - headline["auc.federated"]) < 0.01, headline
+    # The centralized upper bound trains the same architecture on pooled data, without the
+    # default label defense (noise on the gradients the label party sends, docs/privacy.md):
+    # close to federated, less the defense's measured cost (0.015 at this size, 0.005 at 30k).
+    assert 0.0 <= headline["auc.centralized"] - headline["auc.federated"] < 0.025, headline
     assert headline["auc.social_only"] < headline["auc.ecommerce_only"], headline
 
 
@@ -123,7 +125,8 @@ def test_exact_mode_through_flower_equals_centralized_training() -> None:
     """
     world = generate_world(WorldConfig(n_users=2_000, seed=3))
     social, ecommerce = world.party_tables()
-    protocol = ProtocolConfig(mode="exact", batch_size=256, epochs=2, seed=3)
+    # Undefended: exact mode equals centralized training only on true gradients.
+    protocol = ProtocolConfig(mode="exact", batch_size=256, epochs=2, seed=3, defense="none")
     settings = FederationSettings(protocol=protocol, split_seed=3, verbose=False)
     run = run_federated(social, ecommerce, settings, backend="simulation")
     history, scores = _centralized_reference(social, ecommerce, run, protocol)
@@ -132,7 +135,7 @@ def test_exact_mode_through_flower_equals_centralized_training() -> None:
 
     efficient = FederationSettings(
         protocol=ProtocolConfig(
-            mode="efficient", batch_size=256, chunk_batches=4, epochs=2, seed=3
+            mode="efficient", batch_size=256, chunk_batches=4, epochs=2, seed=3, defense="none"
         ),
         split_seed=3,
         verbose=False,

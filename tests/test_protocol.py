@@ -91,7 +91,11 @@ def data() -> Data:
 
 
 def _config(**kw: object) -> ProtocolConfig:
-    base: dict[str, object] = {"batch_size": 128, "epochs": 2, "lr": 5e-3, "seed": 3}
+    # Protocol mechanics are checked undefended: exact mode equals centralized training only
+    # when the label party sends its true gradients (defenses: tests/test_privacy_leakage.py).
+    base: dict[str, object] = {
+        "batch_size": 128, "epochs": 2, "lr": 5e-3, "seed": 3, "defense": "none"
+    }
     base.update(kw)
     return ProtocolConfig(**base)  # type: ignore[arg-type]
 
