@@ -151,6 +151,20 @@ def _cmd_world(args: argparse.Namespace) -> int:
     return int(world_main(argv) or 0)
 
 
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from fedads.protocol.sealing import fingerprint, read_key, write_keypair
+
+    secret, public = write_keypair(args.role, args.out)
+    print(f"{args.role} secret key: {secret} (keep it on this party's host only; mode 0600)")
+    print(f"{args.role} public key: {public} (give it to the peer party)")
+    print(f"{args.role} public key fingerprint: {fingerprint(read_key(public, kind='public'))}")
+    print("Compare fingerprints with the peer out of band (phone, signed mail) before a run.")
+    if args.peer:
+        peer = read_key(args.peer, kind="public")
+        print(f"peer public key fingerprint ({args.peer}): {fingerprint(peer)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fedads",
@@ -195,6 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     world.add_argument("--set", action="append", help="WorldConfig field, name=value")
     world.add_argument("--quiet", action="store_true")
     world.set_defaults(handler=_cmd_world)
+
+    keys = sub.add_parser(
+        "keys", help="a party's sealing key pair (docs/threat-model.md); prints fingerprints"
+    )
+    keys.add_argument("--role", choices=("social", "ecommerce"), required=True)
+    keys.add_argument("--out", default="fedads-keys", help="folder for <role>.key and <role>.pub")
+    keys.add_argument("--peer", help="the peer's public key file: print its fingerprint too")
+    keys.add_argument("--quiet", action="store_true")
+    keys.set_defaults(handler=_cmd_keys)
     return parser
 
 

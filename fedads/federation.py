@@ -11,6 +11,7 @@ Everything the job and the factories need travels as a flat Flower run config
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,9 @@ from fedads._validation import check_choice, check_in_range, check_positive_int,
 from fedads.align import DEFAULT_PSI_BACKEND, PSI_BACKENDS, KeyNormalization, coordinate_alignment
 from fedads.models import ModelConfig, TrainingHistory
 from fedads.protocol import Coordinator, InProcessTransport, ProtocolConfig
-from fedads.protocol.runtime import ALIGNED_ROWS_FILE, PartyRuntime
+from fedads.protocol.parties import PartyConfig
+from fedads.protocol.runtime import ALIGNED_ROWS_FILE, SCORES_FILE, PartyRuntime
+from fedads.protocol.sealing import SealingKeys, fresh_keys, key_file_text
 from fedads.tables import PartyTable, load_party_table
 
 PARTIES: tuple[str, str] = ("social", "ecommerce")
@@ -48,6 +51,13 @@ class FederationSettings:
         label, existing: e-commerce label and existing-customer columns.
         psi_backend: PSI implementation both parties run, ``"ristretto255"`` (default,
             two-way DH-PSI over ristretto255) or ``"openmined"`` (openmined-psi, P-256).
+        sealing: seal every payload between the parties end to end (default True;
+            ``fedads.protocol.sealing``). ``run_federated`` makes fresh key pairs per run; a
+            deployed party reads its keys from its config (``<role>-secret-key``,
+            ``<role>-peer-key``) and seals whenever it has them. False only to measure the cost.
+        min_query_rows: the label party's query policy: fewest distinct rows a ``score`` /
+            ``evaluate`` request may cover (default 256, capped by the rows outside training;
+            ``docs/threat-model.md``).
         verbose: progress lines from the coordinator.
     """
 
@@ -60,6 +70,8 @@ class FederationSettings:
     label: str = "label"
     existing: str = "is_existing_customer"
     psi_backend: str = DEFAULT_PSI_BACKEND
+    sealing: bool = True
+    min_query_rows: int = 256
     verbose: bool = True
 
     def validate(self) -> FederationSettings:
@@ -76,6 +88,7 @@ class FederationSettings:
         )
         check_positive_int(_WHERE, "split_seed", self.split_seed, minimum=0)
         check_choice(_WHERE, "psi_backend", self.psi_backend, PSI_BACKENDS)
+        check_positive_int(_WHERE, "min_query_rows", self.min_query_rows)
         return self
 
     def to_run_config(self) -> dict[str, Any]:
@@ -103,6 +116,8 @@ class FederationSettings:
             "label": self.label,
             "existing": self.existing,
             "psi-backend": self.psi_backend,
+            "sealing": self.sealing,
+            "min-query-rows": self.min_query_rows,
             "verbose": self.verbose,
         }
 
@@ -139,6 +154,8 @@ class FederationSettings:
             label=str(config["label"]),
             existing=str(config["existing"]),
             psi_backend=str(config.get("psi-backend", DEFAULT_PSI_BACKEND)),
+            sealing=bool(config.get("sealing", True)),
+            min_query_rows=int(config.get("min-query-rows", 256)),
             verbose=bool(config.get("verbose", True)),
         ).validate()
 
@@ -180,15 +197,47 @@ def party_factory(role: str, run_config: Any, node_config: Any) -> PartyRuntime:
         raise fail(f"{role} party", "no data path configured", f"set '{role}-path' in its config")
     out_dir = node_config.get(f"{role}-out") or run_config.get(f"{role}-out") or None
     table = load_role_table(role, path, settings)
-    return party_runtime(table, settings, out_dir)
+    return party_runtime(table, settings, out_dir, party_keys(role, run_config, node_config))
+
+
+def party_keys(role: str, run_config: Any, node_config: Any) -> SealingKeys | None:
+    """``role``'s sealing keys from its config (node config first): ``<role>-secret-key`` (its
+    own secret key file) and ``<role>-peer-key`` (the peer's public key file).
+
+    A party that has keys seals, whatever the run config says. Without keys, a run config
+    with ``sealing = false`` runs unsealed; otherwise it is an error saying what to set.
+    """
+    secret = node_config.get(f"{role}-secret-key") or run_config.get(f"{role}-secret-key")
+    peer = node_config.get(f"{role}-peer-key") or run_config.get(f"{role}-peer-key")
+    if secret and peer:
+        return SealingKeys.from_files(role, str(secret), str(peer))
+    if not bool(run_config.get("sealing", True)):
+        return None
+    raise fail(
+        f"{role} party",
+        "no sealing keys configured",
+        f"run `fedads keys --role {role}`, exchange public keys, and set '{role}-secret-key' "
+        f"and '{role}-peer-key' in its node config",
+    )
 
 
 def party_runtime(
-    table: PartyTable, settings: FederationSettings, out_dir: str | Path | None = None
+    table: PartyTable,
+    settings: FederationSettings,
+    out_dir: str | Path | None = None,
+    keys: SealingKeys | None = None,
 ) -> PartyRuntime:
-    """The runtime one role runs over its own ``table``, as ``settings`` agree."""
+    """The runtime one role runs over its own ``table``, as ``settings`` agree.
+
+    ``keys``: the role's sealing keys (``None``: no sealing).
+    """
     return PartyRuntime(
-        table, settings.normalization, out_dir=out_dir, psi_backend=settings.psi_backend
+        table,
+        settings.normalization,
+        party_config=PartyConfig(min_query_rows=settings.min_query_rows),
+        out_dir=out_dir,
+        psi_backend=settings.psi_backend,
+        sealing=keys,
     )
 
 
@@ -200,8 +249,9 @@ def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
     train / held-out -> fit the split model -> score the held-out positions.
 
     Returns (Flower-compatible scalars and arrays): ``n_social``, ``n_ecommerce``,
-    ``n_aligned``, ``train_positions`` int64, ``test_positions`` int64, ``scores`` float32
-    (probabilities of the held-out positions), ``epoch_losses``, ``epoch_seconds``,
+    ``n_aligned``, ``train_positions`` int64, ``test_positions`` int64, ``n_scored`` (the
+    held-out scores themselves stay in the label party's private output,
+    :data:`~fedads.protocol.runtime.SCORES_FILE`), ``epoch_losses``, ``epoch_seconds``,
     ``epoch_bytes`` float64 ``[epochs]`` (payload bytes per epoch, all links),
     ``bytes_social_to_ecommerce`` / ``bytes_ecommerce_to_social`` (training, relayed).
     """
@@ -216,14 +266,14 @@ def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
     train, test = split_positions(summary.n_aligned, settings.test_share, settings.split_seed)
     coordinator = Coordinator(transport, settings.protocol, progress=progress)
     history = coordinator.fit(train)
-    scores = coordinator.predict(test)
+    n_scored = coordinator.score(test)
     return {
         "n_social": summary.n_social,
         "n_ecommerce": summary.n_ecommerce,
         "n_aligned": summary.n_aligned,
         "train_positions": train,
         "test_positions": test,
-        "scores": np.asarray(scores, dtype=np.float32),
+        "n_scored": n_scored,
         **history_arrays(history),
     }
 
@@ -244,13 +294,26 @@ def history_arrays(history: TrainingHistory) -> dict[str, np.ndarray]:
     return out
 
 
+def _key_files(keys: SealingKeys, folder: Path) -> dict[str, str]:
+    """Write one party's keys (own secret, peer public) to its private folder; config entries."""
+    folder.mkdir(parents=True, exist_ok=True)
+    secret, peer = folder / f"{keys.role}.key", folder / "peer.pub"
+    fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key_file_text(keys.role, "secret", keys.secret))
+    peer_role = PARTIES[1] if keys.role == PARTIES[0] else PARTIES[0]
+    peer.write_text(key_file_text(peer_role, "public", keys.peer_public))
+    return {f"{keys.role}-secret-key": str(secret), f"{keys.role}-peer-key": str(peer)}
+
+
 # ---------------------------------------------------------------------------------- runner
 @dataclass
 class FederatedRun:
     """The federated model's outcome as the experimenter sees it.
 
     Attributes:
-        values: the job's result (see :func:`vfl_job`).
+        values: the job's result (see :func:`vfl_job`), plus ``scores`` float32 (probabilities
+            of the held-out positions) read from the label party's private output.
         social_rows, ecommerce_rows: ``int64 [n_aligned]`` each party's table rows in the
             aligned order, read from each party's private output folder (what the label holder's
             evaluation and the simulated baselines need; never sent to the coordinator).
@@ -298,8 +361,13 @@ def run_federated(
         root = Path(work_dir) if work_dir is not None else Path(tmp)
         outs = {role: root / role / "out" for role in PARTIES}
         tables = {"social": social, "ecommerce": ecommerce}
+        # Fresh key pairs per run; each party gets only its own secret and the peer's public key.
+        keys = fresh_keys() if settings.sealing else dict.fromkeys(PARTIES)
         if backend == "inprocess":
-            runtimes = {role: party_runtime(tables[role], settings, outs[role]) for role in PARTIES}
+            runtimes = {
+                role: party_runtime(tables[role], settings, outs[role], keys[role])
+                for role in PARTIES
+            }
             transport = InProcessTransport(runtimes, timeout_s=timeout_s)
             try:
                 values = vfl_job(transport, settings.to_run_config())
@@ -316,6 +384,8 @@ def run_federated(
                 tables[role].frame.to_parquet(path, index=False)
                 run_config[f"{role}-path"] = str(path)
                 run_config[f"{role}-out"] = str(outs[role])
+                if keys[role] is not None:
+                    run_config.update(_key_files(keys[role], root / role / "keys"))
             progress(f"starting the Flower {backend} engine (2 parties)")
             result = run_federation(
                 JOB,
@@ -327,6 +397,9 @@ def run_federated(
             )
             values, traffic = dict(result.values), dict(result.traffic)
         rows = {role: np.load(outs[role] / ALIGNED_ROWS_FILE) for role in PARTIES}
+        # The experimenter reads the label party's private scores (the relay never sees them).
+        private = np.load(outs["ecommerce"] / SCORES_FILE)
+        values["scores"] = np.asarray(private[np.asarray(values["test_positions"])], np.float32)
     return FederatedRun(
         values=values,
         social_rows=rows["social"],
