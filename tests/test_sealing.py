@@ -168,3 +168,30 @@ def test_a_third_key_cannot_speak_for_a_party(tmp_path) -> None:
     transport, _, _ = small_setup(tmp_path, keys=keys)
     with pytest.raises(PartyError, match="ecommerce.*does not verify"):
         coordinate_alignment(transport.send_all)
+
+
+def test_sealed_bare_parties_pipelined_train_like_unsealed() -> None:
+    """SealedParty around bare parties: the social party sends two chunks before it hears from
+    the e-commerce party (pipeline); the run equals the unsealed one."""
+    from fedads.align import align_parties
+    from fedads.protocol import Coordinator, InProcessTransport, ProtocolConfig
+    from fedads.protocol.parties import EcommerceParty, SocialParty
+    from fedads.protocol.sealing import SealedParty
+    from fedads.world import generate_world
+
+    social, ecommerce = generate_world(n_users=800, seed=3).party_tables()
+    s_align, e_align = align_parties(social.keys(), ecommerce.keys())
+    cfg = ProtocolConfig(mode="efficient", batch_size=64, chunk_batches=2, epochs=1, pipeline=True)
+    train = np.arange(s_align.n_aligned * 2 // 3, dtype=np.int64)
+    losses = []
+    for sealed in (False, True):
+        parties = {
+            "social": SocialParty.from_table(social, np.asarray(s_align.rows)),
+            "ecommerce": EcommerceParty.from_table(ecommerce, np.asarray(e_align.rows)),
+        }
+        if sealed:
+            keys = fresh_keys()
+            parties = {role: SealedParty(p, keys[role]) for role, p in parties.items()}
+        with InProcessTransport(parties) as transport:
+            losses.append(Coordinator(transport, cfg).fit(train).batch_losses)
+    np.testing.assert_array_equal(losses[0], losses[1])

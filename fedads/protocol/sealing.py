@@ -15,8 +15,11 @@ computed once, so a message costs one symmetric pass (about 1 GB/s).
 Plaintext of a box: ``[u32 header length][header JSON][envelope bytes]`` with header fields
 
 ``v``        format version (1)
-``session``  hex session id: BLAKE2b-128 of both parties' fresh per-run nonces (``""`` in the
-             first message of each direction, which carries the sender's ``nonce`` instead)
+``nonce``    the sender's fresh per-run nonce (16 bytes, hex): the same in all its payloads
+``peer_nonce``  the receiver's nonce as the sender knows it (``""`` until it has opened a payload
+             of the receiver)
+``acked``    how many of the receiver's payloads the sender had opened (``<=`` what the receiver
+             sent; ``peer_nonce`` must be the receiver's own nonce as soon as this is ``> 0``)
 ``from``, ``to``  sender and receiver role
 ``seq``      per-direction sequence number, 0, 1, 2, ... (replay, drop and reorder detection)
 ``kind``     the kind of the envelope inside
@@ -233,7 +236,7 @@ class SealedChannel:
 
     @property
     def session(self) -> str:
-        """Hex session id once both nonces are known, else ``""``."""
+        """Hex session id (both nonces hashed) once both are known, else ``""``; for logs."""
         if self.nonce is None or self.peer_nonce is None:
             return ""
         mine = {self.role: self.nonce, self.peer: self.peer_nonce}
@@ -302,21 +305,30 @@ class SealedChannel:
                 f"sealed payload in {request.kind!r} has sequence number {seq}, expected "
                 f"{self.received}: {what}"
             )
-        if seq == 0:
-            try:
-                nonce = bytes.fromhex(str(header.get("nonce", "")))
-            except ValueError:
-                nonce = b""
-            if len(nonce) != 16:
-                raise self._refuse("the first sealed payload must carry a 16-byte session nonce")
-            self.peer_nonce = nonce
-            if self.nonce is None:  # ours goes out with our first sealed payload
-                self.nonce = os.urandom(16)
-        elif header.get("session") != self.session:
+        # Session binding: the sender's nonce must be the one of its first payload, and once it
+        # has heard from us, it must name our nonce (fresh per run: an old run's payload fails).
+        try:
+            nonce = bytes.fromhex(str(header.get("nonce", "")))
+        except ValueError:
+            nonce = b""
+        if len(nonce) != 16:
+            raise self._refuse("a sealed payload must carry the sender's 16-byte session nonce")
+        if self.nonce is None:  # ours goes out with our first sealed payload
+            self.nonce = os.urandom(16)
+        acked = header.get("acked")
+        if isinstance(acked, bool) or not isinstance(acked, int) or not 0 <= acked <= self.sent:
             raise self._refuse(
-                f"sealed payload in {request.kind!r} belongs to another session "
-                f"({header.get('session')!r}, this session is {self.session!r})"
+                f"sealed payload in {request.kind!r} acknowledges {acked!r} payloads of this "
+                f"party, which sent {self.sent}: it belongs to another session"
             )
+        expected_peer = self.nonce.hex() if acked else ""
+        if (seq and nonce != self.peer_nonce) or header.get("peer_nonce") != expected_peer:
+            raise self._refuse(
+                f"sealed payload in {request.kind!r} belongs to another session (its session "
+                "nonces are not this run's)"
+            )
+        if seq == 0:
+            self.peer_nonce = nonce
         if header.get("kind") not in allowed:
             raise self._refuse(
                 f"{request.kind!r} carries a sealed {header.get('kind')!r} payload; it may "
@@ -345,15 +357,17 @@ class SealedChannel:
         positions = request.arrays.get(msg.POSITIONS)
         header: dict[str, object] = {
             "v": _VERSION,
-            "session": self.session if self.sent else "",
+            "nonce": self.nonce.hex(),
+            "peer_nonce": ""
+            if self.received == 0 or self.peer_nonce is None
+            else self.peer_nonce.hex(),
+            "acked": self.received,
             "from": self.role,
             "to": self.peer,
             "seq": self.sent,
             "kind": reply.kind,
             "rows": "" if positions is None else _rows_digest(positions),
         }
-        if self.sent == 0:
-            header["nonce"] = self.nonce.hex()
         head = json.dumps(header, sort_keys=True).encode()
         plain = _HEADER.pack(len(head)) + head + encode(reply)
         sealed = np.frombuffer(bytes(self._get_box().encrypt(plain)), dtype=np.uint8)
