@@ -69,8 +69,10 @@ def run_once(b: dict[str, Any], cfg: ProtocolConfig, sealed: bool) -> dict[str, 
         keys = fresh_keys()
         parties = {role: SealedParty(party, keys[role]) for role, party in parties.items()}
     before = dict(_SEAL_S)
+    cpu = time.process_time()
     with InProcessTransport(parties) as transport:
         history = Coordinator(transport, cfg).fit(b["train"])
+    cpu = time.process_time() - cpu
     return {
         "sealed": sealed,
         "epoch_seconds": history.epoch_seconds,
@@ -78,6 +80,7 @@ def run_once(b: dict[str, Any], cfg: ProtocolConfig, sealed: bool) -> dict[str, 
         "seal_s": _SEAL_S["seal"] - before["seal"],
         "open_s": _SEAL_S["open"] - before["open"],
         "bytes_per_epoch": history.bytes_per_epoch(),
+        "process_cpu_s": cpu,
     }
 
 
@@ -136,7 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         for off in runs
         if not off["sealed"]
     )
+    cpu = {
+        flag: statistics.median(r["process_cpu_s"] for r in runs if r["sealed"] is flag)
+        for flag in (False, True)
+    }
     summary = {
+        "process_cpu_s_per_run_unsealed_median": cpu[False],
+        "process_cpu_s_per_run_sealed_median": cpu[True],
+        "cpu_sealed_over_unsealed": cpu[True] / cpu[False],
         "epoch_s_unsealed_median": statistics.median(per[False]),
         "epoch_s_sealed_median": statistics.median(per[True]),
         "sealed_over_unsealed_per_repeat": ratios,

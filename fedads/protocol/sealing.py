@@ -5,14 +5,17 @@ leaves the party as one opaque ``uint8`` array named ``sealed``; the relay forwa
 routing fields (kind, positions, sizes, step counters: ``docs/threat-model.md`` lists them) and
 cannot read or change it. The receiving party opens it before handling the request.
 
-Construction: a NaCl ``Box`` (X25519 key agreement + XSalsa20-Poly1305, libsodium via PyNaCl)
-between the two parties' long-term key pairs. Only the two key holders can make or open a box,
-so a box that opens was made by the peer (we also bind the direction, so a party's own message
-reflected back to it is refused). A ``SealedBox`` plus signatures would need a second key pair
-per party and two operations per message for the same guarantee; the shared key of a ``Box`` is
-computed once, so a message costs one symmetric pass (about 1 GB/s).
+Construction: the key agreement of a NaCl ``Box`` (X25519 between the two parties' long-term
+key pairs, hashed by HSalsa20: ``crypto_box_beforenm``) and the AEGIS-256 AEAD of libsodium
+(via PyNaCl) with a random 256-bit nonce per message. Only the two key holders have the key, so
+a payload that opens was made by the peer (the header binds the direction, so a party's own
+payload reflected back to it is refused). Why not ``SealedBox`` plus signatures: a second key
+pair per party and two operations per message for the same guarantee. Why AEGIS-256 rather
+than the Box's XSalsa20-Poly1305: about twice as fast on CPUs with AES instructions (measured
+here: 6 vs 13 ms per 4 MB), which matters at tens of MB per epoch; its 256-bit nonces make
+random nonces safe for any number of messages under one key.
 
-Plaintext of a box: ``[u32 header length][header JSON][envelope bytes]`` with header fields
+Plaintext of a sealed payload: ``[u32 header length][header JSON][envelope bytes]``, header:
 
 ``v``        format version (1)
 ``nonce``    the sender's fresh per-run nonce (16 bytes, hex): the same in all its payloads
@@ -42,13 +45,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from nacl.bindings import (
+    crypto_aead_aegis256_decrypt,
+    crypto_aead_aegis256_encrypt,
+    crypto_aead_aegis256_NPUBBYTES,
+    crypto_box_beforenm,
+)
 from nacl.exceptions import CryptoError
-from nacl.public import Box, PrivateKey, PublicKey
+from nacl.public import PrivateKey
 
 from fedads._validation import check_choice, fail
 from fedads.errors import ProtocolError
 from fedads.protocol import messages as msg
-from fedads.protocol.envelope import Envelope, decode, encode
+from fedads.protocol.envelope import Envelope, decode, encode_parts
 from fedads.protocol.transport import Party
 
 SEALED = msg.SEALED
@@ -58,6 +67,14 @@ ROLES: tuple[str, str] = (msg.SOCIAL, msg.ECOMMERCE)
 KEY_BYTES = 32
 _VERSION = 1
 _HEADER = struct.Struct("<I")
+_NONCE_BYTES = crypto_aead_aegis256_NPUBBYTES  # 32, prefixed to every sealed blob
+_MAC_BYTES = 32  # AEGIS-256 tag
+
+try:  # PyNaCl's libsodium handle: encrypt/decrypt in place in numpy buffers (see _aegis_seal)
+    from nacl._sodium import ffi as _FFI
+    from nacl._sodium import lib as _LIB
+except ImportError:  # pragma: no cover - a PyNaCl without it: the public binding (copies)
+    _FFI = _LIB = None
 _FILE_TAG = "fedads-sealing-key v1"
 
 # Replies whose whole content (arrays and meta) is for the peer: sealed by the sender.
@@ -228,7 +245,7 @@ class SealedChannel:
         self.role = keys.role
         self.peer = _peer_of(keys.role)
         self._keys = keys
-        self._box: Box | None = None  # built on first use (no work in constructors)
+        self._key: bytes | None = None  # computed on first use (no work in constructors)
         self.nonce: bytes | None = None  # our fresh per-run nonce, drawn with the first seal
         self.peer_nonce: bytes | None = None
         self.sent = 0
@@ -243,10 +260,12 @@ class SealedChannel:
         joined = b"".join(mine[role] for role in ROLES)
         return hashlib.blake2b(joined, digest_size=16, person=b"fedads-session").hexdigest()
 
-    def _get_box(self) -> Box:
-        if self._box is None:
-            self._box = Box(PrivateKey(self._keys.secret), PublicKey(self._keys.peer_public))
-        return self._box
+    def _shared_key(self) -> bytes:
+        """The 32-byte key both parties derive: X25519 of our secret and the peer's public key,
+        hashed by HSalsa20 (``crypto_box_beforenm``, the key of a NaCl ``Box``); computed once."""
+        if self._key is None:
+            self._key = crypto_box_beforenm(self._keys.peer_public, self._keys.secret)
+        return self._key
 
     # -------------------------------------------------------------- receive
     def open(self, request: Envelope) -> Envelope:
@@ -272,7 +291,7 @@ class SealedChannel:
                 f"{request.kind!r} lacks the sealed payload of the {self.peer} party"
             )
         try:
-            plain = self._get_box().decrypt(blob.tobytes())
+            plain = _aegis_open(blob, self._shared_key())
         except CryptoError:
             raise self._refuse(
                 f"the sealed payload in {request.kind!r} does not verify: it was changed on the "
@@ -369,8 +388,8 @@ class SealedChannel:
             "rows": "" if positions is None else _rows_digest(positions),
         }
         head = json.dumps(header, sort_keys=True).encode()
-        plain = _HEADER.pack(len(head)) + head + encode(reply)
-        sealed = np.frombuffer(bytes(self._get_box().encrypt(plain)), dtype=np.uint8)
+        plain = b"".join([_HEADER.pack(len(head)), head, *encode_parts(reply)])
+        sealed = _aegis_seal(plain, self._shared_key())
         self.sent += 1
         return Envelope(reply.kind, {SEALED: sealed}, dict(reply.meta))
 
@@ -437,8 +456,63 @@ def _rows_digest(positions: np.ndarray) -> str:
     return hashlib.blake2b(data, digest_size=16, person=b"fedads-rows").hexdigest()
 
 
-def _split(plain: bytes) -> tuple[dict, Envelope]:
+def _split(plain: np.ndarray) -> tuple[dict, Envelope]:
     (length,) = _HEADER.unpack_from(plain, 0)
     start = _HEADER.size
-    header = json.loads(plain[start : start + length])
-    return header, decode(plain[start + length :])
+    header = json.loads(bytes(plain[start : start + length]))
+    return header, decode(plain, start + length, copy=False)  # plain is ours and writable
+
+
+def _aegis_seal(plain: bytes, key: bytes) -> np.ndarray:
+    """``nonce || AEGIS-256(plain)``, ``uint8 [32 + len(plain) + 32]``, random 256-bit nonce
+    (no reuse, ever). Encrypts straight into the output array when PyNaCl's libsodium handle
+    is reachable (saves three payload copies of the public binding), else via that binding."""
+    nonce = os.urandom(_NONCE_BYTES)
+    if _LIB is None:  # pragma: no cover
+        cipher = crypto_aead_aegis256_encrypt(plain, None, nonce, key)
+        return np.frombuffer(nonce + cipher, dtype=np.uint8)
+    out = np.empty(_NONCE_BYTES + len(plain) + _MAC_BYTES, dtype=np.uint8)
+    out[:_NONCE_BYTES] = np.frombuffer(nonce, dtype=np.uint8)
+    length = _FFI.new("unsigned long long *")
+    rc = _LIB.crypto_aead_aegis256_encrypt(
+        _FFI.from_buffer(out[_NONCE_BYTES:], require_writable=True),
+        length,
+        plain,
+        len(plain),
+        _FFI.NULL,
+        0,
+        _FFI.NULL,
+        nonce,
+        key,
+    )
+    if rc != 0 or length[0] != out.size - _NONCE_BYTES:
+        raise ProtocolError("sealing: libsodium failed to encrypt")
+    return out
+
+
+def _aegis_open(blob: np.ndarray, key: bytes) -> np.ndarray:
+    """The plaintext of :func:`_aegis_seal`'s output as a fresh ``uint8`` array (raises
+    ``CryptoError`` if the blob was changed or not made with ``key``)."""
+    if blob.size < _NONCE_BYTES + _MAC_BYTES:
+        raise CryptoError("too short")
+    blob = np.ascontiguousarray(blob)
+    nonce = blob[:_NONCE_BYTES].tobytes()
+    if _LIB is None:  # pragma: no cover
+        plain = crypto_aead_aegis256_decrypt(blob[_NONCE_BYTES:].tobytes(), None, nonce, key)
+        return np.frombuffer(plain, dtype=np.uint8).copy()
+    out = np.empty(blob.size - _NONCE_BYTES - _MAC_BYTES, dtype=np.uint8)
+    length = _FFI.new("unsigned long long *")
+    rc = _LIB.crypto_aead_aegis256_decrypt(
+        _FFI.from_buffer(out, require_writable=True),
+        length,
+        _FFI.NULL,
+        _FFI.from_buffer(blob[_NONCE_BYTES:]),
+        blob.size - _NONCE_BYTES,
+        _FFI.NULL,
+        0,
+        nonce,
+        key,
+    )
+    if rc != 0 or length[0] != out.size:
+        raise CryptoError("does not verify")
+    return out
