@@ -19,7 +19,7 @@ from fedads.align.ristretto import hash_to_group
 from fedads.errors import PartyError, ProtocolError
 from fedads.federation import vfl_job
 from fedads.protocol.envelope import Envelope
-from fedads.protocol.runtime import ALIGNED_ROWS_FILE, SCORES_FILE
+from fedads.protocol.runtime import ALIGNED_ROWS_FILE, SCORES_FILE, PartyRuntime
 from fedads.protocol.sealing import SEALED
 
 
@@ -136,6 +136,12 @@ def test_psi_restart_is_refused(tmp_path) -> None:
             transport.send(role, Envelope("psi_start"))
     np.testing.assert_array_equal(runtimes["social"].aligned_rows, rows)
     assert summary.n_aligned == rows.size
+    # also on a runtime rebuilt from the checkpoint (a Flower ClientApp per message)
+    old = runtimes["ecommerce"]
+    fresh = PartyRuntime(old.table, sealing=None)
+    fresh.set_state(old.get_state())
+    with pytest.raises(ProtocolError, match="second 'psi_start'"):
+        fresh.handle(Envelope("psi_start"))
     # also in the middle of a PSI
     transport, runtimes, _ = small_setup(tmp_path / "mid")
     transport.send_all({"social": Envelope("psi_start"), "ecommerce": Envelope("psi_start")})

@@ -177,7 +177,9 @@ class PartyRuntime:
     # ------------------------------------------------------------------ state
     def get_state(self) -> dict[str, np.ndarray]:
         """Alignment rows, PSI progress, channel counters and the training party's state."""
-        state: dict[str, np.ndarray] = {_PSI_STARTED_KEY: np.array([self._psi_started])}
+        state: dict[str, np.ndarray] = {
+            _PSI_STARTED_KEY: np.array([int(self._psi_started)], dtype=np.int64)
+        }
         if self.channel is not None:
             state.update({_CHANNEL_PREFIX + k: v for k, v in self.channel.get_state().items()})
         if self._psi is not None and self.aligned_rows is None:
