@@ -195,3 +195,30 @@ def test_sealed_bare_parties_pipelined_train_like_unsealed() -> None:
         with InProcessTransport(parties) as transport:
             losses.append(Coordinator(transport, cfg).fit(train).batch_losses)
     np.testing.assert_array_equal(losses[0], losses[1])
+
+
+def test_party_keys_come_from_the_node_config_and_are_required(tmp_path) -> None:
+    from fedads.federation import party_keys
+
+    write_keypair("social", tmp_path / "s")
+    write_keypair("ecommerce", tmp_path / "e")
+    node = {
+        "social-secret-key": str(tmp_path / "s" / "social.key"),
+        "social-peer-key": str(tmp_path / "e" / "ecommerce.pub"),
+    }
+    keys = party_keys("social", {"sealing": False}, node)  # keys win over the run config
+    assert keys is not None and keys.peer_public == read_key(
+        tmp_path / "e" / "ecommerce.pub", kind="public"
+    )
+    assert party_keys("social", {"sealing": False}, {}) is None  # explicit opt-out only
+    with pytest.raises(InputError, match="no sealing keys configured.*fedads keys"):
+        party_keys("social", {}, {})
+    with pytest.raises(InputError, match="is the social party's key; pass the ecommerce"):
+        party_keys(
+            "ecommerce",
+            {},
+            {
+                "ecommerce-secret-key": str(tmp_path / "s" / "social.key"),
+                "ecommerce-peer-key": str(tmp_path / "e" / "ecommerce.pub"),
+            },
+        )
