@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +196,8 @@ def party_factory(role: str, run_config: Any, node_config: Any) -> PartyRuntime:
     if not path:
         raise fail(f"{role} party", "no data path configured", f"set '{role}-path' in its config")
     out_dir = node_config.get(f"{role}-out") or run_config.get(f"{role}-out") or None
+    if "min-query-rows" in node_config:  # the label party's own policy beats the run config's
+        settings = replace(settings, min_query_rows=int(node_config["min-query-rows"]))
     table = load_role_table(role, path, settings)
     return party_runtime(table, settings, out_dir, party_keys(role, run_config, node_config))
 
