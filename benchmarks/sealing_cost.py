@@ -33,9 +33,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from perf import _build_party, prepare  # noqa: E402
+from perf import prepare  # noqa: E402
 
 from fedads.protocol import Coordinator, InProcessTransport, ProtocolConfig  # noqa: E402
+from fedads.protocol.parties import EcommerceParty, SocialParty  # noqa: E402
+from fedads.protocol.runtime import ALIGNED_ROWS_FILE  # noqa: E402
 from fedads.protocol.sealing import SealedChannel, SealedParty, fresh_keys  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -63,8 +65,18 @@ def _timed_channel() -> None:
     SealedChannel.seal, SealedChannel.open = timed_seal, timed_open  # type: ignore[method-assign]
 
 
+def _bare_parties(b: dict[str, Any]) -> dict[str, Any]:
+    """The two training parties over the aligned rows perf.prepare() put in each party's folder."""
+    rows = {role: np.load(Path(b["outs"][role]) / ALIGNED_ROWS_FILE) for role in b["outs"]}
+    tables = b["tables"]
+    return {
+        "social": SocialParty.from_table(tables["social"], rows["social"]),
+        "ecommerce": EcommerceParty.from_table(tables["ecommerce"], rows["ecommerce"]),
+    }
+
+
 def run_once(b: dict[str, Any], cfg: ProtocolConfig, sealed: bool) -> dict[str, Any]:
-    parties: dict[str, Any] = {role: _build_party(role, b["paths"][role]) for role in b["paths"]}
+    parties: dict[str, Any] = _bare_parties(b)
     if sealed:
         keys = fresh_keys()
         parties = {role: SealedParty(party, keys[role]) for role, party in parties.items()}

@@ -25,7 +25,13 @@ from fedads.align import DEFAULT_PSI_BACKEND, PSI_BACKENDS, KeyNormalization, co
 from fedads.models import ModelConfig, TrainingHistory
 from fedads.protocol import Coordinator, InProcessTransport, ProtocolConfig
 from fedads.protocol.parties import PartyConfig
-from fedads.protocol.runtime import ALIGNED_ROWS_FILE, SCORES_FILE, PartyRuntime
+from fedads.protocol.runtime import (
+    ALIGNED_ROWS_FILE,
+    SCORES_FILE,
+    AlignedRows,
+    PartyRuntime,
+    coordinate_reused_alignment,
+)
 from fedads.protocol.sealing import SealingKeys, fresh_keys, key_file_text
 from fedads.tables import PartyTable, load_party_table
 
@@ -33,6 +39,9 @@ PARTIES: tuple[str, str] = ("social", "ecommerce")
 BACKENDS: tuple[str, ...] = ("simulation", "inprocess", "deployment")
 JOB = "fedads.federation:vfl_job"
 PARTY_FACTORY = "fedads.federation:party_factory"
+REUSE_ALIGNMENT_KEY = "reuse-alignment"
+"""Run config flag: the job skips the PSI and each party uses the aligned rows in its own
+private folder (``run_federated(alignment=...)``, :class:`fedads.protocol.runtime.AlignedRows`)."""
 _WHERE = "FederationSettings"
 
 
@@ -259,8 +268,12 @@ def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
     """
     settings = FederationSettings.from_run_config(dict(run_config))
     progress = Progress(settings.verbose)
-    progress("aligning users by private set intersection")
-    summary = coordinate_alignment(transport.send_all, settings.normalization)
+    if bool(run_config.get(REUSE_ALIGNMENT_KEY, False)):
+        progress("reusing each party's aligned rows (no PSI)")
+        summary = coordinate_reused_alignment(transport.send_all)
+    else:
+        progress("aligning users by private set intersection")
+        summary = coordinate_alignment(transport.send_all, settings.normalization)
     progress(
         f"aligned {summary.n_aligned} users (social {summary.n_social}, "
         f"ecommerce {summary.n_ecommerce})"
@@ -296,8 +309,11 @@ def history_arrays(history: TrainingHistory) -> dict[str, np.ndarray]:
     return out
 
 
-def _key_files(keys: SealingKeys, folder: Path) -> dict[str, str]:
-    """Write one party's keys (own secret, peer public) to its private folder; config entries."""
+def write_key_files(keys: SealingKeys, folder: str | Path) -> dict[str, str]:
+    """Write one party's keys (own secret, peer public) to its private ``folder``; returns the
+    run config entries that point its party factory at them (``<role>-secret-key``,
+    ``<role>-peer-key``)."""
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     secret, peer = folder / f"{keys.role}.key", folder / "peer.pub"
     fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -340,6 +356,7 @@ def run_federated(
     work_dir: str | Path | None = None,
     timeout_s: float = 600.0,
     progress: Progress = SILENT,
+    alignment: AlignedRows | FederatedRun | str | None = None,
 ) -> FederatedRun:
     """Align, train and score the federated model between two party tables.
 
@@ -353,18 +370,31 @@ def run_federated(
             and job, no Flower; for tests and sweeps).
         work_dir: folder for party-private files (default: a temporary folder).
         timeout_s: seconds a party may take to answer one message.
+        alignment: ``None`` (default): the parties run the PSI. For sweeps over the same
+            tables: an earlier run (``FederatedRun``, ``ExperimentResult``) or
+            :class:`~fedads.protocol.runtime.AlignedRows`: each party's own rows go into its
+            private folder and the PSI is skipped (nothing new crosses; the coordinator gets
+            the two sizes only). ``"clear"``: the rows are computed from both key columns at
+            once (:meth:`AlignedRows.in_the_clear`, the PSI's rows and order), for simulations,
+            where the experimenter holds both tables anyway. Given rows are checked against
+            the tables' keys first.
     """
     import time
 
     settings = (settings or FederationSettings()).validate()
     check_choice("run_federated", "backend", backend, BACKENDS)
     start = time.perf_counter()
+    reuse = _aligned_rows(alignment, social, ecommerce, settings)
     with tempfile.TemporaryDirectory(prefix="fedads-") as tmp:
         root = Path(work_dir) if work_dir is not None else Path(tmp)
         outs = {role: root / role / "out" for role in PARTIES}
         tables = {"social": social, "ecommerce": ecommerce}
         # Fresh key pairs per run; each party gets only its own secret and the peer's public key.
         keys = fresh_keys() if settings.sealing else dict.fromkeys(PARTIES)
+        reuse_config = {}
+        if reuse is not None:
+            reuse.write(outs)
+            reuse_config[REUSE_ALIGNMENT_KEY] = True
         if backend == "inprocess":
             runtimes = {
                 role: party_runtime(tables[role], settings, outs[role], keys[role])
@@ -372,14 +402,14 @@ def run_federated(
             }
             transport = InProcessTransport(runtimes, timeout_s=timeout_s)
             try:
-                values = vfl_job(transport, settings.to_run_config())
+                values = vfl_job(transport, {**settings.to_run_config(), **reuse_config})
             finally:
                 transport.close()
             traffic = transport.traffic.snapshot()
         else:
             from fedads.flower import run_federation
 
-            run_config = settings.to_run_config()
+            run_config = {**settings.to_run_config(), **reuse_config}
             for role in PARTIES:
                 path = root / role / "table.parquet"
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -387,7 +417,7 @@ def run_federated(
                 run_config[f"{role}-path"] = str(path)
                 run_config[f"{role}-out"] = str(outs[role])
                 if keys[role] is not None:
-                    run_config.update(_key_files(keys[role], root / role / "keys"))
+                    run_config.update(write_key_files(keys[role], root / role / "keys"))
             progress(f"starting the Flower {backend} engine (2 parties)")
             result = run_federation(
                 JOB,
@@ -410,3 +440,19 @@ def run_federated(
         backend=backend,
         elapsed_s=time.perf_counter() - start,
     )
+
+
+def _aligned_rows(
+    alignment: AlignedRows | FederatedRun | str | None,
+    social: PartyTable,
+    ecommerce: PartyTable,
+    settings: FederationSettings,
+) -> AlignedRows | None:
+    """``run_federated(alignment=...)`` as checked rows (``None``: run the PSI)."""
+    if alignment is None:
+        return None
+    if isinstance(alignment, str):
+        check_choice("run_federated", "alignment", alignment, ("clear",))
+        return AlignedRows.in_the_clear(social, ecommerce, settings.normalization)
+    rows = alignment if isinstance(alignment, AlignedRows) else AlignedRows.of(alignment)
+    return rows.check_against(social, ecommerce, settings.normalization)
