@@ -210,19 +210,18 @@ def build_parser() -> argparse.ArgumentParser:
     world.add_argument("--set", action="append", help="WorldConfig field, name=value")
     world.add_argument("-q", "--quiet", action="store_true")
     world.set_defaults(handler=_cmd_world)
-    for command in (demo, run, world):
-        command.add_argument(
-            "-v", "--verbose", action="store_true", help="also Flower's and Ray's own log lines"
-        )
-
     keys = sub.add_parser(
         "keys", help="a party's sealing key pair (docs/threat-model.md); prints fingerprints"
     )
     keys.add_argument("--role", choices=("social", "ecommerce"), required=True)
     keys.add_argument("--out", default="fedads-keys", help="folder for <role>.key and <role>.pub")
     keys.add_argument("--peer", help="the peer's public key file: print its fingerprint too")
-    keys.add_argument("--quiet", action="store_true")
+    keys.add_argument("-q", "--quiet", action="store_true")
     keys.set_defaults(handler=_cmd_keys)
+    for command in (demo, run, world, keys):
+        command.add_argument(
+            "-v", "--verbose", action="store_true", help="also Flower's and Ray's own log lines"
+        )
     return parser
 
 
