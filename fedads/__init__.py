@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from fedads.eval import EvalData, combine_seeds, evaluate
     from fedads.experiment import Experiment, ExperimentConfig, ExperimentResult
     from fedads.federation import FederationSettings, run_federated
-    from fedads.models import ModelConfig
+    from fedads.models import ZOO, ModelConfig, TowerSpec
     from fedads.protocol import ProtocolConfig
     from fedads.report import write_report
     from fedads.tables import PartyTable, load_party_table
@@ -51,6 +51,8 @@ _LAZY: dict[str, str] = {
     "FederationSettings": "fedads.federation",
     "run_federated": "fedads.federation",
     "ModelConfig": "fedads.models",
+    "TowerSpec": "fedads.models",
+    "ZOO": "fedads.models",
     "ProtocolConfig": "fedads.protocol",
     "write_report": "fedads.report",
     "PartyTable": "fedads.tables",
@@ -90,8 +92,10 @@ __all__ = [
     "PartyTable",
     "ProtocolConfig",
     "ProtocolError",
+    "TowerSpec",
     "World",
     "WorldConfig",
+    "ZOO",
     "__version__",
     "align_parties",
     "combine_seeds",

@@ -91,9 +91,10 @@ class PartyConfig:
     Attributes:
         encoder: feature encoding options (must match the centralized run for exact equivalence).
         bottom_factory: builds this party's bottom from ``(TowerSpec, ModelConfig)``; default
-            :class:`~fedads.models.nets.BottomTower`.
+            (``None``): the tower the setup's ``ModelConfig`` names for this party
+            (``social_bottom`` / ``ecommerce_bottom``: a zoo name or ``"module:attr"``).
         top_factory: (e-commerce only) builds the top from ``(input_dim, ModelConfig)``; default
-            :class:`~fedads.models.nets.TopHead`.
+            (``None``): the tower ``ModelConfig.top`` names.
         min_query_rows: (e-commerce only) the fewest distinct positions a ``score`` or
             ``evaluate`` request may ask about (default 256); when fewer rows than that are
             outside the training set, a query must cover all of them
