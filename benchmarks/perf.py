@@ -68,13 +68,15 @@ from fedads.federation import (
     party_factory,
     party_runtime,
     split_positions,
+    write_key_files,
 )
 from fedads.flower.config import DEFAULT_POLL_S, POLL_KEY
 from fedads.models import FeatureEncoder, build_model, predict_local, train_local
 from fedads.protocol import Coordinator, InProcessTransport, ProtocolConfig
 from fedads.protocol import messages as msg
 from fedads.protocol.envelope import Envelope
-from fedads.protocol.runtime import AlignedRows, coordinate_reused_alignment
+from fedads.protocol.runtime import SCORES_FILE, AlignedRows, coordinate_reused_alignment
+from fedads.protocol.sealing import fresh_keys
 from fedads.world import generate_world
 
 ROOT = Path(__file__).resolve().parent
@@ -264,8 +266,9 @@ def perf_party_factory(role: str, run_config: Any, node_config: Any) -> TimedPar
 def _inprocess_parties(b: dict[str, Any]) -> dict[str, Any]:
     """The same library runtimes for the in-process transport (rows from the same folders)."""
     settings = FederationSettings()
+    keys = fresh_keys()  # sealed, as every federated run
     return {
-        role: party_runtime(b["tables"][role], settings, b["outs"][role])
+        role: party_runtime(b["tables"][role], settings, b["outs"][role], keys[role])
         for role in ("social", "ecommerce")
     }
 
@@ -355,8 +358,9 @@ def _run_federated(transport: Any, spec: dict[str, Any], b: dict[str, Any]) -> d
     history = coordinator.fit(b["train"])
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
-    scores = coordinator.predict(b["test"])
+    coordinator.score(b["test"])  # the label party keeps per-user scores in its own folder
     predict_s = time.perf_counter() - start
+    scores = np.load(Path(b["outs"]["ecommerce"]) / SCORES_FILE)[b["test"]]
     n_train = len(b["train"])
     out = {
         "epoch_seconds": history.epoch_seconds,
@@ -832,6 +836,9 @@ def main(argv: list[str] | None = None) -> int:
             "perf-party-threads": args.party_threads,
             POLL_KEY: args.poll_interval,
         }
+        keys = fresh_keys()  # each party gets its own secret and the peer's public key
+        for role in ("social", "ecommerce"):
+            run_config.update(write_key_files(keys[role], Path(data["outs"][role]).parent / "keys"))
         sim_start = time.perf_counter()
         result = run_federation(
             perf_job,

@@ -195,6 +195,20 @@ def _add_defense_flags(command: argparse.ArgumentParser) -> None:
     )
 
 
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from fedads.protocol.sealing import fingerprint, read_key, write_keypair
+
+    secret, public = write_keypair(args.role, args.out)
+    print(f"{args.role} secret key: {secret} (keep it on this party's host only; mode 0600)")
+    print(f"{args.role} public key: {public} (give it to the peer party)")
+    print(f"{args.role} public key fingerprint: {fingerprint(read_key(public, kind='public'))}")
+    print("Compare fingerprints with the peer out of band (phone, signed mail) before a run.")
+    if args.peer:
+        peer = read_key(args.peer, kind="public")
+        print(f"peer public key fingerprint ({args.peer}): {fingerprint(peer)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fedads",
@@ -241,7 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
     world.add_argument("--set", action="append", help="WorldConfig field, name=value")
     world.add_argument("-q", "--quiet", action="store_true")
     world.set_defaults(handler=_cmd_world)
-    for command in (demo, run, world):
+    keys = sub.add_parser(
+        "keys", help="a party's sealing key pair (docs/threat-model.md); prints fingerprints"
+    )
+    keys.add_argument("--role", choices=("social", "ecommerce"), required=True)
+    keys.add_argument("--out", default="fedads-keys", help="folder for <role>.key and <role>.pub")
+    keys.add_argument("--peer", help="the peer's public key file: print its fingerprint too")
+    keys.add_argument("-q", "--quiet", action="store_true")
+    keys.set_defaults(handler=_cmd_keys)
+    for command in (demo, run, world, keys):
         command.add_argument(
             "-v", "--verbose", action="store_true", help="also Flower's and Ray's own log lines"
         )

@@ -13,7 +13,6 @@ in-process transport; the Flower transport maps the same fields onto an ``ArrayR
 
 from __future__ import annotations
 
-import io
 import json
 import struct
 from dataclasses import dataclass, field
@@ -51,8 +50,14 @@ class Envelope:
 
 def encode(envelope: Envelope) -> bytes:
     """Serialize an envelope to bytes: a JSON header, then each array's raw buffer."""
+    return b"".join(encode_parts(envelope))
+
+
+def encode_parts(envelope: Envelope) -> list[bytes | memoryview]:
+    """The pieces :func:`encode` joins (length, header, array buffers), without copying the
+    arrays, so a caller that prepends its own bytes (sealing) copies the payload once."""
     specs = []
-    buffers = []
+    buffers: list[bytes | memoryview] = []
     for name, array in envelope.arrays.items():
         array = np.ascontiguousarray(array)
         if array.dtype == object:
@@ -61,27 +66,26 @@ def encode(envelope: Envelope) -> bytes:
                 "only numeric arrays may cross"
             )
         specs.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape)})
-        buffers.append(array.tobytes())
+        buffers.append(memoryview(array).cast("B") if array.size else b"")
     header = json.dumps({"kind": envelope.kind, "meta": envelope.meta, "arrays": specs}).encode()
-    out = io.BytesIO()
-    out.write(_HEADER.pack(len(header)))
-    out.write(header)
-    for buffer in buffers:
-        out.write(buffer)
-    return out.getvalue()
+    return [_HEADER.pack(len(header)), header, *buffers]
 
 
-def decode(data: bytes) -> Envelope:
-    """Inverse of :func:`encode`."""
-    (header_len,) = _HEADER.unpack_from(data, 0)
-    offset = _HEADER.size
-    header = json.loads(data[offset : offset + header_len])
+def decode(data: bytes | np.ndarray, offset: int = 0, *, copy: bool = True) -> Envelope:
+    """Inverse of :func:`encode`, for the encoding that starts at ``offset`` of ``data``.
+
+    ``copy=False`` returns arrays that are views of ``data`` (for a caller that owns a fresh,
+    writable buffer, e.g. a just-decrypted payload).
+    """
+    (header_len,) = _HEADER.unpack_from(data, offset)
+    offset += _HEADER.size
+    header = json.loads(bytes(data[offset : offset + header_len]))
     offset += header_len
     arrays: dict[str, np.ndarray] = {}
     for spec in header["arrays"]:
         dtype = np.dtype(spec["dtype"])
         count = int(np.prod(spec["shape"], dtype=np.int64))
         array = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(spec["shape"])
-        arrays[spec["name"]] = array.copy()
+        arrays[spec["name"]] = array.copy() if copy else array
         offset += count * dtype.itemsize
     return Envelope(kind=header["kind"], arrays=arrays, meta=header["meta"])

@@ -11,8 +11,9 @@ Everything the job and the factories need travels as a flat Flower run config
 
 from __future__ import annotations
 
+import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,15 @@ from fedads.align import DEFAULT_PSI_BACKEND, PSI_BACKENDS, KeyNormalization, co
 from fedads.models import ModelConfig, TrainingHistory
 from fedads.privacy.leakage import read_party_outputs
 from fedads.protocol import Coordinator, InProcessTransport, ProtocolConfig
+from fedads.protocol.parties import PartyConfig
 from fedads.protocol.runtime import (
     ALIGNED_ROWS_FILE,
+    SCORES_FILE,
     AlignedRows,
     PartyRuntime,
     coordinate_reused_alignment,
 )
+from fedads.protocol.sealing import SealingKeys, fresh_keys, key_file_text
 from fedads.tables import PartyTable, load_party_table
 
 PARTIES: tuple[str, str] = ("social", "ecommerce")
@@ -59,6 +63,13 @@ class FederationSettings:
         label, existing: e-commerce label and existing-customer columns.
         psi_backend: PSI implementation both parties run, ``"ristretto255"`` (default,
             two-way DH-PSI over ristretto255) or ``"openmined"`` (openmined-psi, P-256).
+        sealing: seal every payload between the parties end to end (default True;
+            ``fedads.protocol.sealing``). ``run_federated`` makes fresh key pairs per run; a
+            deployed party reads its keys from its config (``<role>-secret-key``,
+            ``<role>-peer-key``) and seals whenever it has them. False only to measure the cost.
+        min_query_rows: the label party's query policy: fewest distinct rows a ``score`` /
+            ``evaluate`` request may cover (default 256, capped by the rows outside training;
+            ``docs/threat-model.md``).
         verbose: progress lines from the coordinator.
     """
 
@@ -71,6 +82,8 @@ class FederationSettings:
     label: str = "label"
     existing: str = "is_existing_customer"
     psi_backend: str = DEFAULT_PSI_BACKEND
+    sealing: bool = True
+    min_query_rows: int = 256
     verbose: bool = True
 
     def validate(self) -> FederationSettings:
@@ -87,6 +100,7 @@ class FederationSettings:
         )
         check_positive_int(_WHERE, "split_seed", self.split_seed, minimum=0)
         check_choice(_WHERE, "psi_backend", self.psi_backend, PSI_BACKENDS)
+        check_positive_int(_WHERE, "min_query_rows", self.min_query_rows)
         return self
 
     def to_run_config(self) -> dict[str, Any]:
@@ -117,6 +131,8 @@ class FederationSettings:
             "label": self.label,
             "existing": self.existing,
             "psi-backend": self.psi_backend,
+            "sealing": self.sealing,
+            "min-query-rows": self.min_query_rows,
             "verbose": self.verbose,
         }
 
@@ -159,6 +175,8 @@ class FederationSettings:
             label=str(config["label"]),
             existing=str(config["existing"]),
             psi_backend=str(config.get("psi-backend", DEFAULT_PSI_BACKEND)),
+            sealing=bool(config.get("sealing", True)),
+            min_query_rows=int(config.get("min-query-rows", 256)),
             verbose=bool(config.get("verbose", True)),
         ).validate()
 
@@ -199,16 +217,50 @@ def party_factory(role: str, run_config: Any, node_config: Any) -> PartyRuntime:
     if not path:
         raise fail(f"{role} party", "no data path configured", f"set '{role}-path' in its config")
     out_dir = node_config.get(f"{role}-out") or run_config.get(f"{role}-out") or None
+    if "min-query-rows" in node_config:  # the label party's own policy beats the run config's
+        settings = replace(settings, min_query_rows=int(node_config["min-query-rows"]))
     table = load_role_table(role, path, settings)
-    return party_runtime(table, settings, out_dir)
+    return party_runtime(table, settings, out_dir, party_keys(role, run_config, node_config))
+
+
+def party_keys(role: str, run_config: Any, node_config: Any) -> SealingKeys | None:
+    """``role``'s sealing keys from its config (node config first): ``<role>-secret-key`` (its
+    own secret key file) and ``<role>-peer-key`` (the peer's public key file).
+
+    A party that has keys seals, whatever the run config says. Without keys, a run config
+    with ``sealing = false`` runs unsealed; otherwise it is an error saying what to set.
+    """
+    secret = node_config.get(f"{role}-secret-key") or run_config.get(f"{role}-secret-key")
+    peer = node_config.get(f"{role}-peer-key") or run_config.get(f"{role}-peer-key")
+    if secret and peer:
+        return SealingKeys.from_files(role, str(secret), str(peer))
+    if not bool(run_config.get("sealing", True)):
+        return None
+    raise fail(
+        f"{role} party",
+        "no sealing keys configured",
+        f"run `fedads keys --role {role}`, exchange public keys, and set '{role}-secret-key' "
+        f"and '{role}-peer-key' in its node config",
+    )
 
 
 def party_runtime(
-    table: PartyTable, settings: FederationSettings, out_dir: str | Path | None = None
+    table: PartyTable,
+    settings: FederationSettings,
+    out_dir: str | Path | None = None,
+    keys: SealingKeys | None = None,
 ) -> PartyRuntime:
-    """The runtime one role runs over its own ``table``, as ``settings`` agree."""
+    """The runtime one role runs over its own ``table``, as ``settings`` agree.
+
+    ``keys``: the role's sealing keys (``None``: no sealing).
+    """
     return PartyRuntime(
-        table, settings.normalization, out_dir=out_dir, psi_backend=settings.psi_backend
+        table,
+        settings.normalization,
+        party_config=PartyConfig(min_query_rows=settings.min_query_rows),
+        out_dir=out_dir,
+        psi_backend=settings.psi_backend,
+        sealing=keys,
     )
 
 
@@ -220,8 +272,9 @@ def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
     train / held-out -> fit the split model -> score the held-out positions.
 
     Returns (Flower-compatible scalars and arrays): ``n_social``, ``n_ecommerce``,
-    ``n_aligned``, ``train_positions`` int64, ``test_positions`` int64, ``scores`` float32
-    (probabilities of the held-out positions), ``epoch_losses``, ``epoch_seconds``,
+    ``n_aligned``, ``train_positions`` int64, ``test_positions`` int64, ``n_scored`` (the
+    held-out scores themselves stay in the label party's private output,
+    :data:`~fedads.protocol.runtime.SCORES_FILE`), ``epoch_losses``, ``epoch_seconds``,
     ``epoch_bytes`` float64 ``[epochs]`` (payload bytes per epoch, all links),
     ``bytes_social_to_ecommerce`` / ``bytes_ecommerce_to_social`` (training, relayed).
     """
@@ -240,14 +293,14 @@ def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
     train, test = split_positions(summary.n_aligned, settings.test_share, settings.split_seed)
     coordinator = Coordinator(transport, settings.protocol, progress=progress)
     history = coordinator.fit(train)
-    scores = coordinator.predict(test)
+    n_scored = coordinator.score(test)
     return {
         "n_social": summary.n_social,
         "n_ecommerce": summary.n_ecommerce,
         "n_aligned": summary.n_aligned,
         "train_positions": train,
         "test_positions": test,
-        "scores": np.asarray(scores, dtype=np.float32),
+        "n_scored": n_scored,
         **history_arrays(history),
         **coordinator.relay_log.arrays(RELAY_ATTACK_PREFIX),
         "relay_attack_seconds": float(coordinator.relay_log.seconds),
@@ -270,13 +323,29 @@ def history_arrays(history: TrainingHistory) -> dict[str, np.ndarray]:
     return out
 
 
+def write_key_files(keys: SealingKeys, folder: str | Path) -> dict[str, str]:
+    """Write one party's keys (own secret, peer public) to its private ``folder``; returns the
+    run config entries that point its party factory at them (``<role>-secret-key``,
+    ``<role>-peer-key``)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    secret, peer = folder / f"{keys.role}.key", folder / "peer.pub"
+    fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key_file_text(keys.role, "secret", keys.secret))
+    peer_role = PARTIES[1] if keys.role == PARTIES[0] else PARTIES[0]
+    peer.write_text(key_file_text(peer_role, "public", keys.peer_public))
+    return {f"{keys.role}-secret-key": str(secret), f"{keys.role}-peer-key": str(peer)}
+
+
 # ---------------------------------------------------------------------------------- runner
 @dataclass
 class FederatedRun:
     """The federated model's outcome as the experimenter sees it.
 
     Attributes:
-        values: the job's result (see :func:`vfl_job`).
+        values: the job's result (see :func:`vfl_job`), plus ``scores`` float32 (probabilities
+            of the held-out positions) read from the label party's private output.
         social_rows, ecommerce_rows: ``int64 [n_aligned]`` each party's table rows in the
             aligned order, read from each party's private output folder (what the label holder's
             evaluation and the simulated baselines need; never sent to the coordinator).
@@ -336,12 +405,17 @@ def run_federated(
         root = Path(work_dir) if work_dir is not None else Path(tmp)
         outs = {role: root / role / "out" for role in PARTIES}
         tables = {"social": social, "ecommerce": ecommerce}
+        # Fresh key pairs per run; each party gets only its own secret and the peer's public key.
+        keys = fresh_keys() if settings.sealing else dict.fromkeys(PARTIES)
         reuse_config = {}
         if reuse is not None:
             reuse.write(outs)
             reuse_config[REUSE_ALIGNMENT_KEY] = True
         if backend == "inprocess":
-            runtimes = {role: party_runtime(tables[role], settings, outs[role]) for role in PARTIES}
+            runtimes = {
+                role: party_runtime(tables[role], settings, outs[role], keys[role])
+                for role in PARTIES
+            }
             transport = InProcessTransport(runtimes, timeout_s=timeout_s)
             try:
                 values = vfl_job(transport, {**settings.to_run_config(), **reuse_config})
@@ -358,6 +432,8 @@ def run_federated(
                 tables[role].frame.to_parquet(path, index=False)
                 run_config[f"{role}-path"] = str(path)
                 run_config[f"{role}-out"] = str(outs[role])
+                if keys[role] is not None:
+                    run_config.update(write_key_files(keys[role], root / role / "keys"))
             progress(f"starting the Flower {backend} engine (2 parties)")
             result = run_federation(
                 JOB,
@@ -370,6 +446,9 @@ def run_federated(
             values, traffic = dict(result.values), dict(result.traffic)
         rows = {role: np.load(outs[role] / ALIGNED_ROWS_FILE) for role in PARTIES}
         party_outputs = read_party_outputs(outs)
+        # The experimenter reads the label party's private scores (the relay never sees them).
+        private = np.load(outs["ecommerce"] / SCORES_FILE)
+        values["scores"] = np.asarray(private[np.asarray(values["test_positions"])], np.float32)
     return FederatedRun(
         values=values,
         social_rows=rows["social"],

@@ -69,6 +69,13 @@ Leakage (semi-honest parties and coordinator)
   for both backends.
 * The coordinator sees both set sizes, the intersection size and blinded points only; it never
   sees a key, a hash of a key, or the ordering salt.
+* Every round refuses repeated and invalid points and sizes other than the announced ones
+  (a forged response with repeated points would otherwise make a party "align" users the
+  peer lacks); a party that refuses installs no alignment.
+* With a transport that seals (``fedads.protocol.sealing``, the default of every federated
+  run) the coordinator sees only sealed blobs and the size fields, cannot substitute points
+  and cannot restart the PSI (one per session). :func:`align_parties` below runs the parties
+  directly, without sealing; its ``relay`` hook therefore has the power of a malicious peer.
 * Not covered: a malicious party can put guessed keys (e.g. enumerated phone numbers) in its
   own set to test membership; the peer sees the inflated ``n_peer_keys`` and may refuse. There
   is no input certification in plain PSI.
@@ -220,6 +227,8 @@ class PsiParty(PsiSteps):
                 f"peer request has {len(request.encrypted_elements)} items, "
                 f"announced {self._n_peer}"
             )
+        if len(set(request.encrypted_elements)) != len(request.encrypted_elements):
+            raise self._error("peer request repeats a point")
         try:
             response = self._server.ProcessRequest(request)
         except RuntimeError as exc:
@@ -278,6 +287,9 @@ class PsiParty(PsiSteps):
             raise self._error(
                 f"peer response has {len(response.encrypted_elements)} items, expected {self.n_own}"
             )
+        # Our keys are distinct, so the peer's re-blinding of them is too: a repeat is forged.
+        if len(set(response.encrypted_elements)) != len(response.encrypted_elements):
+            raise self._error("peer response repeats a point; refusing it (no alignment)")
         try:
             found = self._client.GetIntersection(self._peer_setup, response)
         except RuntimeError as exc:

@@ -99,6 +99,12 @@ def _as_sortable(rows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rows).view(f"S{POINT_BYTES}").reshape(-1)
 
 
+def _has_repeats(points: np.ndarray, *, is_sorted: bool = False) -> bool:
+    """Whether ``S32 [n]`` points hold the same encoding twice."""
+    ordered = points if is_sorted else np.sort(points)
+    return bool(ordered.size > 1 and np.any(ordered[1:] == ordered[:-1]))
+
+
 class RistrettoPsiParty(PsiSteps):
     """One party's side of two-way DH-PSI over ristretto255 (see the module docstring).
 
@@ -170,8 +176,10 @@ class RistrettoPsiParty(PsiSteps):
                 reply[start : start + len(items)] = _as_rows(b"".join(map(blind, items)))
             except RuntimeError:  # libsodium refuses non-canonical or small-order encodings
                 raise self._bad_point(peer_setup, items, start) from None
+        if _has_repeats(_as_sortable(peer)):
+            raise self._error(f"{peer_setup.kind!r} array 'points' repeats a point")
         kept = np.sort(_as_sortable(reply))
-        if kept.size > 1 and bool(np.any(kept[1:] == kept[:-1])):
+        if _has_repeats(kept, is_sorted=True):
             raise self._error(f"{peer_setup.kind!r} array 'points' repeats a point")
         self._peer_points = kept
         return Envelope(
@@ -193,6 +201,13 @@ class RistrettoPsiParty(PsiSteps):
         own = np.empty((self.n_own, POINT_BYTES), dtype=np.uint8)
         own[self._permutation] = received  # back to row order: received[i] is row perm[i]
         own_points = _as_sortable(own)
+        # Our keys are distinct, so their double-blinded points are too: a repeated point
+        # means the response was forged (e.g. to make us "align" users the peer lacks).
+        if _has_repeats(own_points):
+            raise self._error(
+                f"{peer_response.kind!r} array 'points' repeats a point; refusing the response "
+                "(no alignment installed)"
+            )
         kept = self._peer_points
         where = np.searchsorted(kept, own_points)
         where[where == kept.size] = 0

@@ -167,7 +167,7 @@ def resolve_role(node_config: Mapping[str, Any]) -> str:
 #: Suffixes of party-private config keys: ``<role>-path`` (its data), ``<role>-out`` (its
 #: private output folder). A factory never sees the other party's; deployment puts them in the
 #: owning SuperNode's node config only.
-PRIVATE_SUFFIXES: tuple[str, ...] = ("path", "out")
+PRIVATE_SUFFIXES: tuple[str, ...] = ("path", "out", "secret-key", "peer-key")
 
 
 def data_path_key(role: str) -> str:

@@ -282,16 +282,38 @@ class Coordinator:
             self.relay_log.observe(positions, unpack(arrays, msg.GRADIENTS), batch_size, epoch)
 
     # ------------------------------------------------------------------ scoring
+    def score(self, positions: np.ndarray) -> int:
+        """Have the label party score ``positions``; returns how many rows it scored.
+
+        Where the per-user scores go is the e-commerce party's decision: a
+        :class:`~fedads.protocol.runtime.PartyRuntime` writes them to its private output
+        (``docs/threat-model.md``) and replies with the count only; a bare
+        :class:`~fedads.protocol.parties.EcommerceParty` without a score sink replies with them
+        (use :meth:`predict` to collect them).
+        """
+        rows = self._scoring_positions(positions)
+        return sum(
+            int(reply.meta.get("n_rows", stop - start))
+            for (start, stop), reply in self._score_slices(rows, msg.SCORE)
+        )
+
     def predict(self, positions: np.ndarray) -> np.ndarray:
         """Probabilities float32 ``[len(positions)]`` of the federated model for ``positions``.
 
         Forward only: the social party embeds, the e-commerce party scores; the two run
-        concurrently on consecutive slices (``send_all``). Scores come back to the caller.
+        concurrently on consecutive slices (``send_all``). Scores come back to the caller, so
+        this works only with an e-commerce party that replies with them (a bare
+        ``EcommerceParty``); a runtime keeps them private (use :meth:`score`).
         """
         rows = self._scoring_positions(positions)
         out = np.empty(rows.size, dtype=np.float32)
         for (start, stop), reply in self._score_slices(rows, msg.SCORE):
             scores = reply.arrays.get(msg.SCORES)
+            if scores is None and "n_rows" in reply.meta:
+                raise ProtocolError(
+                    "the e-commerce party keeps per-user scores in its private output "
+                    "(scores.npy in its output folder); call score() and read them there"
+                )
             if scores is None or scores.shape != (stop - start,):
                 raise PartyError(
                     msg.ECOMMERCE,
@@ -329,8 +351,11 @@ class Coordinator:
         self, rows: np.ndarray, kind: str
     ) -> Iterator[tuple[tuple[int, int], Envelope]]:
         """Embed slice ``k+1`` at the social party while the e-commerce party handles ``k``."""
-        step = self.config.predict_rows
-        slices = [(start, min(start + step, rows.size)) for start in range(0, rows.size, step)]
+        # Equal slices of at most predict_rows: no short last slice (the label party refuses
+        # queries about fewer rows than its minimum, docs/threat-model.md).
+        n_slices = -(-rows.size // self.config.predict_rows)
+        bounds = np.linspace(0, rows.size, n_slices + 1).round().astype(int).tolist()
+        slices = list(zip(bounds[:-1], bounds[1:], strict=True))
         embedded: dict[str, np.ndarray] | None = None
         for k in range(len(slices) + 1):
             requests: dict[str, Envelope] = {}
@@ -398,5 +423,7 @@ def _chunks(batches: list[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
 
 
 def _only(arrays: dict[str, np.ndarray], name: str) -> dict[str, np.ndarray]:
-    """``name`` and its ``_scale`` companion, if present (relayed untouched, still compressed)."""
-    return {k: v for k, v in arrays.items() if k == name or k == name + msg.SCALE_SUFFIX}
+    """The peer payload of a reply, relayed untouched: the ``sealed`` blob when the parties
+    seal (``fedads.protocol.sealing``), else ``name`` and its ``_scale`` companion."""
+    keep = (name, name + msg.SCALE_SUFFIX, msg.SEALED)
+    return {k: v for k, v in arrays.items() if k in keep}

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from fedads.envelope import Envelope, Scalar, decode, encode
+from fedads.envelope import Envelope, Scalar, decode, encode, encode_parts
 
-__all__ = ["Envelope", "Scalar", "decode", "encode"]
+__all__ = ["Envelope", "Scalar", "decode", "encode", "encode_parts"]

@@ -70,6 +70,9 @@ EMBEDDINGS = "embeddings"
 GRADIENTS = "gradients"
 SCORES = "scores"
 SCALE_SUFFIX = "_scale"
+SEALED = "sealed"
+"""A payload sealed end to end for the peer party (``uint8 [nbytes]``, fedads.protocol.sealing):
+replaces ``embeddings`` / ``gradients`` (and their scales) when sealing is on."""
 
 _POSITION_ARRAYS = frozenset({POSITIONS, TRAIN_POSITIONS})
 _TENSOR_ARRAYS = frozenset({EMBEDDINGS, GRADIENTS})
@@ -88,19 +91,29 @@ class MessageSpec:
 MESSAGES: dict[str, MessageSpec] = {
     HELLO: MessageSpec(frozenset({SOCIAL, ECOMMERCE}), frozenset(), frozenset()),
     SETUP: MessageSpec(frozenset({SOCIAL, ECOMMERCE}), frozenset({TRAIN_POSITIONS}), frozenset()),
-    FORWARD: MessageSpec(frozenset({SOCIAL}), frozenset({POSITIONS}), frozenset({EMBEDDINGS})),
+    FORWARD: MessageSpec(
+        frozenset({SOCIAL}), frozenset({POSITIONS}), frozenset({EMBEDDINGS, SEALED})
+    ),
     BACKWARD_FORWARD: MessageSpec(
-        frozenset({SOCIAL}), frozenset({GRADIENTS, POSITIONS}), frozenset({EMBEDDINGS})
+        frozenset({SOCIAL}),
+        frozenset({GRADIENTS, POSITIONS, SEALED}),
+        frozenset({EMBEDDINGS, SEALED}),
     ),
-    BACKWARD: MessageSpec(frozenset({SOCIAL}), frozenset({GRADIENTS}), frozenset()),
+    BACKWARD: MessageSpec(frozenset({SOCIAL}), frozenset({GRADIENTS, SEALED}), frozenset()),
     TRAIN: MessageSpec(
-        frozenset({ECOMMERCE}), frozenset({POSITIONS, EMBEDDINGS}), frozenset({GRADIENTS})
+        frozenset({ECOMMERCE}),
+        frozenset({POSITIONS, EMBEDDINGS, SEALED}),
+        frozenset({GRADIENTS, SEALED}),
     ),
-    EMBED: MessageSpec(frozenset({SOCIAL}), frozenset({POSITIONS}), frozenset({EMBEDDINGS})),
+    EMBED: MessageSpec(
+        frozenset({SOCIAL}), frozenset({POSITIONS}), frozenset({EMBEDDINGS, SEALED})
+    ),
     SCORE: MessageSpec(
-        frozenset({ECOMMERCE}), frozenset({POSITIONS, EMBEDDINGS}), frozenset({SCORES})
+        frozenset({ECOMMERCE}), frozenset({POSITIONS, EMBEDDINGS, SEALED}), frozenset({SCORES})
     ),
-    EVALUATE: MessageSpec(frozenset({ECOMMERCE}), frozenset({POSITIONS, EMBEDDINGS}), frozenset()),
+    EVALUATE: MessageSpec(
+        frozenset({ECOMMERCE}), frozenset({POSITIONS, EMBEDDINGS, SEALED}), frozenset()
+    ),
 }
 """The message table above, as data."""
 
@@ -149,6 +162,8 @@ def check_envelope(
                 )
             if array.dtype != np.float32 and name + SCALE_SUFFIX not in envelope.arrays:
                 return f"compressed {name!r} ({array.dtype}) needs {name + SCALE_SUFFIX!r}"
+        elif name == SEALED and (array.dtype != np.uint8 or array.ndim != 1):
+            return f"{name!r} must be uint8 [nbytes]; got {array.dtype} {array.shape}"
         elif name == SCORES and (array.dtype != np.float32 or array.ndim != 1):
             return f"{name!r} must be float32 [n]; got {array.dtype} {array.shape}"
     return None

@@ -97,11 +97,16 @@ class PartyConfig:
             (``social_bottom`` / ``ecommerce_bottom``: a zoo name or ``"module:attr"``).
         top_factory: (e-commerce only) builds the top from ``(input_dim, ModelConfig)``; default
             (``None``): the tower ``ModelConfig.top`` names.
+        min_query_rows: (e-commerce only) the fewest distinct positions a ``score`` or
+            ``evaluate`` request may ask about (default 256); when fewer rows than that are
+            outside the training set, a query must cover all of them
+            (``docs/threat-model.md``).
     """
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     bottom_factory: BottomFactory | None = None
     top_factory: TopFactory | None = None
+    min_query_rows: int = 256
 
 
 class _BaseParty:
@@ -567,6 +572,14 @@ class EcommerceParty(_BaseParty):
         from fedads.privacy.observe import RECEIVED_EMBEDDINGS_FILE
 
         self.embedding_log = EmbeddingLog(Path(out_dir) / RECEIVED_EMBEDDINGS_FILE)
+        self.score_sink: Callable[[np.ndarray, np.ndarray], None] | None = None
+        """Where per-user scores go: ``sink(positions, scores)``, the party's private output
+        (set by :class:`~fedads.protocol.runtime.PartyRuntime`). ``None``: they go back in the
+        reply (a bare party in a trusted single process, e.g. unit tests)."""
+        # Positions already in an evaluate answer at model step ``_evaluated_step``: a second
+        # question about any of them at the same step is refused (no differencing).
+        self._evaluated = np.zeros(self.n_rows, dtype=bool)
+        self._evaluated_step = -1
 
     @classmethod
     def from_table(
@@ -689,24 +702,58 @@ class EcommerceParty(_BaseParty):
             self.top.train()
 
     def _on_score(self, envelope: Envelope) -> Envelope:
-        """Probabilities for the requested positions (returned to the coordinator only)."""
+        """Probabilities for the requested positions, to the private sink (reply: the count).
+
+        Without a sink (a bare party) the probabilities come back in the reply.
+        """
+        self._check_query(envelope)
         positions, logits = self._eval_logits(envelope)
         self.embedding_log.observe(positions, unpack(envelope.arrays, msg.EMBEDDINGS))
-        return Envelope(
-            msg.SCORE,
-            {msg.SCORES: torch.sigmoid(logits).numpy().astype(np.float32, copy=False)},
-            {},
-        )
+        scores = torch.sigmoid(logits).numpy().astype(np.float32, copy=False)
+        if self.score_sink is None:
+            return Envelope(msg.SCORE, {msg.SCORES: scores}, {})
+        self.score_sink(positions, scores)
+        return Envelope(msg.SCORE, {}, {"n_rows": int(positions.size)})
 
     def _on_evaluate(self, envelope: Envelope) -> Envelope:
         """Sum of BCE over the requested positions (a scalar in meta; no per-row output)."""
+        positions = self._check_query(envelope)
+        if self._evaluated_step != self.step:
+            self._evaluated[:] = False
+            self._evaluated_step = self.step
+        if self._evaluated[positions].any():
+            raise ProtocolError(
+                f"ecommerce party refuses 'evaluate': {int(self._evaluated[positions].sum())} of "
+                "these positions were already in an evaluate answer at this model step (two "
+                "overlapping answers would reveal the loss of the rows they differ by)"
+            )
         positions, logits = self._eval_logits(envelope)
+        self._evaluated[positions] = True
         loss_sum = F.binary_cross_entropy_with_logits(
             logits, self._labels.index_select(0, torch.from_numpy(positions)), reduction="sum"
         )
         return Envelope(
             msg.EVALUATE, {}, {"loss_sum": float(loss_sum), "n_rows": int(positions.size)}
         )
+
+    def _check_query(self, envelope: Envelope) -> np.ndarray:
+        """The query policy of the label party (``docs/threat-model.md``): distinct positions,
+        at least ``min_query_rows`` of them, or every row outside training if fewer."""
+        positions = self._positions(envelope)
+        if np.unique(positions).size != positions.size:
+            raise ProtocolError(
+                f"ecommerce party refuses {envelope.kind!r}: the positions repeat a row"
+            )
+        n_train = int((self._setup_meta or {}).get("n_train", 0))
+        floor = max(1, min(int(self.config.min_query_rows), self.n_rows - n_train))
+        if positions.size < floor:
+            raise ProtocolError(
+                f"ecommerce party refuses {envelope.kind!r} about {positions.size} row(s): its "
+                f"query policy answers only about at least {floor} distinct rows "
+                f"(min_query_rows={self.config.min_query_rows}, capped by the "
+                f"{self.n_rows - n_train} rows outside training); ask about more rows at once"
+            )
+        return positions
 
 
 def _n_rows(numeric: Any, categorical: Any, where: str) -> int:

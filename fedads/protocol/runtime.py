@@ -30,6 +30,7 @@ from fedads.align import (
     PSI_BACKENDS,
     PSI_KINDS,
     PSI_RESPONSE,
+    PSI_START,
     AlignmentSummary,
     KeyNormalization,
     PsiBackendParty,
@@ -42,11 +43,19 @@ from fedads.errors import ProtocolError
 from fedads.protocol import messages as msg
 from fedads.protocol.envelope import Envelope
 from fedads.protocol.parties import EcommerceParty, PartyConfig, SocialParty
+from fedads.protocol.sealing import SealedChannel, SealingKeys
 from fedads.tables import PartyTable
 
 ALIGNED_ROWS_FILE = "aligned_rows.npy"
 """Written to a party's private output folder after alignment (read by the label holder's
 evaluation and, in simulations, by the experimenter's reference models)."""
+
+SCORES_FILE = "scores.npy"
+"""The label party's private per-user scores: float32 ``[n_aligned]`` in the aligned order,
+NaN where nothing was scored (written by the e-commerce runtime; never sent to the relay)."""
+
+_CHANNEL_PREFIX = "channel."
+_PSI_STARTED_KEY = "runtime.psi_started"
 
 ALIGNMENT_REUSE = "alignment_reuse"
 """Envelope kind (coordinator -> both parties, no arrays, no meta): "use the aligned rows in your
@@ -65,9 +74,13 @@ class PartyRuntime:
         table: this party's validated table (``table.party`` is the role).
         normalization: key normalisation, identical on both sides (shared config).
         party_config: party-local model options (bottom/top factories, encoder).
-        out_dir: party-private folder; the aligned row order is written there after PSI.
+        out_dir: party-private folder; the aligned row order is written there after PSI, and
+            (e-commerce) the per-user scores (:data:`SCORES_FILE`).
         psi_backend: PSI implementation, ``"ristretto255"`` (default) or ``"openmined"``; must
             be the same on both sides (shared config, ``FederationSettings.psi_backend``).
+        sealing: this party's secret key and the peer's public key: every payload to and from
+            the peer is sealed end to end (``fedads.protocol.sealing``). ``None`` runs without
+            sealing (benchmarks of its cost, trusted single-process use only).
     """
 
     def __init__(
@@ -77,6 +90,7 @@ class PartyRuntime:
         party_config: PartyConfig | None = None,
         out_dir: str | Path | None = None,
         psi_backend: str = DEFAULT_PSI_BACKEND,
+        sealing: SealingKeys | None = None,
     ) -> None:
         self.table = table
         self.name: str = table.party
@@ -89,28 +103,57 @@ class PartyRuntime:
         self._psi: PsiBackendParty | None = None
         self.aligned_rows: np.ndarray | None = None  # int64 [n_aligned] rows of self.table
         self.party: SocialParty | EcommerceParty | None = None
+        if sealing is not None and sealing.role != self.name:
+            raise ProtocolError(
+                f"{self.name} party was given the {sealing.role} party's sealing keys"
+            )
+        self.channel: SealedChannel | None = None if sealing is None else SealedChannel(sealing)
+        self._psi_started = False
+        self.private_scores: np.ndarray | None = None  # float32 [n_aligned] when no out_dir
 
     # ------------------------------------------------------------------ messages
     def handle(self, envelope: Envelope) -> Envelope:
-        """Answer one envelope: PSI kinds here, everything else by the training party."""
-        if envelope.kind in PSI_KINDS:
-            return self._handle_psi(envelope)
-        if envelope.kind == ALIGNMENT_REUSE:
-            return self._reuse_alignment()
-        if self.party is None:
+        """Answer one envelope: PSI kinds and alignment reuse here, the rest by the training party.
+
+        With sealing, the peer's payload in ``envelope`` is opened and checked first, and the
+        reply's payload for the peer is sealed last (``fedads.protocol.sealing``).
+        """
+        request = envelope if self.channel is None else self.channel.open(envelope)
+        if request.kind in PSI_KINDS:
+            reply = self._handle_psi(request)
+        elif request.kind == ALIGNMENT_REUSE:
+            reply = self._reuse_alignment()
+        elif self.party is None:
             raise ProtocolError(
-                f"{self.name} party got {envelope.kind!r} before alignment; run the PSI first"
+                f"{self.name} party got {request.kind!r} before alignment; run the PSI first"
             )
-        return self.party.handle(envelope)
+        else:
+            reply = self.party.handle(request)
+        return reply if self.channel is None else self.channel.seal(request, reply)
 
     def _handle_psi(self, envelope: Envelope) -> Envelope:
-        if self._psi is None or envelope.kind == "psi_start":
+        if envelope.kind == PSI_START:
+            # One PSI per session: a restarted PSI would let the relay run the intersection
+            # again (e.g. against substituted points) and replace the alignment.
+            if self._psi_started:
+                raise ProtocolError(
+                    f"{self.name} party refuses a second 'psi_start': one PSI per session "
+                    "(start a new run for a new alignment)"
+                )
+            self._psi_started = True
             self._psi = self._new_psi()
             self.aligned_rows, self.party = None, None
+        elif self._psi is None:
+            raise ProtocolError(
+                f"{self.name} party got {envelope.kind!r} with no PSI under way"
+                + (" (the alignment is done)" if self.aligned_rows is not None else "")
+            )
         reply = self._psi.handle(envelope)
         alignment = self._psi.alignment
-        if envelope.kind == PSI_RESPONSE and alignment is not None and alignment.n_aligned > 0:
-            self._install_alignment(np.asarray(alignment.rows, dtype=np.int64))
+        if envelope.kind == PSI_RESPONSE and alignment is not None:
+            self._psi = None  # done: later psi_* messages are refused
+            if alignment.n_aligned > 0:
+                self._install_alignment(np.asarray(alignment.rows, dtype=np.int64))
         return reply
 
     def _reuse_alignment(self) -> Envelope:
@@ -149,6 +192,7 @@ class PartyRuntime:
             )
         if self._psi is not None:
             raise ProtocolError(f"{self.name} party refuses alignment reuse: a PSI is under way")
+        self._psi_started = True  # the run's one alignment: a later psi_start is refused too
         self._install_alignment(rows)
         return reply
 
@@ -157,24 +201,51 @@ class PartyRuntime:
             self.table.keys(), self.name, self.normalization, backend=self.psi_backend
         )
 
-    def _install_alignment(self, rows: np.ndarray) -> None:
+    def _install_alignment(self, rows: np.ndarray, *, restored: bool = False) -> None:
+        """Build the training party over ``rows``; ``restored``: from a checkpoint of this run
+        (keep the run's private scores), else a new alignment (drop an earlier run's)."""
         self.aligned_rows = rows
+        self.private_scores = None
         table = self.table
         numeric = table.numeric_matrix(rows) if table.numeric_columns else None
         categorical = table.categorical_matrix(rows) if table.categorical_columns else None
         if self.name == msg.ECOMMERCE:
-            self.party = EcommerceParty(numeric, categorical, table.labels(rows), self.party_config)
+            party = EcommerceParty(numeric, categorical, table.labels(rows), self.party_config)
+            party.score_sink = self._keep_scores  # per-user scores stay with this party
+            self.party = party
         else:
             self.party = SocialParty(numeric, categorical, self.party_config)
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             np.save(self.out_dir / ALIGNED_ROWS_FILE, rows)
             self.party.attach_output(self.out_dir)  # privacy instruments' private files
+            if not restored:
+                (self.out_dir / SCORES_FILE).unlink(missing_ok=True)  # an earlier run's scores
+
+    def _keep_scores(self, positions: np.ndarray, scores: np.ndarray) -> None:
+        """Store scores of ``positions`` in this party's private output (never in a reply)."""
+        assert self.aligned_rows is not None
+        path = None if self.out_dir is None else self.out_dir / SCORES_FILE
+        if self.private_scores is None:
+            if path is not None and path.exists():
+                self.private_scores = np.load(path)
+            else:
+                self.private_scores = np.full(self.aligned_rows.size, np.nan, dtype=np.float32)
+        self.private_scores[positions] = scores
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.stem}.tmp.npy")
+            np.save(tmp, self.private_scores)
+            tmp.replace(path)
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> dict[str, np.ndarray]:
-        """Alignment rows, PSI progress and the training party's state, as flat arrays."""
-        state: dict[str, np.ndarray] = {}
+        """Alignment rows, PSI progress, channel counters and the training party's state."""
+        state: dict[str, np.ndarray] = {
+            _PSI_STARTED_KEY: np.array([int(self._psi_started)], dtype=np.int64)
+        }
+        if self.channel is not None:
+            state.update({_CHANNEL_PREFIX + k: v for k, v in self.channel.get_state().items()})
         if self._psi is not None and self.aligned_rows is None:
             state.update({_PSI_PREFIX + k: v for k, v in self._psi.get_state().items()})
         if self.aligned_rows is not None:
@@ -185,6 +256,10 @@ class PartyRuntime:
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`get_state` returned (on a fresh runtime over the same table)."""
+        if _PSI_STARTED_KEY in state:
+            self._psi_started = bool(np.asarray(state[_PSI_STARTED_KEY]).reshape(-1)[0])
+        if self.channel is not None:
+            self.channel.set_state(_strip(state, _CHANNEL_PREFIX))
         psi_state = _strip(state, _PSI_PREFIX)
         if psi_state:
             self._psi = self._new_psi()
@@ -195,7 +270,7 @@ class PartyRuntime:
             rows = np.asarray(state[_ROWS_KEY], dtype=np.int64)
             same = self.aligned_rows is not None and np.array_equal(rows, self.aligned_rows)
             if not (same and self.party is not None):
-                self._install_alignment(rows)
+                self._install_alignment(rows, restored=True)
             party_state = _strip(state, _PARTY_PREFIX)
             if party_state and self.party is not None:
                 self.party.set_state(party_state)
