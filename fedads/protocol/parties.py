@@ -564,14 +564,6 @@ class EcommerceParty(_BaseParty):
         self.peer_embedding_dim = 0
         # The feature-inference attacker's input: social embeddings received for scoring.
         self.embedding_log = EmbeddingLog()
-
-    def attach_output(self, out_dir: Any) -> None:
-        """Write the social embeddings received for scoring to ``out_dir`` (private folder)."""
-        from pathlib import Path
-
-        from fedads.privacy.observe import RECEIVED_EMBEDDINGS_FILE
-
-        self.embedding_log = EmbeddingLog(Path(out_dir) / RECEIVED_EMBEDDINGS_FILE)
         self.score_sink: Callable[[np.ndarray, np.ndarray], None] | None = None
         """Where per-user scores go: ``sink(positions, scores)``, the party's private output
         (set by :class:`~fedads.protocol.runtime.PartyRuntime`). ``None``: they go back in the
@@ -580,6 +572,14 @@ class EcommerceParty(_BaseParty):
         # question about any of them at the same step is refused (no differencing).
         self._evaluated = np.zeros(self.n_rows, dtype=bool)
         self._evaluated_step = -1
+
+    def attach_output(self, out_dir: Any) -> None:
+        """Write the social embeddings received for scoring to ``out_dir`` (private folder)."""
+        from pathlib import Path
+
+        from fedads.privacy.observe import RECEIVED_EMBEDDINGS_FILE
+
+        self.embedding_log = EmbeddingLog(Path(out_dir) / RECEIVED_EMBEDDINGS_FILE)
 
     @classmethod
     def from_table(
