@@ -39,7 +39,9 @@ class ExperimentConfig:
 
     Attributes:
         world: synthetic world parameters (ignored when party tables are given).
-        federation: protocol, split and column settings shared by both parties.
+        federation: protocol, split and alignment settings shared by both parties, including
+            the one timeout (``federation.protocol.timeout_s``: seconds a party may take to
+            answer one message, default 600).
         backend: ``"simulation"`` (Flower simulation engine, default), ``"deployment"`` or
             ``"inprocess"``.
         references: which non-federated models to train for comparison.
@@ -47,7 +49,6 @@ class ExperimentConfig:
         headline_budget: the budget the headline lift is reported at (default 0.10).
         n_bootstrap: paired bootstrap resamples (default 1000).
         eval_seed: seed of the bootstrap and tie-breaking.
-        timeout_s: seconds a party may take to answer one message.
     """
 
     world: WorldConfig = field(default_factory=WorldConfig)
@@ -58,7 +59,6 @@ class ExperimentConfig:
     headline_budget: float = 0.10
     n_bootstrap: int = 1000
     eval_seed: int = 0
-    timeout_s: float = 600.0
 
     def validate(self) -> ExperimentConfig:
         self.federation.validate()
@@ -149,7 +149,6 @@ class Experiment:
             ecommerce,
             settings,
             backend=config.backend,
-            timeout_s=config.timeout_s,
             progress=progress,
         )
         train = np.asarray(run.values["train_positions"], dtype=np.int64)
@@ -344,6 +343,7 @@ def _extra(config: ExperimentConfig, run: FederatedRun) -> dict[str, Any]:
             "pipeline": config.federation.protocol.pipeline,
             "compression": config.federation.protocol.compression,
             "seed": config.federation.protocol.seed,
+            "timeout_s": config.federation.protocol.timeout_s,
         },
         "world": config.world.to_dict() if hasattr(config.world, "to_dict") else None,
     }

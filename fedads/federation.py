@@ -12,19 +12,29 @@ Everything the job and the factories need travels as a flat Flower run config
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fedads._flat import flat_keys, flatten, unflatten
 from fedads._progress import SILENT, Progress
 from fedads._validation import check_choice, check_in_range, check_positive_int, fail
 from fedads.align import DEFAULT_PSI_BACKEND, PSI_BACKENDS, KeyNormalization, coordinate_alignment
-from fedads.models import ModelConfig, TrainingHistory
+from fedads.models import TrainingHistory
 from fedads.protocol import Coordinator, InProcessTransport, ProtocolConfig
 from fedads.protocol.runtime import ALIGNED_ROWS_FILE, PartyRuntime
-from fedads.tables import PartyTable, load_party_table
+from fedads.tables import (
+    EXISTING_NAME,
+    KEY_NAME,
+    LABEL_NAME,
+    ROLE_ARGS,
+    PartyTable,
+    load_party_table,
+    read_column_roles,
+)
 
 PARTIES: tuple[str, str] = ("social", "ecommerce")
 BACKENDS: tuple[str, ...] = ("simulation", "inprocess", "deployment")
@@ -37,15 +47,18 @@ _WHERE = "FederationSettings"
 class FederationSettings:
     """What the coordinator and the parties agree on before a run (no data, no secrets).
 
+    Column names are not here: they are each party's own business and travel with its table
+    (:meth:`fedads.tables.PartyTable.to_parquet`, or the party's node config in deployment;
+    see :func:`load_role_table`).
+
     Attributes:
         protocol: training protocol (mode, chunk size, pipeline, batch size, epochs, model,
-            compression, seed).
+            compression, seed, and ``timeout_s``: the seconds a party may take to answer one
+            message, on every backend).
         test_share: share of aligned users held out for evaluation, split once by user before
             any model sees them (default 0.3).
         split_seed: seed of that split (default 0).
         normalization: key normalisation both parties apply before PSI.
-        social_key, ecommerce_key: join-key column of each party's table.
-        label, existing: e-commerce label and existing-customer columns.
         psi_backend: PSI implementation both parties run, ``"ristretto255"`` (default,
             two-way DH-PSI over ristretto255) or ``"openmined"`` (openmined-psi, P-256).
         verbose: progress lines from the coordinator.
@@ -55,10 +68,6 @@ class FederationSettings:
     test_share: float = 0.3
     split_seed: int = 0
     normalization: KeyNormalization = field(default_factory=KeyNormalization)
-    social_key: str = "key"
-    ecommerce_key: str = "key"
-    label: str = "label"
-    existing: str = "is_existing_customer"
     psi_backend: str = DEFAULT_PSI_BACKEND
     verbose: bool = True
 
@@ -78,69 +87,29 @@ class FederationSettings:
         check_choice(_WHERE, "psi_backend", self.psi_backend, PSI_BACKENDS)
         return self
 
+    @property
+    def timeout_s(self) -> float:
+        """Seconds a party may take to answer one message (``protocol.timeout_s``)."""
+        return float(self.protocol.timeout_s)
+
     def to_run_config(self) -> dict[str, Any]:
-        """Flat Flower run config (scalars only)."""
-        p = self.protocol
-        return {
-            **{f"model-{k}": v for k, v in p.model.to_meta().items()},
-            "mode": p.mode,
-            "batch-size": p.batch_size,
-            "chunk-batches": 0 if p.chunk_batches is None else p.chunk_batches,
-            "pipeline": p.pipeline,
-            "epochs": p.epochs,
-            "lr": float(p.lr),
-            "seed": p.seed,
-            "compression": p.compression,
-            "optimizer": p.optimizer,
-            "weight-decay": float(p.weight_decay),
-            "predict-rows": p.predict_rows,
-            "test-share": float(self.test_share),
-            "split-seed": self.split_seed,
-            "key-strip": self.normalization.strip,
-            "key-lower": self.normalization.lower,
-            "social-key": self.social_key,
-            "ecommerce-key": self.ecommerce_key,
-            "label": self.label,
-            "existing": self.existing,
-            "psi-backend": self.psi_backend,
-            "verbose": self.verbose,
-        }
+        """Flat Flower run config (scalars only), generically from the fields.
+
+        Keys are the field names in kebab case, nested settings prefixed
+        (``protocol-batch-size``, ``protocol-model-top-hidden``, ``normalization-lower``);
+        tuples are ``"64,32"``, ``None`` is ``""`` (:mod:`fedads._flat`).
+        """
+        return flatten(self)
 
     @classmethod
-    def from_run_config(cls, config: dict[str, Any] | Any) -> FederationSettings:
-        """Inverse of :meth:`to_run_config` (unknown keys ignored)."""
-        model = ModelConfig.from_meta(
-            {k[len("model-") :]: v for k, v in config.items() if str(k).startswith("model-")}
-        )
-        chunk = int(config["chunk-batches"])
-        protocol = ProtocolConfig(
-            mode=str(config["mode"]),
-            batch_size=int(config["batch-size"]),
-            chunk_batches=chunk or None,
-            pipeline=bool(config.get("pipeline", False)),
-            epochs=int(config["epochs"]),
-            lr=float(config["lr"]),
-            seed=int(config["seed"]),
-            compression=str(config["compression"]),
-            optimizer=str(config["optimizer"]),
-            weight_decay=float(config["weight-decay"]),
-            model=model,
-            predict_rows=int(config["predict-rows"]),
-        )
-        return cls(
-            protocol=protocol,
-            test_share=float(config["test-share"]),
-            split_seed=int(config["split-seed"]),
-            normalization=KeyNormalization(
-                strip=bool(config["key-strip"]), lower=bool(config["key-lower"])
-            ),
-            social_key=str(config["social-key"]),
-            ecommerce_key=str(config["ecommerce-key"]),
-            label=str(config["label"]),
-            existing=str(config["existing"]),
-            psi_backend=str(config.get("psi-backend", DEFAULT_PSI_BACKEND)),
-            verbose=bool(config.get("verbose", True)),
-        ).validate()
+    def from_run_config(cls, config: Mapping[str, Any] | Any) -> FederationSettings:
+        """Inverse of :meth:`to_run_config`: unknown keys ignored, missing keys at defaults."""
+        return unflatten(cls, dict(config)).validate()
+
+    @classmethod
+    def run_config_keys(cls) -> tuple[str, ...]:
+        """Every run-config key the settings use (``[tool.flwr.app.config]`` declares them)."""
+        return flat_keys(cls)
 
 
 def split_positions(n_aligned: int, test_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -156,18 +125,56 @@ def split_positions(n_aligned: int, test_share: float, seed: int) -> tuple[np.nd
 
 
 # ---------------------------------------------------------------------------------- parties
-def load_role_table(role: str, source: Any, settings: FederationSettings) -> PartyTable:
-    """Load one party's table with the column roles the settings declare."""
+#: Node-config keys (``<role>-<role arg>``, e.g. ``ecommerce-label``) that name a party's
+#: columns when its data file does not carry them; see :func:`load_role_table`.
+COLUMN_KEYS: tuple[str, ...] = ROLE_ARGS
+
+
+def column_config(role: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """``role``'s column roles named in a (node) config: ``load_party_table`` arguments.
+
+    Keys ``<role>-key``, ``<role>-label``, ``<role>-existing`` (one column each) and
+    ``<role>-categorical``, ``<role>-numeric`` (comma-separated column names); absent keys are
+    left out of the result.
+    """
+    out: dict[str, Any] = {}
+    for arg in COLUMN_KEYS:
+        value = config.get(f"{role}-{arg}")
+        if value in (None, ""):
+            continue
+        if arg in ("categorical", "numeric"):
+            out[arg] = [c.strip() for c in str(value).split(",") if c.strip()]
+        else:
+            out[arg] = str(value)
+    return out
+
+
+def load_role_table(
+    role: str, source: Any, node_config: Mapping[str, Any] | None = None
+) -> PartyTable:
+    """Load ``role``'s own table; its column roles come from the party's side only.
+
+    In order: the node config's ``<role>-key`` (and ``<role>-label``, ``<role>-existing``,
+    ``<role>-categorical``, ``<role>-numeric``) when set; else the roles stored in a Parquet
+    file written by :meth:`~fedads.tables.PartyTable.to_parquet` (what :func:`run_federated`
+    hands each party); else the shared names of :mod:`fedads.world` (``key``, and for the
+    e-commerce party ``label`` and ``is_existing_customer``).
+    """
     check_choice("load_role_table", "role", role, PARTIES)
-    if role == "social":
-        return load_party_table(source, party="social", key=settings.social_key)
-    return load_party_table(
-        source,
-        party="ecommerce",
-        key=settings.ecommerce_key,
-        label=settings.label,
-        existing=settings.existing,
-    )
+    columns = column_config(role, node_config or {})
+    if "key" not in columns:
+        if columns:
+            raise fail(
+                f"{role} party",
+                f"node config names {sorted(columns)} but no '{role}-key'",
+                f"set '{role}-key' to the join-key column too",
+            )
+        if read_column_roles(source) is not None:
+            return load_party_table(source, party=role)  # type: ignore[arg-type]
+        columns = {"key": KEY_NAME}
+        if role == "ecommerce":
+            columns.update(label=LABEL_NAME, existing=EXISTING_NAME)
+    return load_party_table(source, party=role, **columns)  # type: ignore[arg-type]
 
 
 def party_factory(role: str, run_config: Any, node_config: Any) -> PartyRuntime:
@@ -179,7 +186,7 @@ def party_factory(role: str, run_config: Any, node_config: Any) -> PartyRuntime:
     if not path:
         raise fail(f"{role} party", "no data path configured", f"set '{role}-path' in its config")
     out_dir = node_config.get(f"{role}-out") or run_config.get(f"{role}-out") or None
-    table = load_role_table(role, path, settings)
+    table = load_role_table(role, path, {**dict(run_config), **dict(node_config)})
     return party_runtime(table, settings, out_dir)
 
 
@@ -273,7 +280,7 @@ def run_federated(
     *,
     backend: str = "simulation",
     work_dir: str | Path | None = None,
-    timeout_s: float = 600.0,
+    timeout_s: float | None = None,
     progress: Progress = SILENT,
 ) -> FederatedRun:
     """Align, train and score the federated model between two party tables.
@@ -287,11 +294,17 @@ def run_federated(
             (local SuperLink + 2 SuperNodes via ``flwr run``) or ``"inprocess"`` (same parties
             and job, no Flower; for tests and sweeps).
         work_dir: folder for party-private files (default: a temporary folder).
-        timeout_s: seconds a party may take to answer one message.
+        timeout_s: shorthand for ``settings.protocol.timeout_s`` (seconds a party may take to
+            answer one message, the one timeout of every backend); ``None`` keeps the settings'.
     """
     import time
 
     settings = (settings or FederationSettings()).validate()
+    if timeout_s is not None:
+        settings = replace(
+            settings, protocol=replace(settings.protocol, timeout_s=float(timeout_s))
+        ).validate()
+    timeout_s = settings.timeout_s
     check_choice("run_federated", "backend", backend, BACKENDS)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fedads-") as tmp:
@@ -311,9 +324,10 @@ def run_federated(
 
             run_config = settings.to_run_config()
             for role in PARTIES:
+                # The table's column roles travel inside its own (party-private) file.
                 path = root / role / "table.parquet"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tables[role].frame.to_parquet(path, index=False)
+                tables[role].to_parquet(path)
                 run_config[f"{role}-path"] = str(path)
                 run_config[f"{role}-out"] = str(outs[role])
             progress(f"starting the Flower {backend} engine (2 parties)")

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from fedads._flat import flatten, unflatten
 from fedads._validation import check_choice, check_positive_int, fail
 from fedads.models.features import TowerSpec
 
@@ -94,28 +95,17 @@ class ModelConfig:
                 check_positive_int(where, name, width)
         return self
 
-    def to_meta(self) -> dict[str, int | str]:
-        """Scalars for an envelope's meta (hidden widths as ``"64,32"``)."""
-        return {
-            "embedding_dim": int(self.embedding_dim),
-            "bottom_hidden": ",".join(str(int(w)) for w in self.bottom_hidden),
-            "cat_embedding_dim": int(self.cat_embedding_dim),
-            "top_hidden": ",".join(str(int(w)) for w in self.top_hidden),
-        }
+    def to_meta(self) -> dict[str, int | float | str | bool]:
+        """Scalars for an envelope's meta, one key per field (hidden widths as ``"64,32"``).
+
+        Generic over the fields (:func:`fedads._flat.flatten`), so a new field travels too.
+        """
+        return flatten(self, style="field")
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, object]) -> ModelConfig:
-        """Inverse of :meth:`to_meta`."""
-
-        def widths(text: object) -> tuple[int, ...]:
-            return tuple(int(w) for w in str(text).split(",") if w.strip())
-
-        return cls(
-            embedding_dim=int(meta["embedding_dim"]),  # type: ignore[arg-type]
-            bottom_hidden=widths(meta["bottom_hidden"]),
-            cat_embedding_dim=int(meta["cat_embedding_dim"]),  # type: ignore[arg-type]
-            top_hidden=widths(meta["top_hidden"]),
-        ).validate()
+        """Inverse of :meth:`to_meta` (other keys ignored, missing fields at defaults)."""
+        return unflatten(cls, meta, style="field").validate()
 
 
 # ---------------------------------------------------------------------- seeding

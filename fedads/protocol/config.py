@@ -11,6 +11,8 @@ from fedads.protocol.codec import COMPRESSIONS
 
 MODES = ("exact", "efficient")
 DEFAULT_CHUNK_BATCHES = 4
+DEFAULT_TIMEOUT_S = 600.0
+"""Default seconds a party may take to answer one message (``ProtocolConfig.timeout_s``)."""
 _WHERE = "ProtocolConfig"
 
 
@@ -36,8 +38,11 @@ class ProtocolConfig:
         seed: seeds model init and batch order (default 0).
         compression: ``"none"`` (default), ``"float16"`` or ``"int8"`` for exchanged embeddings
             and gradients (``fedads.protocol.codec``).
-        timeout_s: seconds a party may take to answer one message; ``None`` (default) waits
-            forever. Applied to transports that expose a ``timeout_s`` attribute.
+        timeout_s: seconds a party may take to answer one message (default 600): the one
+            timeout of every backend (in-process, Flower simulation and deployment, run config
+            ``protocol-timeout-s``); a party that misses it fails the run with
+            :class:`~fedads.errors.PartyError`. Waits derived from it: a deployment's SuperNodes
+            must register within it.
         optimizer: ``"adam"`` (default), ``"adamw"`` or ``"sgd"``.
         weight_decay: weight decay of every optimizer (default 0).
         model: architecture (:class:`~fedads.models.nets.ModelConfig`).
@@ -52,7 +57,7 @@ class ProtocolConfig:
     lr: float = 2e-3
     seed: int = 0
     compression: str = "none"
-    timeout_s: float | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
     optimizer: str = "adam"
     weight_decay: float = 0.0
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -81,10 +86,9 @@ class ProtocolConfig:
                 "excludes) or pipeline=False",
             )
         check_choice(_WHERE, "compression", self.compression, COMPRESSIONS)
-        if self.timeout_s is not None:
-            check_in_range(
-                _WHERE, "timeout_s", self.timeout_s, 0.0, float("inf"), low_inclusive=False
-            )
+        check_in_range(
+            _WHERE, "timeout_s", self.timeout_s, 0.0, float("inf"), low_inclusive=False
+        )
         check_positive_int(_WHERE, "predict_rows", self.predict_rows)
         if not isinstance(self.model, ModelConfig):
             raise fail(
