@@ -13,6 +13,8 @@ only be ``bool``, ``int``, ``float`` or ``str``. :func:`flatten` and :func:`unfl
   element holds a comma or space at its ends; ``()`` is ``""``, or ``"[]"`` when the field may
   also be ``None``);
 * ``None`` (an optional field) becomes ``""``;
+* a field may name its key outright with ``field(metadata={RUN_CONFIG_KEY: "timeout-s"})``
+  (no prefix; used where a Flower-side key must keep a short, stable name);
 * an optional nested dataclass (``X | None``) adds a presence key ``<name>`` (``True``/``False``)
   next to its fields (filled with ``X()``'s defaults while absent).
 
@@ -40,6 +42,8 @@ Scalar = bool | int | float | str
 Style = Literal["kebab", "field"]
 
 _NONE = ""
+RUN_CONFIG_KEY = "run_config_key"
+"""Field-metadata entry that names a field's flat key outright (kebab style only)."""
 
 
 def flatten(obj: Any, *, style: Style = "kebab", prefix: str = "") -> dict[str, Scalar]:
@@ -47,7 +51,7 @@ def flatten(obj: Any, *, style: Style = "kebab", prefix: str = "") -> dict[str, 
     out: dict[str, Scalar] = {}
     cls = type(obj)
     for field, hint in _fields(cls):
-        key = _key(prefix, field.name, style)
+        key = _field_key(field, prefix, style)
         value = getattr(obj, field.name)
         _flatten_value(out, key, value, hint, style, f"{cls.__name__}.{field.name}")
     return out
@@ -63,7 +67,7 @@ def unflatten(
     """
     kwargs: dict[str, Any] = {}
     for field, hint in _fields(cls):
-        key = _key(prefix, field.name, style)
+        key = _field_key(field, prefix, style)
         found, value = _unflatten_value(flat, key, hint, style)
         if found:
             kwargs[field.name] = value
@@ -82,6 +86,12 @@ def _fields(cls: type[Any]) -> tuple[tuple[dataclasses.Field[Any], Any], ...]:
         raise TypeError(f"{cls!r} is not a dataclass")
     hints = typing.get_type_hints(cls)
     return tuple((f, hints[f.name]) for f in dataclasses.fields(cls) if f.init)
+
+
+def _field_key(field: dataclasses.Field[Any], prefix: str, style: Style) -> str:
+    if style == "kebab" and RUN_CONFIG_KEY in field.metadata:
+        return str(field.metadata[RUN_CONFIG_KEY])
+    return _key(prefix, field.name, style)
 
 
 def _key(prefix: str, name: str, style: Style) -> str:

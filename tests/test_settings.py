@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,7 @@ def _other_value(cls: type, f: dataclasses.Field, hint: Any, default: Any) -> An
         return _SPECIAL[name]
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
         if default is None:
             return _other_value(cls, f, inner[0], _example(inner[0]))

@@ -36,8 +36,8 @@ JOB_KEY = "job"
 PARTY_FACTORY_KEY = "party-factory"
 OUT_DIR_KEY = "out-dir"
 #: The one timeout: seconds a party may take to answer one message. It is the settings field
-#: ``FederationSettings.protocol.timeout_s`` (flattened name), read here by the adapter too.
-TIMEOUT_KEY = "protocol-timeout-s"
+#: ``ProtocolConfig.timeout_s`` (its flattened key), read here by the adapter too.
+TIMEOUT_KEY = "timeout-s"
 #: Seconds the ServerApp waits for both SuperNodes to register and say hello. Not a setting:
 #: derived from the timeout by :func:`merged_config` unless a caller sets it explicitly.
 NODE_WAIT_KEY = "node-wait-s"

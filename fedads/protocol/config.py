@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fedads._flat import RUN_CONFIG_KEY
 from fedads._validation import check_choice, check_in_range, check_positive_int, fail
 from fedads.models.nets import ModelConfig
 from fedads.models.train import TrainConfig, check_training_fields
@@ -40,7 +41,7 @@ class ProtocolConfig:
             and gradients (``fedads.protocol.codec``).
         timeout_s: seconds a party may take to answer one message (default 600): the one
             timeout of every backend (in-process, Flower simulation and deployment, run config
-            ``protocol-timeout-s``); a party that misses it fails the run with
+            ``timeout-s``); a party that misses it fails the run with
             :class:`~fedads.errors.PartyError`. Waits derived from it: a deployment's SuperNodes
             must register within it.
         optimizer: ``"adam"`` (default), ``"adamw"`` or ``"sgd"``.
@@ -57,7 +58,8 @@ class ProtocolConfig:
     lr: float = 2e-3
     seed: int = 0
     compression: str = "none"
-    timeout_s: float = DEFAULT_TIMEOUT_S
+    # The Flower adapter reads this key too (fedads.flower.config.TIMEOUT_KEY): a short name.
+    timeout_s: float = field(default=DEFAULT_TIMEOUT_S, metadata={RUN_CONFIG_KEY: "timeout-s"})
     optimizer: str = "adam"
     weight_decay: float = 0.0
     model: ModelConfig = field(default_factory=ModelConfig)
