@@ -187,9 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     backends = ("simulation", "inprocess", "deployment")
-    timeout_help = (
-        f"seconds a party may take to answer one message (default {DEFAULT_TIMEOUT_S:g})"
-    )
+    timeout_help = f"seconds a party may take to answer one message (default {DEFAULT_TIMEOUT_S:g})"
 
     demo = sub.add_parser("demo", help="the default synthetic world, end to end through Flower")
     demo.add_argument("--quick", action="store_true", help="a small world (< 3 min on 2 cores)")
@@ -198,8 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, help="training epochs (overrides --quick's)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--backend", choices=backends, default="simulation")
-    demo.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
-                      help=timeout_help)
+    demo.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS", help=timeout_help
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress lines")
     demo.set_defaults(handler=_cmd_demo)
 
@@ -220,8 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=512)
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--backend", choices=backends, default="simulation")
-    run.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
-                     help=timeout_help)
+    run.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS", help=timeout_help
+    )
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(handler=_cmd_run)
 

@@ -88,9 +88,7 @@ class ProtocolConfig:
                 "excludes) or pipeline=False",
             )
         check_choice(_WHERE, "compression", self.compression, COMPRESSIONS)
-        check_in_range(
-            _WHERE, "timeout_s", self.timeout_s, 0.0, float("inf"), low_inclusive=False
-        )
+        check_in_range(_WHERE, "timeout_s", self.timeout_s, 0.0, float("inf"), low_inclusive=False)
         check_positive_int(_WHERE, "predict_rows", self.predict_rows)
         if not isinstance(self.model, ModelConfig):
             raise fail(
