@@ -197,7 +197,7 @@ def run_direct(
             ecommerce.labels(ecommerce_rows),
         ),
     }
-    with InProcessTransport(parties, timeout_s=config.timeout_s) as transport:
+    with InProcessTransport(parties, timeout_s=settings.timeout_s) as transport:
         coordinator = Coordinator(transport, settings.protocol)
         coordinator.fit(train)
         federated = np.asarray(coordinator.predict(test), dtype=np.float32)

@@ -244,7 +244,7 @@ class TimedParty:
 
 
 def _build_party(role: str, path: str) -> SocialParty | EcommerceParty:
-    table = load_role_table(role, path, FederationSettings())
+    table = load_role_table(role, path)
     if role == "social":
         return SocialParty(table.numeric_matrix(), table.categorical_matrix())
     return EcommerceParty(table.numeric_matrix(), table.categorical_matrix(), table.labels())
@@ -663,10 +663,10 @@ def end_to_end(
                 chunk_batches=chunk,
                 epochs=epochs,
                 pipeline=pipeline,
+                timeout_s=3600.0,
             )
         ),
         backend="simulation",
-        timeout_s=3600.0,
     )
     import fedads.experiment as experiment_module
     import fedads.federation as federation_module
