@@ -103,8 +103,27 @@ class FederationSettings:
 
     @classmethod
     def from_run_config(cls, config: Mapping[str, Any] | Any) -> FederationSettings:
-        """Inverse of :meth:`to_run_config`: unknown keys ignored, missing keys at defaults."""
-        return unflatten(cls, dict(config)).validate()
+        """Inverse of :meth:`to_run_config`: missing keys at defaults, other keys ignored.
+
+        Raises:
+            InputError: a value of the wrong type, or a key that is the unprefixed tail of a
+                settings key (``epochs`` for ``protocol-epochs``: a run config written before the
+                settings were flattened generically would otherwise be silently ignored).
+        """
+        flat = dict(config)
+        known = cls.run_config_keys()
+        for key in flat:
+            if key in known:
+                continue
+            tail = "-" + str(key).replace("_", "-")
+            meant = [k for k in known if k.endswith(tail)]
+            if meant:
+                raise fail(
+                    "run config",
+                    f"{key!r} is not a settings key",
+                    f"use {' or '.join(repr(k) for k in meant)} (nested settings are prefixed)",
+                )
+        return unflatten(cls, flat).validate()
 
     @classmethod
     def run_config_keys(cls) -> tuple[str, ...]:

@@ -179,6 +179,13 @@ def test_bad_values_name_the_key() -> None:
         FederationSettings.from_run_config({"protocol-epochs": "many"})
     with pytest.raises(InputError, match="protocol-pipeline"):
         FederationSettings.from_run_config({"protocol-pipeline": "perhaps"})
+    # Keys of the old hand-kept list are refused with the new name, not silently ignored.
+    with pytest.raises(InputError, match="'epochs' is not a settings key; use 'protocol-epochs'"):
+        FederationSettings.from_run_config({"epochs": 3})
+    with pytest.raises(InputError, match="protocol-model-top-hidden"):
+        FederationSettings.from_run_config({"model-top_hidden": "8"})
+    # Adapter and party-private keys pass.
+    FederationSettings.from_run_config({"job": "m:f", "social-path": "s", "state-dir": "d"})
 
 
 def test_pyproject_declares_exactly_the_flattened_settings() -> None:
