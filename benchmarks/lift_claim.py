@@ -10,6 +10,8 @@ One command regenerates every result under ``--out`` (default
 
     python benchmarks/lift_claim.py            # full benchmark (~30-45 min on 2 busy cores)
     python benchmarks/lift_claim.py --quick    # CI-size smoke run (a few minutes)
+    python benchmarks/lift_claim.py --quick --users 2000 --seeds 1 --control-seeds 1 \
+        --sweep-seeds 1 --sweeps overlap_rate --headline-backend inprocess   # seconds (tests)
 
 What runs (all runs: world seed = split seed = model seed = bootstrap seed = ``seed``):
 
@@ -21,21 +23,21 @@ What runs (all runs: world seed = split seed = model seed = bootstrap seed = ``s
    bootstrap of :func:`fedads.eval.evaluate`; across seeds :func:`fedads.eval.combine_seeds`.
 2. **Negative controls** (``--control-seeds`` seeds): (a) ``social_intent_strength=0``;
    (b) the social table's feature rows permuted relative to its keys
-   (:func:`shuffle_social_features`).
+   (:func:`fedads.world.shuffle_features`).
 3. **Sweeps** (``--sweep-seeds`` seeds per point): ``overlap_rate``,
    ``social_intent_strength``, ``ecommerce_activity_skew``, ``base_conversion_rate``, one at a
    time around the default; the budget sweep re-uses the headline runs. A point equal to the
    default re-uses the headline runs of the same seeds (the test suite shows that the Flower
    simulation, the in-process transport and the direct path give identical scores).
 
-Controls and sweeps use the **direct** path by default (:func:`run_direct`): the same parties,
-coordinator, messages, references and evaluation as ``Experiment(backend="inprocess")``, but
-the aligned order is computed by the experimenter from both tables in the clear instead of by
-the private set intersection. The PSI is ~90% of an in-process run's wall time (about 35 CPU-s
-of ECDH for 100k + 115k keys) and does not change the result: the aligned order is a function of
-the key set only (:func:`fedads.align.aligned_order`), and ``tests/test_lift_claim.py`` checks
-that the scores are bit-identical. ``--sweep-backend inprocess`` (or ``simulation``) runs them
-through the facade instead.
+Every run goes through the public facade (:class:`fedads.Experiment`). Controls and sweeps use
+the **direct** path by default: ``Experiment(backend="inprocess").run(alignment="clear")``, the
+library's supported shortcut for simulations, in which the experimenter aligns the two tables in
+the clear instead of by the private set intersection and hands each party its own rows. The PSI
+is most of an in-process run's wall time and does not change the result: the aligned order is a
+function of the key set only (:func:`fedads.align.aligned_order`), and
+``tests/test_alignment_reuse.py`` checks that the scores are bit-identical to the PSI path, in
+process and through Flower. ``--sweep-backend inprocess`` (or ``simulation``) runs the PSI too.
 
 Outputs (``--out``): ``summary.json`` (everything), ``runs.csv`` (one row per run x baseline x
 pool x budget x kind), ``headline.csv``, ``controls.csv``, ``sweep_<name>.csv`` and
@@ -61,26 +63,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fedads.align import aligned_order, normalize_keys
+from fedads import Experiment, ExperimentConfig, FederationSettings, ProtocolConfig, WorldConfig
 from fedads.errors import FedadsWarning
 from fedads.eval import Evaluation, combine_seeds
-from fedads.experiment import (
-    REFERENCE_MODELS,
-    Experiment,
-    ExperimentConfig,
-    evaluate_held_out,
-    train_references,
-)
-from fedads.federation import FederationSettings, split_positions
-from fedads.protocol import (
-    Coordinator,
-    EcommerceParty,
-    InProcessTransport,
-    ProtocolConfig,
-    SocialParty,
-)
-from fedads.tables import PartyTable, load_party_table
-from fedads.world import WorldConfig, generate_world
+from fedads.experiment import REFERENCE_MODELS
+from fedads.world import generate_world, shuffle_features
 
 RESULTS = Path(__file__).resolve().parent / "results" / "lift_claim"
 CLAIM: tuple[float, float] = (0.15, 0.25)
@@ -139,93 +126,30 @@ def experiment_config(
 
 
 # ------------------------------------------------------------------------------ runners
-def shuffle_social_features(table: PartyTable, seed: int) -> PartyTable:
-    """Negative control: permute the social feature rows relative to the keys.
-
-    Every key keeps a row of real social features, but someone else's: the features of the user
-    behind a key are independent of that user's intent and outcome. Column roles are kept.
-    """
-    frame = table.frame
-    order = np.random.default_rng([seed, 0x5F1E]).permutation(len(frame))
-    features = list(table.feature_columns)
-    shuffled = frame[[table.key]].copy()
-    moved = frame[features].iloc[order].reset_index(drop=True)
-    moved.index = shuffled.index
-    shuffled[features] = moved
-    return load_party_table(
-        shuffled,
-        party="social",
-        key=table.key,
-        categorical=list(table.categorical_columns),
-        numeric=list(table.numeric_columns),
-        name="social (features shuffled across users)",
-    )
-
-
-def run_direct(
-    social: PartyTable,
-    ecommerce: PartyTable,
-    truth: pd.DataFrame,
-    config: ExperimentConfig,
-) -> Evaluation:
-    """``Experiment(config).run()`` with ``backend="inprocess"``, minus the PSI.
-
-    The experimenter, who holds both tables in a simulation, computes the intersection and its
-    aligned order directly (same normalisation, :func:`fedads.align.aligned_order`, which is
-    what each PSI party applies to its intersection rows); the rest is the same code: split,
-    the two parties over the in-process transport driven by the coordinator, the references,
-    the evaluation. Bit-identical scores to the facade are asserted in the tests.
-    """
-    settings = config.federation
-    norm = settings.normalization
-    social_keys = normalize_keys(social.keys(), norm, party="social")
-    ecommerce_keys = normalize_keys(ecommerce.keys(), norm, party="ecommerce")
-    common, social_idx, ecommerce_idx = np.intersect1d(
-        social_keys, ecommerce_keys, assume_unique=True, return_indices=True
-    )
-    order = aligned_order(common)
-    social_rows = social_idx[order].astype(np.int64)
-    ecommerce_rows = ecommerce_idx[order].astype(np.int64)
-    train, test = split_positions(len(common), settings.test_share, settings.split_seed)
-    parties = {
-        "social": SocialParty(
-            social.numeric_matrix(social_rows), social.categorical_matrix(social_rows)
-        ),
-        "ecommerce": EcommerceParty(
-            ecommerce.numeric_matrix(ecommerce_rows),
-            ecommerce.categorical_matrix(ecommerce_rows),
-            ecommerce.labels(ecommerce_rows),
-        ),
-    }
-    with InProcessTransport(parties, timeout_s=settings.timeout_s) as transport:
-        coordinator = Coordinator(transport, settings.protocol)
-        coordinator.fit(train)
-        federated = np.asarray(coordinator.predict(test), dtype=np.float32)
-    scores = {"federated": federated.astype(np.float64)}
-    scores.update(
-        train_references(
-            social, ecommerce, social_rows, ecommerce_rows, train, test, settings,
-            config.references,
-        )
-    )  # fmt: skip
-    return evaluate_held_out(ecommerce, ecommerce_rows[test], scores, config, truth=truth)
-
-
 def run_one(config: ExperimentConfig, *, backend: str, shuffle: bool = False) -> Evaluation:
-    """One experiment: world -> (optional shuffle control) -> federation -> evaluation."""
+    """One experiment through the public facade: world -> (optional shuffle control) ->
+    :class:`fedads.Experiment` -> evaluation.
+
+    ``backend="direct"`` is ``Experiment(backend="inprocess").run(alignment="clear")``: the
+    experimenter, who holds both tables in a simulation, aligns them in the clear (the PSI's rows
+    and order, :meth:`fedads.protocol.runtime.AlignedRows.in_the_clear`) and each party gets its
+    own rows in its private folder; everything after the alignment is the same code.
+    """
     world = generate_world(config.world)
     social, ecommerce = world.party_tables()
     if shuffle:
-        social = shuffle_social_features(social, config.world.seed)
+        social = shuffle_features(social, config.world.seed)
+    direct = backend == "direct"
+    experiment = Experiment.from_tables(
+        social,
+        ecommerce,
+        config.replace(backend="inprocess" if direct else backend),
+        truth=world.truth,
+    )
     with warnings.catch_warnings():
         # Undefined lifts (tiny counts in pool "all") are expected; they are in .notes and NaN.
         warnings.simplefilter("ignore", FedadsWarning)
-        if backend == "direct":
-            return run_direct(social, ecommerce, world.truth, config)
-        experiment = Experiment.from_tables(
-            social, ecommerce, config.replace(backend=backend), truth=world.truth
-        )
-        return experiment.run(verbose=False).evaluation
+        return experiment.run(verbose=False, alignment="clear" if direct else None).evaluation
 
 
 # ------------------------------------------------------------------------------ records
@@ -766,6 +690,10 @@ def parse_args(argv: Iterable[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sweep-seeds", type=int, default=None, help="seeds per sweep point (3)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument(
+        "--sweeps", default=None,
+        help="comma-separated world parameters to sweep (default: all four)",
+    )  # fmt: skip
+    parser.add_argument(
         "--headline-backend", default="simulation", choices=("simulation", "inprocess")
     )
     parser.add_argument("--sweep-backend", default="direct", choices=SWEEP_BACKENDS)
@@ -787,12 +715,19 @@ def make_plan(args: argparse.Namespace) -> Plan:
     n_control = args.control_seeds or (3 if quick else 10)
     n_sweep = args.sweep_seeds or (2 if quick else 3)
     budget = args.time_budget_min or (15.0 if quick else 45.0)
+    sweeps = QUICK_SWEEPS if quick else FULL_SWEEPS
+    if args.sweeps is not None:
+        names = [n.strip() for n in args.sweeps.split(",") if n.strip()]
+        unknown = sorted(set(names) - set(sweeps))
+        if unknown:
+            raise SystemExit(f"--sweeps: unknown {unknown}; choose from {sorted(sweeps)}")
+        sweeps = {n: sweeps[n] for n in names}
     return Plan(
         n_users=args.users or (QUICK_USERS if quick else FULL_USERS),
         seeds=tuple(range(n_seeds)),
         control_seeds=tuple(range(n_control)),
         sweep_seeds=tuple(range(n_sweep)),
-        sweeps=QUICK_SWEEPS if quick else FULL_SWEEPS,
+        sweeps=sweeps,
         n_bootstrap=args.bootstrap if not quick else min(args.bootstrap, 300),
         headline_backend=args.headline_backend,
         sweep_backend=args.sweep_backend,

@@ -20,11 +20,15 @@ the same run under the same background load. Epoch times are the coordinator's
 ``epoch_seconds`` (setup, encoder fitting, validation and scoring excluded); the centralized
 epoch time is ``train_local``'s ``epoch_seconds``.
 
-Alignment is NOT the PSI here: the experimenter, who holds both tables in a simulation, computes
-the intersection and its aligned order in the clear with :func:`fedads.align.aligned_order`
-(the order each PSI party applies to its intersection rows; see ``benchmarks/lift_claim.py``,
-whose tests show the scores are bit-identical to the PSI path). Each party's ClientApp loads only
-its own aligned rows. The PSI cost is reported separately from ``benchmarks/results/psi.json``.
+The parties are the library's own (:func:`fedads.federation.party_factory`, a
+:class:`~fedads.protocol.runtime.PartyRuntime` over the party's whole table, wrapped only to
+time it) and the coordinator is :class:`fedads.protocol.Coordinator`; the job is this
+benchmark's own timing loop over variants. Alignment is NOT the PSI here: the experimenter, who
+holds both tables in a simulation, computes the PSI's rows in the clear
+(:meth:`~fedads.protocol.runtime.AlignedRows.in_the_clear`, what ``run_federated(alignment=
+"clear")`` does; ``tests/test_alignment_reuse.py`` shows the scores are bit-identical to the PSI
+path), puts each party's rows in its private folder, and the job's first round is the library's
+alignment-reuse round. The PSI cost is reported separately from ``benchmarks/results/psi.json``.
 
 Usage::
 
@@ -58,15 +62,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from fedads.align import aligned_order, normalize_keys
 from fedads.eval.metrics import auc
-from fedads.federation import FederationSettings, load_role_table, split_positions
+from fedads.federation import (
+    FederationSettings,
+    party_factory,
+    party_runtime,
+    split_positions,
+)
 from fedads.flower.config import DEFAULT_POLL_S, POLL_KEY
 from fedads.models import FeatureEncoder, build_model, predict_local, train_local
 from fedads.protocol import Coordinator, InProcessTransport, ProtocolConfig
 from fedads.protocol import messages as msg
 from fedads.protocol.envelope import Envelope
-from fedads.protocol.parties import EcommerceParty, SocialParty
+from fedads.protocol.runtime import AlignedRows, coordinate_reused_alignment
 from fedads.world import generate_world
 
 ROOT = Path(__file__).resolve().parent
@@ -139,7 +147,8 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 # ---------------------------------------------------------------------------------- data
 def prepare(n_aligned: int, seed: int, work: Path) -> dict[str, Any]:
-    """World -> aligned rows (in the clear) -> per-party aligned tables + centralized inputs."""
+    """World -> aligned rows (in the clear, into each party's private folder) -> each party's
+    whole table in its own folder + the centralized inputs of the same aligned rows."""
     n_users = int(math.ceil(n_aligned / OVERLAP))
     t0 = time.perf_counter()
     world = generate_world(n_users=n_users, seed=seed)
@@ -147,20 +156,18 @@ def prepare(n_aligned: int, seed: int, work: Path) -> dict[str, Any]:
     world_s = time.perf_counter() - t0
     settings = FederationSettings()
     t0 = time.perf_counter()
-    norm = settings.normalization
-    s_keys = normalize_keys(social.keys(), norm, party="social")
-    e_keys = normalize_keys(ecommerce.keys(), norm, party="ecommerce")
-    common, s_idx, e_idx = np.intersect1d(s_keys, e_keys, assume_unique=True, return_indices=True)
-    order = aligned_order(common)
-    s_rows, e_rows = s_idx[order].astype(np.int64), e_idx[order].astype(np.int64)
+    aligned = AlignedRows.in_the_clear(social, ecommerce, settings.normalization)
     align_s = time.perf_counter() - t0
-    train, test = split_positions(len(common), settings.test_share, settings.split_seed)
-    paths = {}
-    for role, table, rows in (("social", social, s_rows), ("ecommerce", ecommerce, e_rows)):
-        path = work / role / "aligned.parquet"
+    s_rows, e_rows = aligned.social, aligned.ecommerce
+    train, test = split_positions(aligned.n_aligned, settings.test_share, settings.split_seed)
+    paths, outs = {}, {}
+    for role, table in (("social", social), ("ecommerce", ecommerce)):
+        path = work / role / "table.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
-        table.frame.iloc[rows].reset_index(drop=True).to_parquet(path, index=False)
+        table.frame.to_parquet(path, index=False)
         paths[role] = str(path)
+        outs[role] = work / role / "out"
+    aligned.write(outs)
     # Centralized inputs exactly as fedads.experiment.train_references builds them.
     inputs, specs = {}, {}
     for name, table, rows in (("social", social, s_rows), ("ecommerce", ecommerce, e_rows)):
@@ -174,10 +181,12 @@ def prepare(n_aligned: int, seed: int, work: Path) -> dict[str, Any]:
         "n_users": n_users,
         "n_social": social.n_rows,
         "n_ecommerce": ecommerce.n_rows,
-        "n_aligned": int(len(common)),
+        "n_aligned": aligned.n_aligned,
         "train": train,
         "test": test,
         "paths": paths,
+        "outs": {role: str(folder) for role, folder in outs.items()},
+        "tables": {"social": social, "ecommerce": ecommerce},
         "inputs": inputs,
         "specs": specs,
         "labels": labels,
@@ -243,19 +252,29 @@ class TimedParty:
         self.party.set_state(state)
 
 
-def _build_party(role: str, path: str) -> SocialParty | EcommerceParty:
-    table = load_role_table(role, path)
-    if role == "social":
-        return SocialParty(table.numeric_matrix(), table.categorical_matrix())
-    return EcommerceParty(table.numeric_matrix(), table.categorical_matrix(), table.labels())
-
-
 def perf_party_factory(role: str, run_config: Any, node_config: Any) -> TimedParty:
-    """Flower party factory: the role's pre-aligned rows only (its own ``<role>-path``)."""
+    """Flower party factory: the library's own (:func:`fedads.federation.party_factory`, the
+    role's whole table and private folder only), wrapped to time it."""
     threads = int(run_config.get("perf-party-threads", 0))
     if threads:
         torch.set_num_threads(threads)
-    return TimedParty(_build_party(role, str(run_config[f"{role}-path"])))
+    return TimedParty(party_factory(role, run_config, node_config))
+
+
+def _inprocess_parties(b: dict[str, Any]) -> dict[str, Any]:
+    """The same library runtimes for the in-process transport (rows from the same folders)."""
+    settings = FederationSettings()
+    return {
+        role: party_runtime(b["tables"][role], settings, b["outs"][role])
+        for role in ("social", "ecommerce")
+    }
+
+
+def _reuse_alignment(transport: Any, b: dict[str, Any]) -> None:
+    """The library's alignment-reuse round (each party loads its own rows); sizes checked."""
+    summary = coordinate_reused_alignment(transport.send_all)
+    if summary.n_aligned != b["n_aligned"]:
+        raise RuntimeError(f"parties aligned {summary.n_aligned} rows, expected {b['n_aligned']}")
 
 
 def _probe(transport: Any) -> dict[str, dict[str, float]]:
@@ -376,12 +395,11 @@ def _run_federated(transport: Any, spec: dict[str, Any], b: dict[str, Any]) -> d
 def perf_job(transport: Any, run_config: Any) -> dict[str, Any]:
     """The benchmark's Flower job: all variants, ``repeats`` interleaved rounds."""
     b = _BENCH
-    inproc_parties = {
-        role: _build_party(role, b["paths"][role]) for role in ("social", "ecommerce")
-    }
-    inproc = InProcessTransport(inproc_parties)
+    inproc = InProcessTransport(_inprocess_parties(b))
     runs: list[dict[str, Any]] = []
     try:
+        _reuse_alignment(transport, b)
+        _reuse_alignment(inproc, b)
         for rep in range(b["repeats"]):
             for name in b["variants"]:
                 spec = VARIANTS[name]
@@ -522,10 +540,10 @@ def profile_inprocess(b: dict[str, Any], out_dir: Path, chunk: int) -> dict[str,
     """pyinstrument profile of one efficient-mode epoch over the in-process transport."""
     from pyinstrument import Profiler
 
-    parties = {role: _build_party(role, b["paths"][role]) for role in ("social", "ecommerce")}
     torch.set_num_threads(1)
     cfg = _protocol({"mode": "efficient", "chunk": chunk}, {**b, "epochs": 1})
-    with InProcessTransport(parties) as transport:
+    with InProcessTransport(_inprocess_parties(b)) as transport:
+        _reuse_alignment(transport, b)
         coordinator = Coordinator(transport, cfg)
         profiler = Profiler(interval=0.001)
         profiler.start()
@@ -806,8 +824,11 @@ def main(argv: list[str] | None = None) -> int:
             _patch_single_actor()
 
         run_config = {
+            **FederationSettings(verbose=False).to_run_config(),
             "social-path": data["paths"]["social"],
             "ecommerce-path": data["paths"]["ecommerce"],
+            "social-out": data["outs"]["social"],
+            "ecommerce-out": data["outs"]["ecommerce"],
             "perf-party-threads": args.party_threads,
             POLL_KEY: args.poll_interval,
         }
@@ -846,7 +867,8 @@ def main(argv: list[str] | None = None) -> int:
             "n_train": int(len(data["train"])),
             "n_test": int(len(data["test"])),
             "world_s": round(data["world_s"], 2),
-            "alignment": "in the clear (aligned_order), not PSI; PSI cost: see psi_reference",
+            "alignment": "in the clear (AlignedRows.in_the_clear) handed to each party's private "
+            "folder (alignment reuse), not PSI; PSI cost: see psi_reference",
             "align_clear_s": round(data["align_clear_s"], 2),
         },
         "settings": {

@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from fedads._progress import set_verbosity
 from fedads.errors import FedadsError, InputError
 from fedads.protocol.config import DEFAULT_TIMEOUT_S
 
@@ -199,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS", help=timeout_help
     )
-    demo.add_argument("--quiet", action="store_true", help="no progress lines")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     demo.set_defaults(handler=_cmd_demo)
 
     run = sub.add_parser("run", help="bring-your-own party tables (CSV or Parquet)")
@@ -222,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS", help=timeout_help
     )
-    run.add_argument("--quiet", action="store_true")
+    run.add_argument("-q", "--quiet", action="store_true")
     run.set_defaults(handler=_cmd_run)
 
     world = sub.add_parser("world", help="write a synthetic world's party tables")
@@ -230,8 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     world.add_argument("--seed", type=int, default=0)
     world.add_argument("--out", default="fedads-world")
     world.add_argument("--set", action="append", help="WorldConfig field, name=value")
-    world.add_argument("--quiet", action="store_true")
+    world.add_argument("-q", "--quiet", action="store_true")
     world.set_defaults(handler=_cmd_world)
+    for command in (demo, run, world):
+        command.add_argument(
+            "-v", "--verbose", action="store_true", help="also Flower's and Ray's own log lines"
+        )
     return parser
 
 
@@ -239,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fedads`` console script; returns the exit code."""
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     args = build_parser().parse_args(argv)
+    # The application configures logging; the library only logs (fedads._progress).
+    set_verbosity("warning" if args.quiet else "debug" if args.verbose else "info")
     try:
         with warnings.catch_warnings():
             if args.quiet:

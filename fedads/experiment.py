@@ -95,6 +95,12 @@ class ExperimentResult:
         """The headline lift per pool at the headline budget (see ``Evaluation.headline``)."""
         return self.evaluation.headline()
 
+    def _repr_html_(self) -> str:
+        """Jupyter display: row counts, run, headline lifts and metrics (fedads.report.html)."""
+        from fedads.report.html import experiment_result_html
+
+        return experiment_result_html(self)
+
 
 class Experiment:
     """World or party tables -> federation -> references -> evaluation -> report.
@@ -132,8 +138,18 @@ class Experiment:
         """Your own party tables (see :func:`fedads.tables.load_party_table`)."""
         return cls(config, social=social, ecommerce=ecommerce, truth=truth)
 
-    def run(self, out_dir: str | Path | None = None, *, verbose: bool = True) -> ExperimentResult:
-        """Run everything; write the report to ``out_dir`` when given."""
+    def run(
+        self,
+        out_dir: str | Path | None = None,
+        *,
+        verbose: bool = True,
+        alignment: Any = None,
+    ) -> ExperimentResult:
+        """Run everything; write the report to ``out_dir`` when given.
+
+        ``alignment``: ``None`` runs the PSI; an earlier result over the same tables, or
+        ``"clear"`` in a simulation, skips it (see :func:`fedads.federation.run_federated`).
+        """
         config = self.config.validate()
         progress = Progress(verbose)
         social, ecommerce, truth = self.social, self.ecommerce, self.truth
@@ -150,6 +166,7 @@ class Experiment:
             settings,
             backend=config.backend,
             progress=progress,
+            alignment=alignment,
         )
         train = np.asarray(run.values["train_positions"], dtype=np.int64)
         test = np.asarray(run.values["test_positions"], dtype=np.int64)

@@ -25,7 +25,12 @@ from fedads._validation import check_choice, check_in_range, check_positive_int,
 from fedads.align import DEFAULT_PSI_BACKEND, PSI_BACKENDS, KeyNormalization, coordinate_alignment
 from fedads.models import TrainingHistory
 from fedads.protocol import Coordinator, InProcessTransport, ProtocolConfig
-from fedads.protocol.runtime import ALIGNED_ROWS_FILE, PartyRuntime
+from fedads.protocol.runtime import (
+    ALIGNED_ROWS_FILE,
+    AlignedRows,
+    PartyRuntime,
+    coordinate_reused_alignment,
+)
 from fedads.tables import (
     EXISTING_NAME,
     KEY_NAME,
@@ -40,6 +45,12 @@ PARTIES: tuple[str, str] = ("social", "ecommerce")
 BACKENDS: tuple[str, ...] = ("simulation", "inprocess", "deployment")
 JOB = "fedads.federation:vfl_job"
 PARTY_FACTORY = "fedads.federation:party_factory"
+REUSE_ALIGNMENT_KEY = "reuse-alignment"
+#: Run-config keys of the job that are not settings, with their defaults (the Flower app's
+#: ``[tool.flwr.app.config]`` declares them too: ``fedads.flower.config.app_config``).
+JOB_DEFAULTS: dict[str, bool] = {REUSE_ALIGNMENT_KEY: False}
+"""Run config flag: the job skips the PSI and each party uses the aligned rows in its own
+private folder (``run_federated(alignment=...)``, :class:`fedads.protocol.runtime.AlignedRows`)."""
 _WHERE = "FederationSettings"
 
 
@@ -233,8 +244,12 @@ def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
     """
     settings = FederationSettings.from_run_config(dict(run_config))
     progress = Progress(settings.verbose)
-    progress("aligning users by private set intersection")
-    summary = coordinate_alignment(transport.send_all, settings.normalization)
+    if bool(run_config.get(REUSE_ALIGNMENT_KEY, False)):
+        progress("reusing each party's aligned rows (no PSI)")
+        summary = coordinate_reused_alignment(transport.send_all)
+    else:
+        progress("aligning users by private set intersection")
+        summary = coordinate_alignment(transport.send_all, settings.normalization)
     progress(
         f"aligned {summary.n_aligned} users (social {summary.n_social}, "
         f"ecommerce {summary.n_ecommerce})"
@@ -301,6 +316,7 @@ def run_federated(
     work_dir: str | Path | None = None,
     timeout_s: float | None = None,
     progress: Progress = SILENT,
+    alignment: AlignedRows | FederatedRun | str | None = None,
 ) -> FederatedRun:
     """Align, train and score the federated model between two party tables.
 
@@ -315,6 +331,14 @@ def run_federated(
         work_dir: folder for party-private files (default: a temporary folder).
         timeout_s: shorthand for ``settings.protocol.timeout_s`` (seconds a party may take to
             answer one message, the one timeout of every backend); ``None`` keeps the settings'.
+        alignment: ``None`` (default): the parties run the PSI. For sweeps over the same
+            tables: an earlier run (``FederatedRun``, ``ExperimentResult``) or
+            :class:`~fedads.protocol.runtime.AlignedRows`: each party's own rows go into its
+            private folder and the PSI is skipped (nothing new crosses; the coordinator gets
+            the two sizes only). ``"clear"``: the rows are computed from both key columns at
+            once (:meth:`AlignedRows.in_the_clear`, the PSI's rows and order), for simulations,
+            where the experimenter holds both tables anyway. Given rows are checked against
+            the tables' keys first.
     """
     import time
 
@@ -326,22 +350,27 @@ def run_federated(
     timeout_s = settings.timeout_s
     check_choice("run_federated", "backend", backend, BACKENDS)
     start = time.perf_counter()
+    reuse = _aligned_rows(alignment, social, ecommerce, settings)
     with tempfile.TemporaryDirectory(prefix="fedads-") as tmp:
         root = Path(work_dir) if work_dir is not None else Path(tmp)
         outs = {role: root / role / "out" for role in PARTIES}
         tables = {"social": social, "ecommerce": ecommerce}
+        reuse_config = {}
+        if reuse is not None:
+            reuse.write(outs)
+            reuse_config[REUSE_ALIGNMENT_KEY] = True
         if backend == "inprocess":
             runtimes = {role: party_runtime(tables[role], settings, outs[role]) for role in PARTIES}
             transport = InProcessTransport(runtimes, timeout_s=timeout_s)
             try:
-                values = vfl_job(transport, settings.to_run_config())
+                values = vfl_job(transport, {**settings.to_run_config(), **reuse_config})
             finally:
                 transport.close()
             traffic = transport.traffic.snapshot()
         else:
             from fedads.flower import run_federation
 
-            run_config = settings.to_run_config()
+            run_config = {**settings.to_run_config(), **reuse_config}
             for role in PARTIES:
                 # The table's column roles travel inside its own (party-private) file.
                 path = root / role / "table.parquet"
@@ -368,3 +397,19 @@ def run_federated(
         backend=backend,
         elapsed_s=time.perf_counter() - start,
     )
+
+
+def _aligned_rows(
+    alignment: AlignedRows | FederatedRun | str | None,
+    social: PartyTable,
+    ecommerce: PartyTable,
+    settings: FederationSettings,
+) -> AlignedRows | None:
+    """``run_federated(alignment=...)`` as checked rows (``None``: run the PSI)."""
+    if alignment is None:
+        return None
+    if isinstance(alignment, str):
+        check_choice("run_federated", "alignment", alignment, ("clear",))
+        return AlignedRows.in_the_clear(social, ecommerce, settings.normalization)
+    rows = alignment if isinstance(alignment, AlignedRows) else AlignedRows.of(alignment)
+    return rows.check_against(social, ecommerce, settings.normalization)

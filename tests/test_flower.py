@@ -9,9 +9,11 @@ tests/test_experiment.py (one deployment test keeps the suite short).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from queue import Queue
@@ -21,7 +23,7 @@ import pytest
 from flwr.app import Context, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from fedads.errors import InputError, PartyError, ProtocolError
+from fedads.errors import FedadsError, InputError, PartyError, ProtocolError
 from fedads.flower import (
     FlowerTransport,
     discover_party_nodes,
@@ -51,6 +53,7 @@ from fedads.flower.engine import (
 )
 from fedads.flower.result import FederationResult, write_error, write_result
 from fedads.flower.testing import ECHO, EchoParty, echo_job, echo_party_factory
+from fedads.protocol import messages as msg
 from fedads.protocol.envelope import Envelope
 from fedads.protocol.transport import COORDINATOR
 
@@ -448,6 +451,59 @@ def test_party_exception_becomes_party_error(tmp_path: Path, task_identity: None
     assert ctx.state.config_records["fedads.seq"]["seq"] == 1
 
 
+# A request the message table forbids: 'forward' may carry only positions (0 bytes: the traffic
+# counts of the shared simulation run below stay as they were).
+FORBIDDEN = Envelope(msg.FORWARD, {"labels": np.zeros(0, dtype=np.float32)})
+
+
+class LeakyParty(EchoParty):
+    """Answers 'score' with the labels next to the scores: a reply the message table forbids."""
+
+    def handle(self, envelope: Envelope) -> Envelope:
+        n = len(envelope.arrays[msg.POSITIONS])
+        scores = np.full(n, 0.5, dtype=np.float32)
+        return Envelope(msg.SCORE, {msg.SCORES: scores, "labels": np.ones(n, dtype=np.int64)})
+
+
+def leaky_party_factory(role: str, run_config: dict, node_config: dict) -> LeakyParty:
+    return LeakyParty(role, run_config, node_config)
+
+
+def test_flower_transport_refuses_a_forbidden_request(
+    tmp_path: Path, task_identity: None
+) -> None:
+    grid = make_grid(tmp_path)
+    transport = FlowerTransport.connect(grid, timeout_s=5.0)  # type: ignore[arg-type]
+    pushed = len(grid.replies) + len(grid.unanswered)
+    with pytest.raises(ProtocolError, match=r"coordinator -> social: .*may not carry.*'labels'"):
+        transport.send("social", FORBIDDEN)
+    assert len(grid.replies) + len(grid.unanswered) == pushed  # nothing was sent
+    # with the transport's own check off, the ClientApp refuses it before the party sees it
+    transport.check_messages = False
+    with pytest.raises(PartyError, match=r"refused a request.*'labels'") as info:
+        transport.send("social", FORBIDDEN)
+    assert info.value.party == "social"
+
+
+def test_forbidden_reply_never_leaves_the_party(tmp_path: Path, task_identity: None) -> None:
+    adapter = ClientAdapter(leaky_party_factory, {"state-dir": str(tmp_path), "timeout-s": 5.0})
+    grid = FakeGrid(adapter, {SOCIAL_NODE: "social", ECOMMERCE_NODE: "ecommerce"})
+    transport = FlowerTransport.connect(grid, timeout_s=5.0)  # type: ignore[arg-type]
+    request = Envelope(
+        msg.SCORE,
+        {
+            msg.POSITIONS: np.arange(3, dtype=np.int64),
+            msg.EMBEDDINGS: np.zeros((3, 2), dtype=np.float32),
+        },
+    )
+    with pytest.raises(PartyError, match=r"reply not sent.*may not carry array 'labels'") as info:
+        transport.send("ecommerce", request)
+    assert info.value.party == "ecommerce"
+    # and if a ClientApp sent one anyway, the transport refuses it on arrival
+    leaked = Envelope(msg.SCORE, {msg.SCORES: np.zeros(3, np.float32), "labels": np.ones(3)})
+    assert "labels" in str(transport._reply_problem("ecommerce", request, leaked))
+
+
 def test_a_long_wait_prints_who_is_still_awaited(tmp_path: Path, task_identity: None) -> None:
     grid = make_grid(tmp_path)
     grid.silent = frozenset({SOCIAL_NODE})
@@ -553,22 +609,79 @@ def test_result_files_round_trip(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- simulation
+# Role discovery waits for Ray's actors; on 2 cores shared with other simulations (load 15-20)
+# that took 50-60 s, past the 60 s default. A longer budget costs a healthy run nothing.
+NODE_WAIT_S = 180.0
+SLOW_START = {"node-wait-s": NODE_WAIT_S}
+
+
+def _echo_then_forbidden_job(transport: FlowerTransport, run_config: dict) -> dict:
+    """``echo_job``, then a forbidden envelope refused by the transport, then by the ClientApp."""
+    result = echo_job(transport, run_config)
+    for side, check in (("transport", True), ("clientapp", False)):
+        transport.check_messages = check
+        try:
+            transport.send("social", FORBIDDEN)
+            result[f"forbidden-{side}"] = "sent"
+        except FedadsError as error:
+            result[f"forbidden-{side}"] = f"{type(error).__name__}: {error}"
+    transport.check_messages = True
+    return result
+
+
+def _process_state() -> dict[str, object]:
+    """What a run must leave as it found it: environment, warning filters, logging setup."""
+    return {
+        "environ": dict(os.environ),
+        "filters": list(warnings.filters),
+        "handlers": {n: list(logging.getLogger(n).handlers) for n in ("", "fedads", "flwr")},
+        "levels": {n: logging.getLogger(n).level for n in ("", "fedads", "flwr")},
+    }
+
+
 @pytest.fixture(scope="module")
 def echo_run() -> tuple[FederationResult, float]:
     start = time.perf_counter()
+    before = _process_state()
     result = run_federation(
-        echo_job,
+        _echo_then_forbidden_job,
         echo_party_factory,
         {
             "echo-rounds": 5,
             "echo-state-bytes": 1_000_000,
             "social-path": "/data/social.parquet",
             "ecommerce-path": "/data/ecommerce.parquet",
+            "node-wait-s": NODE_WAIT_S,
         },
         timeout_s=30.0,
         verbose=False,
     )
-    return result, time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    after = _process_state()
+    result.values["process-state-changes"] = ", ".join(k for k in before if before[k] != after[k])
+    if before["environ"] != after["environ"]:
+        changed = set(before["environ"].items()) ^ set(after["environ"].items())  # type: ignore[union-attr]
+        result.values["process-state-changes"] += f" {sorted(changed)}"
+    return result, elapsed
+
+
+def test_simulation_leaves_environment_warnings_and_logging_as_found(
+    echo_run: tuple[FederationResult, float],
+) -> None:
+    result, _ = echo_run
+    assert result["process-state-changes"] == ""
+
+
+def test_simulation_checks_what_may_cross_on_both_sides(
+    echo_run: tuple[FederationResult, float],
+) -> None:
+    result, _ = echo_run
+    assert result["forbidden-transport"].startswith("ProtocolError: coordinator -> social")
+    assert "may not carry array 'labels'" in result["forbidden-transport"]
+    # sent with the transport's check off: the ClientApp (in a Ray actor) refused it
+    assert result["forbidden-clientapp"].startswith("PartyError")
+    assert "refused a request" in result["forbidden-clientapp"]
+    assert "may not carry array 'labels'" in result["forbidden-clientapp"]
 
 
 def test_simulation_discovers_both_roles(echo_run: tuple[FederationResult, float]) -> None:
@@ -600,7 +713,9 @@ def test_simulation_returns_result_and_counts_traffic(
         "ecommerce->coordinator": per_link,
         "social->coordinator": per_link,
     }
-    assert result.messages == 24 and result["messages"] == 24
+    # + 1: the forbidden envelope the ClientApp refused (0 bytes; the transport's refusal
+    # sent nothing)
+    assert result.messages == 25 and result["messages"] == 24
     assert result["round-s"].shape == (5,) and np.all(result["round-s"] < 5.0)
     assert elapsed < 120.0, f"simulation start-up + 12 round trips took {elapsed:.0f} s"
 
@@ -620,7 +735,7 @@ def test_simulation_party_error_names_the_party() -> None:
         run_federation(
             echo_job,
             echo_party_factory,
-            {"echo-rounds": 3, "echo-fail-role": "ecommerce", "echo-fail-at": 2},
+            {"echo-rounds": 3, "echo-fail-role": "ecommerce", "echo-fail-at": 2, **SLOW_START},
             timeout_s=30.0,
             verbose=False,
         )
@@ -634,7 +749,7 @@ def test_simulation_hung_party_times_out_boundedly() -> None:
         run_federation(
             echo_job,
             echo_party_factory,
-            {"echo-rounds": 3, "echo-sleep-role": "social", "echo-sleep-s": 300.0},
+            {"echo-rounds": 3, "echo-sleep-role": "social", "echo-sleep-s": 300.0, **SLOW_START},
             timeout_s=timeout_s,
             verbose=False,
         )

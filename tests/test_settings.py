@@ -38,6 +38,9 @@ _SPECIAL: dict[str, Any] = {
     "ProtocolConfig.compression": "int8",
     "ProtocolConfig.optimizer": "sgd",
     "FederationSettings.psi_backend": "openmined",
+    "ModelConfig.social_bottom": "deepfm",  # tower zoo names (docs/models.md)
+    "ModelConfig.ecommerce_bottom": "wide_deep",
+    "ModelConfig.top": "dcn_v2",
 }
 
 

@@ -85,6 +85,7 @@ import numpy as np
 import private_set_intersection.python as psi
 from google.protobuf.message import DecodeError
 
+from fedads._progress import progress_bar
 from fedads._validation import check_choice
 from fedads.align.keys import KeyNormalization
 from fedads.align.result import Alignment, aligned_order, no_overlap_error
@@ -104,9 +105,8 @@ from fedads.align.steps import (
     PsiSteps,
     peer_of,
 )
+from fedads.envelope import COORDINATOR, Envelope, decode, encode
 from fedads.errors import ProtocolError
-from fedads.protocol.envelope import Envelope, decode, encode
-from fedads.protocol.transport import COORDINATOR
 
 __all__ = [
     "DEFAULT_PSI_BACKEND",
@@ -335,12 +335,21 @@ def coordinate_alignment(
         ProtocolError: a reply of the wrong kind, or the two parties disagree on the size.
     """
     social, ecommerce = PARTIES
-    hellos = _round(send_all, {p: Envelope(PSI_START) for p in PARTIES}, PSI_HELLO)
-    setups = _round(send_all, {social: hellos[ecommerce], ecommerce: hellos[social]}, PSI_SETUP)
-    responses = _round(
-        send_all, {social: setups[ecommerce], ecommerce: setups[social]}, PSI_RESPONSE
-    )
-    done = _round(send_all, {social: responses[ecommerce], ecommerce: responses[social]}, PSI_DONE)
+    with progress_bar(4, "PSI alignment", "round") as bar:  # shown only at INFO on a terminal
+        hellos = _round(send_all, {p: Envelope(PSI_START) for p in PARTIES}, PSI_HELLO)
+        bar.update(1)
+        setups = _round(
+            send_all, {social: hellos[ecommerce], ecommerce: hellos[social]}, PSI_SETUP
+        )
+        bar.update(1)
+        responses = _round(
+            send_all, {social: setups[ecommerce], ecommerce: setups[social]}, PSI_RESPONSE
+        )
+        bar.update(1)
+        done = _round(
+            send_all, {social: responses[ecommerce], ecommerce: responses[social]}, PSI_DONE
+        )
+        bar.update(1)
     sizes = {p: int(hellos[p].meta["n_keys"]) for p in PARTIES}
     aligned = {p: done[p].meta.get("n_aligned") for p in PARTIES}
     if aligned[social] != aligned[ecommerce] or not isinstance(aligned[social], int):

@@ -42,7 +42,7 @@ import rbcl
 
 from fedads.align.result import Alignment, aligned_order
 from fedads.align.steps import PSI_DONE, PSI_RESPONSE, PSI_SETUP, PsiSteps
-from fedads.protocol.envelope import Envelope
+from fedads.envelope import Envelope
 
 POINT_BYTES = 32
 """Bytes of one ristretto255 point encoding (also the scalar size)."""

@@ -19,8 +19,8 @@ import numpy as np
 from fedads._validation import check_choice
 from fedads.align.keys import KeyNormalization, normalized_key_list
 from fedads.align.result import Alignment, no_overlap_error
+from fedads.envelope import Envelope
 from fedads.errors import ProtocolError
-from fedads.protocol.envelope import Envelope
 
 PARTIES: tuple[str, str] = ("social", "ecommerce")
 

@@ -153,6 +153,12 @@ class Evaluation:
             out[f"logloss.{model}"] = segments["overall"].logloss
         return out
 
+    def _repr_html_(self) -> str:
+        """Jupyter display: verdict, headline lifts, conversions, metrics (fedads.report.html)."""
+        from fedads.report.html import evaluation_html  # report layer, loaded only to display
+
+        return evaluation_html(self)
+
     def to_dict(self) -> dict[str, Any]:
         """Strict-JSON-ready dict (NaN -> None) of everything but the per-user arrays."""
         return to_jsonable(

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from fedads._progress import progress_bar
 from fedads._validation import check_choice, check_positive_int, fail, warn
 from fedads.errors import FedadsWarning
 from fedads.eval.data import POOLS, EvalData
@@ -204,7 +205,9 @@ def bootstrap_counts(
     count_dtype = np.int16 if n <= np.iinfo(np.int16).max else np.int32
     sum_dtype = np.int32 if n <= np.iinfo(np.int32).max else np.int64
     n_k = ks.size
+    bar = progress_bar(n_bootstrap, "bootstrap", "resample")  # only at INFO on a terminal
     for start, stop in _chunks(n, n_bootstrap):
+        bar.update(stop - start)
         rows = stop - start
         draws = resample_indices(n, seed, start, stop)
         flat = (draws + (np.arange(rows, dtype=np.int64) * n)[:, None]).ravel()
@@ -231,6 +234,7 @@ def bootstrap_counts(
                 q = np.searchsorted(positions, m)  # nonzero positions before m
                 selected = weighted[row_ids, q] + partial * padded[m]
                 result[kind][model][p, :, start:stop] = selected.reshape(rows, n_k).T
+    bar.close()
     return BootstrapCounts(
         models=names,
         pools=pool_names,

@@ -52,6 +52,12 @@ class SeedSummary:
             }
         )
 
+    def _repr_html_(self) -> str:
+        """Jupyter display: mean and interval per quantity (fedads.report.html)."""
+        from fedads.report.html import seed_summary_html  # report layer, loaded only to display
+
+        return seed_summary_html(self)
+
     def to_dict(self) -> dict[str, Any]:
         """Strict-JSON-ready (NaN -> None): ``{quantity: {mean, ci95, n_seeds}}`` and per seed."""
         summary = {

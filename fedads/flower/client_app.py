@@ -19,6 +19,9 @@ checkpoint is ``party.get_state()`` either in a party-private ``.npz`` file (``s
 
 Messages: ``"train"`` carries a protocol envelope for ``party.handle``; ``"query"`` carries the
 adapter's control envelopes ``hello`` (answer the role) and ``close`` (drop cache and checkpoint).
+Both directions of a ``"train"`` message are checked against the message table
+(:func:`fedads.protocol.messages.check_envelope`): a request that breaks it is refused before
+the party sees it, and a reply that breaks it is never sent (an error reply goes instead).
 Any exception while handling becomes an error reply (Flower ``Error``) whose reason names the
 party, the envelope kind and the exception; the ServerApp side turns it into ``PartyError``.
 """
@@ -63,6 +66,7 @@ from fedads.flower.config import (
     resolve_role,
 )
 from fedads.protocol.envelope import Envelope
+from fedads.protocol.messages import MESSAGES, check_envelope
 from fedads.protocol.transport import Party
 
 HELLO = "hello"
@@ -398,6 +402,9 @@ class ClientAdapter:
                 raise ProtocolError(
                     f"run config {STATE_STORE_KEY!r}: {store!r} not in {list(STATE_STORES)}"
                 )
+            problem = check_envelope(envelope, role, reply=False)
+            if problem:
+                raise ProtocolError(f"refused a request: coordinator -> {role}: {problem}")
             live = self._live(role, config, context)
             start = time.perf_counter()
 
@@ -407,6 +414,11 @@ class ClientAdapter:
                     raise ProtocolError(
                         f"handle({kind!r}) returned {type(reply).__name__}, not an Envelope"
                     )
+                problem = check_envelope(reply, role, reply=True)
+                if problem is None and kind in MESSAGES and reply.kind != kind:
+                    problem = f"answered {kind!r} with {reply.kind!r}"
+                if problem:
+                    raise ProtocolError(f"reply not sent: {role} -> coordinator: {problem}")
                 handled = time.perf_counter()
                 return envelope_to_content(reply), live.party.get_state(), handled
 

@@ -87,12 +87,13 @@ def app_config() -> dict[str, Scalar]:
     """The whole ``[tool.flwr.app.config]`` of the repository's Flower app.
 
     The adapter's keys, every ``FederationSettings`` key at its default (generic flattening,
-    :meth:`fedads.federation.FederationSettings.to_run_config`), then :data:`APP_OVERRIDES`.
+    :meth:`fedads.federation.FederationSettings.to_run_config`), the job's own keys
+    (:data:`fedads.federation.JOB_DEFAULTS`), then :data:`APP_OVERRIDES`.
     """
-    from fedads.federation import FederationSettings
+    from fedads.federation import JOB_DEFAULTS, FederationSettings
 
     settings = FederationSettings().to_run_config()
-    out: dict[str, Scalar] = {**DEFAULTS, **settings, **APP_OVERRIDES}
+    out: dict[str, Scalar] = {**DEFAULTS, **settings, **JOB_DEFAULTS, **APP_OVERRIDES}
     return out
 
 

@@ -48,7 +48,7 @@ from typing import IO, Any
 import numpy as np
 import tomli_w
 
-from fedads._progress import Progress
+from fedads._progress import Progress, set_verbosity
 from fedads.errors import InputError, ProtocolError
 from fedads.flower.config import (
     DEFAULTS,
@@ -216,7 +216,7 @@ class LocalDeployment:
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="fedads-deploy-")).resolve()
         self.keep = keep
-        self.progress = Progress(verbose)
+        self.progress = Progress(verbose, logger="flower.deployment")
         self.verbose = verbose
         self.startup_timeout_s = startup_timeout_s
         self.processes: list[_Process] = []
@@ -432,7 +432,8 @@ class LocalDeployment:
         return read_result(out_dir)
 
     def _echo(self, log: Path, printed: int) -> int:
-        if not self.verbose:
+        """Pass the new lines of the ``flwr run`` log on as progress messages (when shown)."""
+        if not self.progress.enabled:
             return printed
         try:
             lines = log.read_text(errors="replace").splitlines()
@@ -440,7 +441,7 @@ class LocalDeployment:
             return printed
         for line in lines[printed:]:
             if line.strip():
-                print(f"  | {line}", file=sys.stderr, flush=True)
+                self.progress(f"  | {line}")
         return len(lines)
 
 
@@ -526,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep logs and results")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    set_verbosity("warning" if args.quiet else "info")
     config: dict[str, Any] = {
         "job": args.job,
         "party-factory": args.party_factory,

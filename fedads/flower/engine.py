@@ -1,9 +1,12 @@
 """Three changes to Flower's simulation engine while a fedads simulation runs, and why.
 
-All patch flwr 1.42 internals inside a context manager, restore them on exit, and do nothing
-(yield ``False``) when the patched function does not have the expected parameters, so another
-Flower version runs unpatched and only slower. They change *when* and *where* a message is
-handled, never what it carries.
+All patch flwr internals inside a context manager and restore them on exit. Each is applied only
+when the installed ``flwr.__version__`` is exactly :data:`PATCHED_FLWR_VERSION` (the version they
+were written and measured for) *and* the patched function has the expected parameters;
+otherwise it is skipped with a logged warning (logger ``fedads.flower.engine``) and the
+simulation runs unpatched: correct, only slower. ``FEDADS_FLOWER_PATCHES=0`` in the environment,
+or ``run_federation(..., engine_patches=False)``, turns all three off. They change *when* and
+*where* a message is handled, never what it carries. Use them through :func:`engine_patches`.
 
 * :func:`engine_polling`: the engine moves new messages to its workers in a loop that waits a
   hard-coded 0.1 s between passes (``vce_api.add_messages_to_queue``); every message waited
@@ -27,10 +30,19 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
+
+#: The flwr version the patches were written for; any other version runs unpatched.
+PATCHED_FLWR_VERSION = "1.42.0"
+#: Environment variable: ``0`` / ``false`` / ``off`` turns the patches off.
+PATCHES_ENV = "FEDADS_FLOWER_PATCHES"
+
+LOG = logging.getLogger("fedads.flower.engine")
 
 #: Longest wait between checks while :func:`engine_wakeups` is on: a safety net only, every
 #: stored message wakes the waiter at once.
@@ -39,6 +51,60 @@ WAKEUP_FALLBACK_S = 0.1
 
 def _expects(function: Callable[..., Any], parameters: tuple[str, ...]) -> bool:
     return tuple(inspect.signature(function).parameters) == parameters
+
+
+def installed_flwr_version() -> str:
+    import flwr
+
+    return str(getattr(flwr, "__version__", "unknown"))
+
+
+def patch_applies(name: str, function: Callable[..., Any], parameters: tuple[str, ...]) -> bool:
+    """Whether patch ``name`` of ``function`` may be applied; if not, log a warning saying why."""
+    installed = installed_flwr_version()
+    if installed != PATCHED_FLWR_VERSION:
+        reason = f"written for flwr {PATCHED_FLWR_VERSION}, installed flwr is {installed}"
+    elif not _expects(function, parameters):
+        found = tuple(inspect.signature(function).parameters)
+        reason = f"{function.__qualname__} takes {found}, the patch expects {parameters}"
+    else:
+        return True
+    LOG.warning(
+        "Flower engine patch %r skipped: %s. The simulation runs unpatched: correct, but round "
+        "trips are slower (docs/flower.md, 'Engine patches').",
+        name,
+        reason,
+    )
+    return False
+
+
+def patches_enabled(enabled: bool | None = None) -> bool:
+    """``enabled`` if given, else the environment variable :data:`PATCHES_ENV` (default on)."""
+    if enabled is not None:
+        return bool(enabled)
+    return os.environ.get(PATCHES_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+@contextmanager
+def engine_patches(interval_s: float, enabled: bool | None = None) -> Iterator[dict[str, bool]]:
+    """All three patches (wake-ups, polling, actor affinity) while the block runs.
+
+    Args:
+        interval_s: the feeder's wait between checks without wake-ups (run config
+            ``poll-interval-s``).
+        enabled: ``False`` applies none; ``None`` reads :data:`PATCHES_ENV`.
+
+    Yields:
+        ``{"wakeups": bool, "polling": bool, "affinity": bool}``: which were applied.
+    """
+    if not patches_enabled(enabled):
+        LOG.info("Flower engine patches off (%s or engine_patches=False)", PATCHES_ENV)
+        yield {"wakeups": False, "polling": False, "affinity": False}
+        return
+    with engine_wakeups() as wakeups, engine_polling(interval_s) as polling, actor_affinity() as (
+        affinity
+    ):
+        yield {"wakeups": wakeups, "polling": polling, "affinity": affinity}
 
 
 class Signal:
@@ -86,7 +152,9 @@ def engine_wakeups() -> Iterator[bool]:
     originals = {
         kind: getattr(InMemoryLinkState, f"store_message_{kind}") for kind in ("ins", "res")
     }
-    if _STORED or not all(_expects(f, ("self", "message")) for f in originals.values()):
+    if _STORED or not all(
+        patch_applies("wake-ups", f, ("self", "message")) for f in originals.values()
+    ):
         yield False
         return
 
@@ -121,7 +189,7 @@ def engine_polling(interval_s: float) -> Iterator[bool]:
     from flwr.server.superlink.fleet.vce import vce_api
 
     original = vce_api.add_messages_to_queue
-    if not _expects(original, ("state", "queue", "nodes_mapping", "f_stop")):
+    if not patch_applies("polling", original, ("state", "queue", "nodes_mapping", "f_stop")):
         yield False
         return
 
@@ -202,7 +270,7 @@ def actor_affinity() -> Iterator[bool]:
     from flwr.simulation.ray_transport.ray_actor import BasicActorPool
 
     original = BasicActorPool.submit
-    if not _expects(original, ("self", "actor_fn", "job")):
+    if not patch_applies("actor affinity", original, ("self", "actor_fn", "job")):
         yield False
         return
 

@@ -22,7 +22,7 @@ from typing import Any
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from fedads._progress import Progress
+from fedads._progress import Progress, set_verbosity
 from fedads.flower.config import (
     JOB_KEY,
     NODE_WAIT_KEY,
@@ -48,7 +48,13 @@ def run_server(
 ) -> FederationResult | None:
     """Body of the ServerApp's ``main`` (usable with any ``Grid``)."""
     config = merged_config(dict(context.run_config), run_config)
-    progress = Progress(verbose=bool(config.get("verbose", True)))
+    verbose = bool(config.get("verbose", True))
+    if on_outcome is None:
+        # Our own process (`flwr-serverapp`, started by Flower): fedads' progress lines go to
+        # its stderr, which `flwr run --stream` shows. In the caller's process (simulation) the
+        # caller's logging settings decide.
+        set_verbosity("info" if verbose else "warning")
+    progress = Progress(verbose, logger="flower")
     out_dir = str(config.get(OUT_DIR_KEY) or "")
     start = time.perf_counter()
     transport: FlowerTransport | None = None

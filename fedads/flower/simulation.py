@@ -18,6 +18,7 @@ import logging
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -36,15 +37,29 @@ from fedads.flower.config import (
     resolve_job,
     resolve_party_factory,
 )
-from fedads.flower.engine import actor_affinity, engine_polling, engine_wakeups
+from fedads.flower.engine import engine_patches
 from fedads.flower.result import FederationResult
 from fedads.flower.server_app import Outcome
 
 BACKENDS = ("simulation", "deployment")
 PROTOBUF_WARNING_FILTER = "ignore:Protobuf gencode version:UserWarning"
-_ENV = (
+#: The banner ``flwr.simulation.run_simulation`` logs (flwr 1.42), dropped while fedads runs it.
+#: tests/test_hygiene.py fails when flwr changes it or removes ``run_simulation``: then follow
+#: docs/flower.md, "Moving off run_simulation".
+RUN_SIMULATION_DEPRECATION = (
+    "The `run_simulation` function is deprecated and will be removed in a future version of Flower."
+)
+#: The environment variables fedads sets for a simulation run, or knows Flower and Ray to set
+#: (Flower's Ray backend prepends sys.path to PYTHONPATH; ``ray.init`` sets PYTHONBREAKPOINT and
+#: RAY_* variables). :func:`quiet_flower_env` restores the *whole* environment, these included.
+FLOWER_ENV = (
+    "PYTHONBREAKPOINT",
+    "RAY_CLIENT_MODE",
+    "RAY_USAGE_STATS_ENABLED",
+    "RAY_ENABLE_UV_RUN_RUNTIME_ENV",
     "FLWR_TELEMETRY_ENABLED",
     "PYTHONWARNINGS",
+    "PYTHONPATH",
     "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO",
     "RAY_worker_niceness",
     "RAY_max_direct_call_object_size",
@@ -61,12 +76,12 @@ class _DropNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         return not (
-            "`run_simulation` function is deprecated" in message
+            RUN_SIMULATION_DEPRECATION in message
             or "SIGTERM handler is not set" in message
         )
 
 
-def _backend_config(num_cpus: int, verbose: bool) -> dict[str, Any]:
+def _backend_config(num_cpus: int, chatty: bool) -> dict[str, Any]:
     return {
         # One CPU per actor and a Ray "cluster" of 2 CPUs: exactly 2 actors, so both
         # parties' ClientApps run concurrently (Flower's default of 2 CPUs per actor would
@@ -77,7 +92,7 @@ def _backend_config(num_cpus: int, verbose: bool) -> dict[str, Any]:
             "num_gpus": 0,
             "include_dashboard": False,
             "logging_level": logging.WARNING,
-            "log_to_driver": verbose,  # Ray workers' own log lines
+            "log_to_driver": chatty,  # Ray workers' own log lines
             "configure_logging": True,
         },
     }
@@ -91,6 +106,7 @@ def run_federation(
     backend: str = "simulation",
     timeout_s: float = 120.0,
     verbose: bool = True,
+    engine_patches: bool | None = None,
     **deployment_options: Any,
 ) -> FederationResult:
     """Run ``job`` with parties built by ``party_factory``; return the job's result.
@@ -106,7 +122,10 @@ def run_federation(
             SuperNodes via ``flwr run``).
         timeout_s: per ``send``/``send_all`` reply timeout; a party that misses it raises
             :class:`~fedads.errors.PartyError`.
-        verbose: print progress lines on stderr.
+        verbose: ``False`` lowers this run's progress messages to ``DEBUG``. What is shown is
+            decided by the ``"fedads"`` logger's level (:func:`fedads.set_verbosity`).
+        engine_patches: simulation only: ``False`` runs Flower's engine unpatched
+            (:mod:`fedads.flower.engine`); ``None`` (default) reads ``FEDADS_FLOWER_PATCHES``.
         deployment_options: passed to :func:`fedads.flower.deployment.run_deployment`.
 
     Returns:
@@ -139,52 +158,59 @@ def run_federation(
     # Resolve now: a typo fails here, not inside a Ray actor.
     job_fn = resolve_job(job)
     factory = resolve_party_factory(party_factory)
-    return _simulate(job_fn, factory, config, verbose=verbose)
+    return _simulate(job_fn, factory, config, verbose=verbose, patches=engine_patches)
 
 
 @contextmanager
 def quiet_flower_env() -> Iterator[None]:
-    """Environment for Flower/Ray processes started from here; restored afterwards.
+    """The process-wide settings a simulation needs, for the block only; restored afterwards.
 
-    Telemetry off; protobuf "gencode version" warnings off in child processes (Ray actors
-    inherit the environment; ``fedads/__init__`` filters them only in this process).
+    The whole of ``os.environ`` is restored to what it was on entry (changed variables set
+    back, added ones removed, e.g. those of :data:`FLOWER_ENV`), also when the block raises;
+    so are ``warnings.filters`` (the protobuf "gencode version"
+    warnings of flwr's lazily imported modules are silenced in this process inside the block,
+    and in the Ray workers through ``PYTHONWARNINGS``, which they inherit).
     """
-    saved = {key: os.environ.get(key) for key in _ENV}
-    os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
-    os.environ["RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"] = "0"  # silence a Ray FutureWarning
-    # Ray starts its workers at nice 15, below the driver. Here the workers are the parties,
-    # the machines being simulated: at nice 15 they got the CPU only when this process (engine
-    # threads, polling, serialization) did not want it, and each party's epoch took ~1.7x as
-    # long as in-process (docs/performance.md).
-    os.environ["RAY_worker_niceness"] = "0"  # noqa: SIM112 - Ray reads this exact name
-    # Messages above Ray's 100 KiB default went through the object store: for a stream of 2 MB
-    # echoes the raylet used ~24% of a core and a round trip took ~6 ms longer (measured,
-    # benchmarks/results/roundtrip_inline_ab.json).
-    os.environ["RAY_max_direct_call_object_size"] = str(RAY_INLINE_BYTES)  # noqa: SIM112
-    warnings_spec = os.environ.get("PYTHONWARNINGS", "")
-    if PROTOBUF_WARNING_FILTER not in warnings_spec:
-        os.environ["PYTHONWARNINGS"] = ",".join(
-            x for x in (warnings_spec, PROTOBUF_WARNING_FILTER) if x
-        )
+    saved = dict(os.environ)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message="Protobuf gencode version", category=UserWarning
+            )
+            os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
+            os.environ["RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"] = "0"  # silence a Ray FutureWarning
+            # Ray starts its workers at nice 15, below the driver. Here the workers are the
+            # parties, the machines being simulated: at nice 15 they got the CPU only when this
+            # process (engine threads, polling, serialization) did not want it, and each party's
+            # epoch took ~1.7x as long as in-process (docs/performance.md).
+            os.environ["RAY_worker_niceness"] = "0"  # noqa: SIM112 - Ray reads this exact name
+            # Messages above Ray's 100 KiB default went through the object store: for a stream
+            # of 2 MB echoes the raylet used ~24% of a core and a round trip took ~6 ms longer
+            # (measured, benchmarks/results/roundtrip_inline_ab.json).
+            os.environ["RAY_max_direct_call_object_size"] = str(RAY_INLINE_BYTES)  # noqa: SIM112
+            warnings_spec = os.environ.get("PYTHONWARNINGS", "")
+            if PROTOBUF_WARNING_FILTER not in warnings_spec:
+                os.environ["PYTHONWARNINGS"] = ",".join(
+                    x for x in (warnings_spec, PROTOBUF_WARNING_FILTER) if x
+                )
+            yield
     finally:
+        for key in set(os.environ) - set(saved):
+            del os.environ[key]
         for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
+            if os.environ.get(key) != value:
                 os.environ[key] = value
 
 
 def _simulate(
-    job: Job, factory: PartyFactory, config: dict[str, Any], *, verbose: bool
+    job: Job,
+    factory: PartyFactory,
+    config: dict[str, Any],
+    *,
+    verbose: bool,
+    patches: bool | None = None,
 ) -> FederationResult:
-    with (
-        quiet_flower_env(),
-        engine_wakeups(),
-        engine_polling(poll_interval(config)),
-        actor_affinity(),
-    ):
+    with quiet_flower_env(), engine_patches(poll_interval(config), patches):
         return _simulate_in_env(job, factory, config, verbose=verbose)
 
 
@@ -197,7 +223,9 @@ def _simulate_in_env(
     from fedads.flower.client_app import make_client_app
     from fedads.flower.server_app import make_server_app
 
-    progress = Progress(verbose)
+    progress = Progress(verbose, logger="flower")
+    # Flower's and Ray's own INFO lines only when fedads is at DEBUG (one switch).
+    chatty = progress.enabled and progress.logger.isEnabledFor(logging.DEBUG)
     state_dir = None
     if not config.get(STATE_DIR_KEY):
         # Simulated nodes have no node config of their own: give their checkpoints a private
@@ -215,7 +243,7 @@ def _simulate_in_env(
     noisy_loggers = [flwr_logger, logging.getLogger("ray._private.worker")]
     for logger in noisy_loggers:
         logger.addFilter(noise)
-    if not verbose:
+    if not chatty:
         flwr_logger.setLevel(logging.WARNING)
     progress("simulation: starting Ray and 2 virtual SuperNodes")
     start = time.perf_counter()
@@ -227,7 +255,7 @@ def _simulate_in_env(
             server_app=server_app,
             client_app=client_app,
             num_supernodes=2,
-            backend_config=_backend_config(num_cpus=2, verbose=verbose),  # type: ignore[arg-type]
+            backend_config=_backend_config(num_cpus=2, chatty=chatty),  # type: ignore[arg-type]
         )
     except BaseException as exc:  # noqa: BLE001 - re-raised below, after cleanup
         engine_error = exc

@@ -6,6 +6,12 @@ pushes all messages at once and waits for all replies, so the parties work concu
 A party whose reply carries an error, or that does not answer within ``timeout_s``, raises
 :class:`~fedads.errors.PartyError` naming it; a party that timed out is never sent another
 message (its ClientApp may still be running, and Flower does not cancel it).
+
+What may cross is checked here on both directions, as on the in-process transport: every request
+and every reply of a split-learning kind against :func:`fedads.protocol.messages.check_envelope`
+(a request that breaks the table raises :class:`~fedads.errors.ProtocolError` before it is sent;
+a reply that breaks it raises :class:`~fedads.errors.PartyError` naming the party). The ClientApp
+checks the same table on its side, so a forbidden reply never leaves the party's process.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from fedads.flower.codec import content_to_envelope, envelope_to_content
 from fedads.flower.config import DEFAULT_POLL_S, PARTIES
 from fedads.flower.engine import WAKEUP_FALLBACK_S, stored_signal
 from fedads.protocol.envelope import Envelope
+from fedads.protocol.messages import MESSAGES, check_envelope
 from fedads.protocol.transport import COORDINATOR, Traffic
 
 _REASON_ROLE = re.compile(r"^\[(?P<role>[^\]]+)\] ")
@@ -183,6 +190,8 @@ class FlowerTransport:
         party_nodes: ``{party: node_id}``, e.g. from :func:`discover_party_nodes`.
         timeout_s: how long to wait for the replies of one ``send`` / ``send_all``.
         poll_s: seconds between checks for replies (run config ``poll-interval-s``).
+        check_messages: check every envelope of a split-learning kind, both directions, against
+            ``fedads.protocol.messages`` (default True); other kinds (PSI, control) pass.
     """
 
     def __init__(
@@ -193,6 +202,7 @@ class FlowerTransport:
         *,
         progress: Progress = SILENT,
         poll_s: float = DEFAULT_POLL_S,
+        check_messages: bool = True,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
@@ -205,6 +215,7 @@ class FlowerTransport:
         self.timeout_s = float(timeout_s)
         self.traffic = Traffic()
         self.progress = progress
+        self.check_messages = check_messages
         self.party_stats: dict[str, dict[str, float | int | str | bool]] = {}
         self._dead: dict[str, str] = {}
         self._closed = False
@@ -244,6 +255,10 @@ class FlowerTransport:
                 raise ProtocolError(f"unknown party {party!r}; known: {sorted(self.party_nodes)}")
             if party in self._dead:
                 raise PartyError(party, f"not reachable any more: {self._dead[party]}")
+            if self.check_messages:
+                problem = check_envelope(envelopes[party], party, reply=False)
+                if problem:
+                    raise ProtocolError(f"coordinator -> {party}: {problem} (not sent)")
         self._group += 1
         by_node = {self.party_nodes[p]: env for p, env in envelopes.items()}
         for party, env in envelopes.items():
@@ -287,7 +302,11 @@ class FlowerTransport:
             else:
                 answer = content_to_envelope(reply.content)
                 self.traffic.record(party, COORDINATOR, answer)
-                out[party] = answer
+                problem = self._reply_problem(party, env, answer)
+                if problem:
+                    failures.append(PartyError(party, f"{party} -> coordinator: {problem}"))
+                else:
+                    out[party] = answer
         if failures:
             first = failures[0]
             if len(failures) > 1:
@@ -302,6 +321,14 @@ class FlowerTransport:
                 f"{elapsed * 1000:.0f} ms"
             )
         return out
+
+    def _reply_problem(self, party: str, request: Envelope, reply: Envelope) -> str | None:
+        if not self.check_messages:
+            return None
+        problem = check_envelope(reply, party, reply=True)
+        if problem is None and request.kind in MESSAGES and reply.kind != request.kind:
+            problem = f"answered {request.kind!r} with {reply.kind!r}"
+        return problem
 
     def close(self) -> None:
         """Tell the live parties the run is over (they drop cache and checkpoints). Idempotent."""

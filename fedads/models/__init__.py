@@ -1,5 +1,6 @@
 """Models of the split learning setup: per-party feature encoding, bottom towers, top head,
-the centralized :class:`SplitModel`, builders with matched capacity, and the local trainer."""
+the centralized :class:`SplitModel`, builders with matched capacity, the tower zoo
+(:mod:`fedads.models.zoo`: ``mlp``, ``wide_deep``, ``deepfm``, ``dcn_v2``) and the local trainer."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from fedads.models.train import (
     predict_local,
     train_local,
 )
+from fedads.models.zoo import ZOO, resolve_bottom, resolve_top
 
 __all__ = [
     "ECOMMERCE",
@@ -47,6 +49,7 @@ __all__ = [
     "TowerSpec",
     "TrainConfig",
     "TrainingHistory",
+    "ZOO",
     "batch_loss",
     "batch_plan",
     "batches_per_epoch",
@@ -57,6 +60,8 @@ __all__ = [
     "derive_seed",
     "make_optimizer",
     "predict_local",
+    "resolve_bottom",
+    "resolve_top",
     "seeded",
     "train_local",
 ]

@@ -9,9 +9,11 @@ The top always sees the embeddings in :data:`PARTY_ORDER` (``[H_social, H_ecomme
 
 Pluggability: any ``torch.nn.Module`` called as ``module(numeric, categorical)`` that returns
 ``[b, d]`` can be a bottom, and any module mapping ``[b, sum d]`` to logits ``[b]`` (or ``[b, 1]``)
-can be a top. Give a factory to :func:`build_bottom` / :func:`build_top` (or to the parties'
-:class:`~fedads.protocol.parties.PartyConfig`); a module may expose ``output_dim``, otherwise it is
-probed with one zero row.
+can be a top. Name them in :class:`ModelConfig` (``social_bottom``, ``ecommerce_bottom``,
+``top``: a zoo name from :mod:`fedads.models.zoo` or an importable ``"module:attr"`` factory),
+which every runner builds from; a factory object given to :func:`build_bottom` / :func:`build_top`
+(or to the parties' :class:`~fedads.protocol.parties.PartyConfig`) overrides the name, for that
+process only. A module may expose ``output_dim``, otherwise it is probed with one zero row.
 
 Seeded init: every component is constructed inside :func:`seeded` with a seed derived from the run
 seed and the component's name (``derive_seed(seed, "bottom", "social")``, ``derive_seed(seed,
@@ -69,15 +71,31 @@ class ModelConfig:
 
     Attributes:
         embedding_dim: width ``d`` of each bottom's output (default 16).
-        bottom_hidden: hidden layer widths of each bottom MLP (default ``(64,)``).
-        cat_embedding_dim: width of each categorical column's embedding (default 8).
-        top_hidden: hidden layer widths of the top head (default ``(64, 32)``).
+        bottom_hidden: hidden layer widths of each bottom's MLP (default ``(64,)``).
+        cat_embedding_dim: width of each categorical column's embedding (default 8; also the
+            number of FM factors of the ``deepfm`` towers).
+        top_hidden: hidden layer widths of the top's MLP (default ``(64, 32)``).
+        social_bottom, ecommerce_bottom: each party's bottom tower: a zoo name (``"mlp"``,
+            default; ``"wide_deep"``, ``"deepfm"``, ``"dcn_v2"``) or an importable
+            ``"module:attr"`` bottom factory ``(TowerSpec, ModelConfig) -> nn.Module`` (see
+            :mod:`fedads.models.zoo`).
+        top: the top tower, a zoo name or a ``"module:attr"`` top factory
+            ``(input_dim, ModelConfig) -> nn.Module`` (default ``"mlp"``).
+        cross_layers: cross layers of the ``dcn_v2`` towers (default 2).
+
+    Every field is a plain str, int or tuple of ints, so the whole architecture travels as
+    strings through Flower's run config and the setup message, and every runner (federated
+    parties, centralized model, one-party references) builds the same function from it.
     """
 
     embedding_dim: int = 16
     bottom_hidden: tuple[int, ...] = (64,)
     cat_embedding_dim: int = 8
     top_hidden: tuple[int, ...] = (64, 32)
+    social_bottom: str = "mlp"
+    ecommerce_bottom: str = "mlp"
+    top: str = "mlp"
+    cross_layers: int = 2
 
     def validate(self) -> ModelConfig:
         where = "ModelConfig"
@@ -93,7 +111,16 @@ class ModelConfig:
                 )
             for width in widths:
                 check_positive_int(where, name, width)
+        check_positive_int(where, "cross_layers", self.cross_layers, minimum=0)
+        from fedads.models.zoo import check_tower_spec  # the zoo imports this module
+
+        for name in ("social_bottom", "ecommerce_bottom", "top"):
+            check_tower_spec(where, name, getattr(self, name))
         return self
+
+    def bottom_spec(self, party: str) -> str:
+        """The tower spec of ``party``'s bottom (``"mlp"`` for a party without a field)."""
+        return str(getattr(self, f"{party}_bottom", "mlp"))
 
     def to_meta(self) -> dict[str, int | float | str | bool]:
         """Scalars for an envelope's meta, one key per field (hidden widths as ``"64,32"``).
@@ -275,17 +302,32 @@ def build_bottom(
     seed: int,
     factory: BottomFactory | None = None,
 ) -> nn.Module:
-    """Build ``party``'s bottom with the seeded init shared by every runner."""
+    """Build ``party``'s bottom with the seeded init shared by every runner.
+
+    The factory is ``factory`` when given, else the one ``config`` names for ``party``
+    (``config.social_bottom`` / ``config.ecommerce_bottom``, see :mod:`fedads.models.zoo`).
+    """
+    if factory is None:
+        from fedads.models.zoo import resolve_bottom  # the zoo imports this module
+
+        factory = resolve_bottom(config.bottom_spec(party))
     with seeded(derive_seed(seed, "bottom", party)):
-        return (factory or default_bottom)(spec, config)
+        return factory(spec, config)
 
 
 def build_top(
     input_dim: int, config: ModelConfig, seed: int, factory: TopFactory | None = None
 ) -> nn.Module:
-    """Build the top head (input width ``input_dim``) with the seeded init of every runner."""
+    """Build the top (input width ``input_dim``) with the seeded init of every runner.
+
+    The factory is ``factory`` when given, else the one ``config.top`` names.
+    """
+    if factory is None:
+        from fedads.models.zoo import resolve_top  # the zoo imports this module
+
+        factory = resolve_top(config.top)
     with seeded(derive_seed(seed, "top")):
-        return (factory or default_top)(input_dim, config)
+        return factory(input_dim, config)
 
 
 def output_dim(module: nn.Module, spec: TowerSpec) -> int:
@@ -326,8 +368,9 @@ def build_model(
         specs: ``{party: TowerSpec}`` for (at least) the parties the kind uses.
         config: architecture (default :class:`ModelConfig`).
         seed: run seed; components get seeds derived from it and their names.
-        bottom_factories: optional per-party factories replacing :class:`BottomTower`.
-        top_factory: optional factory replacing :class:`TopHead`.
+        bottom_factories: optional per-party factory objects overriding the towers
+            ``config`` names (``config.social_bottom`` / ``config.ecommerce_bottom``).
+        top_factory: optional factory object overriding ``config.top``.
     """
     check_choice("build_model", "kind", kind, MODEL_KINDS)
     config = (config or ModelConfig()).validate()

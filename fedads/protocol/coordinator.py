@@ -153,6 +153,7 @@ class Coordinator:
         per_epoch = batches_per_epoch(train.size, cfg.batch_size)
         epochs = [plan[e * per_epoch : (e + 1) * per_epoch] for e in range(cfg.epochs)]
         start, first, bytes_before = time.perf_counter(), 0, self.transport.traffic.snapshot()
+        bar = self.progress.bar(len(plan), "federated training", "batch")
 
         def close_epoch(epoch: int) -> None:
             nonlocal start, first, bytes_before
@@ -175,10 +176,13 @@ class Coordinator:
             # while the last ones drain, instead of n+2 rounds per epoch with the first and
             # last rounds half idle. Validation needs the parties in sync at each epoch end,
             # so it keeps one pipeline per epoch.
-            self._train_chunks(epochs, history, close_epoch)
+            self._train_chunks(epochs, history, close_epoch, bar.update)
         else:
             for epoch, batches in enumerate(epochs):
-                self._train_chunks([batches], history, lambda _, e=epoch: close_epoch(e))
+                self._train_chunks(
+                    [batches], history, lambda _, e=epoch: close_epoch(e), bar.update
+                )
+        bar.close()
         return history
 
     def _train_chunks(
@@ -186,6 +190,7 @@ class Coordinator:
         epochs: list[list[np.ndarray]],
         history: TrainingHistory,
         close_epoch: Callable[[int], None],
+        on_batches: Callable[[int], object] = lambda n: None,
     ) -> None:
         """Train the batches of ``epochs`` (one list of batches per epoch) as one schedule.
 
@@ -235,6 +240,7 @@ class Coordinator:
                     float(trained.meta[f"loss_{j}"]) for j in range(len(chunk))
                 )
                 history.batch_rows.extend(int(b.size) for b in chunk)
+                on_batches(len(chunk))
                 gradients[train] = _only(trained.arrays, msg.GRADIENTS)
                 if train in ends and train != len(chunks) - 1:
                     close_epoch(ends[train])

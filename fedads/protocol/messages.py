@@ -7,8 +7,9 @@ party's bottom ``H_s`` ``[n, d]``, gradients of the mean batch loss w.r.t. those
 or float16 / int8 plus a float32 ``[1]`` per-tensor scale when compressed
 (``fedads.protocol.codec``). Losses, sizes and step counters travel in ``meta``. NOTHING else
 crosses: no labels, no ``is_existing_customer`` flag, no raw or encoded feature values, no model
-weights. :func:`check_envelope` enforces this table on every envelope of these kinds that the
-in-process transport carries.
+weights. :func:`check_envelope` enforces this table on every envelope of these kinds, in both
+directions, on every transport: the in-process one, and the Flower one (simulation and deployment)
+both in the coordinator's ``FlowerTransport`` and in each party's ClientApp.
 
 Kind (receiver): request arrays [request meta] -> reply arrays [reply meta]
 

@@ -91,9 +91,10 @@ class PartyConfig:
     Attributes:
         encoder: feature encoding options (must match the centralized run for exact equivalence).
         bottom_factory: builds this party's bottom from ``(TowerSpec, ModelConfig)``; default
-            :class:`~fedads.models.nets.BottomTower`.
+            (``None``): the tower the setup's ``ModelConfig`` names for this party
+            (``social_bottom`` / ``ecommerce_bottom``: a zoo name or ``"module:attr"``).
         top_factory: (e-commerce only) builds the top from ``(input_dim, ModelConfig)``; default
-            :class:`~fedads.models.nets.TopHead`.
+            (``None``): the tower ``ModelConfig.top`` names.
     """
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)

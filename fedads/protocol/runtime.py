@@ -6,25 +6,38 @@ one role. It answers the PSI envelopes (``psi_*``) with the chosen PSI backend
 is known builds the training party (:class:`SocialParty` or :class:`EcommerceParty`) over its
 aligned rows. Everything else is delegated to that party. The table never leaves this object;
 only envelopes do.
+
+Alignment reuse (sweeps): instead of the PSI, the coordinator may send one
+:data:`ALIGNMENT_REUSE` envelope. The runtime then reads the aligned rows from its own private
+folder (``out_dir / ALIGNED_ROWS_FILE``: what this party wrote after an earlier PSI over the same
+table, or what the experimenter of a simulation placed there, see :class:`AlignedRows`) and
+answers with the same two sizes its ``psi_done`` would carry (``n_keys``, ``n_aligned``). No row,
+key or digest crosses: the coordinator learns what it learns from a PSI, and less (no round
+trips), and the other party learns nothing.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fedads._validation import check_choice
+from fedads._validation import check_choice, fail
 from fedads.align import (
     DEFAULT_PSI_BACKEND,
     PSI_BACKENDS,
     PSI_KINDS,
     PSI_RESPONSE,
+    AlignmentSummary,
     KeyNormalization,
     PsiBackendParty,
+    aligned_order,
     make_psi_party,
+    normalize_keys,
 )
+from fedads.align.result import no_overlap_error
 from fedads.errors import ProtocolError
 from fedads.protocol import messages as msg
 from fedads.protocol.envelope import Envelope
@@ -34,6 +47,11 @@ from fedads.tables import PartyTable
 ALIGNED_ROWS_FILE = "aligned_rows.npy"
 """Written to a party's private output folder after alignment (read by the label holder's
 evaluation and, in simulations, by the experimenter's reference models)."""
+
+ALIGNMENT_REUSE = "alignment_reuse"
+"""Envelope kind (coordinator -> both parties, no arrays, no meta): "use the aligned rows in your
+private folder instead of running the PSI". Reply: same kind, meta ``n_keys`` (own table size)
+and ``n_aligned`` (rows found), nothing else: the sizes a ``psi_done`` carries."""
 
 _ROWS_KEY = "runtime.aligned_rows"
 _PSI_PREFIX = "psi."
@@ -77,6 +95,8 @@ class PartyRuntime:
         """Answer one envelope: PSI kinds here, everything else by the training party."""
         if envelope.kind in PSI_KINDS:
             return self._handle_psi(envelope)
+        if envelope.kind == ALIGNMENT_REUSE:
+            return self._reuse_alignment()
         if self.party is None:
             raise ProtocolError(
                 f"{self.name} party got {envelope.kind!r} before alignment; run the PSI first"
@@ -91,6 +111,45 @@ class PartyRuntime:
         alignment = self._psi.alignment
         if envelope.kind == PSI_RESPONSE and alignment is not None and alignment.n_aligned > 0:
             self._install_alignment(np.asarray(alignment.rows, dtype=np.int64))
+        return reply
+
+    def _reuse_alignment(self) -> Envelope:
+        """Install the aligned rows found in this party's private folder (no PSI)."""
+        path = self.out_dir / ALIGNED_ROWS_FILE if self.out_dir is not None else None
+        if path is None or not path.exists():
+            raise ProtocolError(
+                f"{self.name} party: alignment reuse asked, but there is no {ALIGNED_ROWS_FILE} "
+                f"in its private folder ({self.out_dir}); run the PSI once, or hand the rows of "
+                "an earlier run to run_federated(alignment=...)"
+            )
+        rows = np.load(path, allow_pickle=False)
+        n_rows = self.table.n_rows
+        valid = (
+            rows.ndim == 1
+            and rows.size > 0
+            and np.issubdtype(rows.dtype, np.integer)
+            and int(rows.min()) >= 0
+            and int(rows.max()) < n_rows
+            and np.unique(rows).size == rows.size
+        )
+        if not valid:
+            raise ProtocolError(
+                f"{self.name} party: {path} is not a set of distinct row positions of its "
+                f"{n_rows}-row table; it belongs to another table: run the PSI instead"
+            )
+        rows = np.asarray(rows, dtype=np.int64)
+        reply = Envelope(ALIGNMENT_REUSE, meta={"n_keys": n_rows, "n_aligned": int(rows.size)})
+        # One alignment per run: a repeated reuse message (a retry) changes nothing, and nothing
+        # may swap the rows under a PSI under way or a different alignment already in place.
+        if self.aligned_rows is not None:
+            if np.array_equal(rows, self.aligned_rows):
+                return reply
+            raise ProtocolError(
+                f"{self.name} party is already aligned on other rows; one alignment per run"
+            )
+        if self._psi is not None:
+            raise ProtocolError(f"{self.name} party refuses alignment reuse: a PSI is under way")
+        self._install_alignment(rows)
         return reply
 
     def _new_psi(self) -> PsiBackendParty:
@@ -143,3 +202,160 @@ class PartyRuntime:
 
 def _strip(state: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+# ------------------------------------------------------------------ alignment reuse
+def coordinate_reused_alignment(send_all: Any) -> AlignmentSummary:
+    """Coordinator side of alignment reuse: one :data:`ALIGNMENT_REUSE` round, sizes checked.
+
+    Args:
+        send_all: e.g. ``transport.send_all`` (one envelope per party in, one reply each out).
+
+    Returns:
+        The sizes, as :func:`fedads.align.coordinate_alignment` returns them.
+
+    Raises:
+        ProtocolError: a party has no usable rows, or the two parties' counts differ.
+    """
+    parties = (msg.SOCIAL, msg.ECOMMERCE)
+    replies = send_all({p: Envelope(ALIGNMENT_REUSE) for p in parties})
+    sizes: dict[str, tuple[int, int]] = {}
+    for party in parties:
+        reply = replies.get(party)
+        if not isinstance(reply, Envelope) or reply.kind != ALIGNMENT_REUSE:
+            got = reply.kind if isinstance(reply, Envelope) else reply
+            raise ProtocolError(f"alignment reuse: party {party!r} answered {got!r}")
+        sizes[party] = (int(reply.meta["n_keys"]), int(reply.meta["n_aligned"]))
+    if sizes[msg.SOCIAL][1] != sizes[msg.ECOMMERCE][1]:
+        raise ProtocolError(
+            "alignment reuse: the parties hold different numbers of aligned rows "
+            f"({ {p: n for p, (_, n) in sizes.items()} }); the rows are from different runs: "
+            "run the PSI instead"
+        )
+    return AlignmentSummary(sizes[msg.SOCIAL][0], sizes[msg.ECOMMERCE][0], sizes[msg.SOCIAL][1])
+
+
+@dataclass(frozen=True)
+class AlignedRows:
+    """Both parties' aligned rows, for handing a finished alignment to later runs (sweeps).
+
+    ``run_federated(..., alignment=AlignedRows)`` writes ``social`` into the social party's
+    private folder and ``ecommerce`` into the e-commerce party's, and the job skips the PSI
+    (:data:`ALIGNMENT_REUSE`). Each party gets back only its own rows, which it had learned
+    itself from an earlier PSI over the same tables; only sizes reach the coordinator.
+
+    Attributes:
+        social, ecommerce: ``int64 [n_aligned]`` each party's table rows in the shared aligned
+            order (position ``i`` is the same user on both sides).
+    """
+
+    social: np.ndarray
+    ecommerce: np.ndarray
+
+    def __post_init__(self) -> None:
+        social = np.asarray(self.social)
+        ecommerce = np.asarray(self.ecommerce)
+        for name, rows in (("social", social), ("ecommerce", ecommerce)):
+            if rows.ndim != 1 or rows.size == 0 or not np.issubdtype(rows.dtype, np.integer):
+                raise fail(
+                    "AlignedRows",
+                    f"{name} rows must be a non-empty 1-d integer array, got {rows.dtype} "
+                    f"{rows.shape}",
+                    "pass a FederatedRun's social_rows / ecommerce_rows",
+                )
+        if social.size != ecommerce.size:
+            raise fail(
+                "AlignedRows",
+                f"{social.size} social rows but {ecommerce.size} e-commerce rows",
+                "pass both rows of one alignment",
+            )
+        object.__setattr__(self, "social", social.astype(np.int64, copy=False))
+        object.__setattr__(self, "ecommerce", ecommerce.astype(np.int64, copy=False))
+
+    @property
+    def n_aligned(self) -> int:
+        """Number of aligned users."""
+        return int(self.social.size)
+
+    @classmethod
+    def of(cls, run: Any) -> AlignedRows:
+        """The rows of a finished run: a ``FederatedRun`` or an ``ExperimentResult``."""
+        run = getattr(run, "federated", run)
+        if not (hasattr(run, "social_rows") and hasattr(run, "ecommerce_rows")):
+            raise fail(
+                "alignment",
+                f"a {type(run).__name__} holds no aligned rows",
+                "pass a FederatedRun, an ExperimentResult, AlignedRows, 'clear' or None",
+            )
+        return cls(np.asarray(run.social_rows), np.asarray(run.ecommerce_rows))
+
+    @classmethod
+    def in_the_clear(
+        cls,
+        social: PartyTable,
+        ecommerce: PartyTable,
+        normalization: KeyNormalization | None = None,
+    ) -> AlignedRows:
+        """The intersection computed from both key columns at once (simulations only).
+
+        The same rows, in the same order, as the PSI gives (:func:`fedads.align.aligned_order`
+        over the normalised intersection is what each PSI party applies), but the caller reads
+        both parties' keys: only an experimenter who already holds both tables (a simulation)
+        may do this. Not a protocol: no deployment can.
+
+        Raises:
+            InputError: a key column is unusable, or the tables have no key in common.
+        """
+        norm = normalization or KeyNormalization()
+        social_keys = normalize_keys(social.keys(), norm, party="social")
+        ecommerce_keys = normalize_keys(ecommerce.keys(), norm, party="ecommerce")
+        common, social_idx, ecommerce_idx = np.intersect1d(
+            social_keys, ecommerce_keys, assume_unique=True, return_indices=True
+        )
+        if common.size == 0:
+            raise no_overlap_error(
+                "social", "ecommerce", social.n_rows, ecommerce.n_rows, norm.describe()
+            )
+        order = aligned_order(common)
+        return cls(social_idx[order].astype(np.int64), ecommerce_idx[order].astype(np.int64))
+
+    def check_against(
+        self,
+        social: PartyTable,
+        ecommerce: PartyTable,
+        normalization: KeyNormalization | None = None,
+    ) -> AlignedRows:
+        """Check (experimenter side, both tables in hand) that row ``i`` is one user on both sides.
+
+        Raises:
+            InputError: rows out of range, or some aligned pair has different keys (the rows are
+                from other tables).
+        """
+        norm = normalization or KeyNormalization()
+        for name, rows, table in (
+            ("social", self.social, social),
+            ("ecommerce", self.ecommerce, ecommerce),
+        ):
+            if int(rows.min()) < 0 or int(rows.max()) >= table.n_rows:
+                raise fail(
+                    "run_federated(alignment=...)",
+                    f"{name} rows out of range for its {table.n_rows}-row table",
+                    "pass the aligned rows of a run over these tables, or alignment=None (PSI)",
+                )
+        social_keys = normalize_keys(social.keys()[self.social], norm, party="social")
+        ecommerce_keys = normalize_keys(ecommerce.keys()[self.ecommerce], norm, party="ecommerce")
+        mismatched = int(np.count_nonzero(social_keys != ecommerce_keys))
+        if mismatched:
+            raise fail(
+                "run_federated(alignment=...)",
+                f"{mismatched} of {self.n_aligned} aligned pairs have different keys",
+                "pass the aligned rows of a run over these same tables, or alignment=None (PSI)",
+            )
+        return self
+
+    def write(self, out_dirs: dict[str, Path]) -> None:
+        """Put each party's rows into that party's private folder (``out_dirs[role]``)."""
+        for role, rows in (("social", self.social), ("ecommerce", self.ecommerce)):
+            folder = Path(out_dirs[role])
+            folder.mkdir(parents=True, exist_ok=True)
+            np.save(folder / ALIGNED_ROWS_FILE, rows)

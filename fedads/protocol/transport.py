@@ -13,9 +13,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from fedads.protocol.envelope import Envelope
+from fedads.envelope import COORDINATOR, Envelope
 
-COORDINATOR = "coordinator"
+__all__ = ["COORDINATOR", "Party", "Traffic", "Transport"]
 
 
 @runtime_checkable

@@ -7,6 +7,7 @@ truth table (potential outcomes) for evaluation. Equations and defaults: docs/wo
 from __future__ import annotations
 
 from fedads.world.config import WorldConfig
+from fedads.world.controls import shuffle_features
 from fedads.world.generate import (
     ACTIVE_DAYS_WINDOW,
     TRUTH_FILE_STEM,
@@ -54,4 +55,5 @@ __all__ = [
     "World",
     "WorldConfig",
     "generate_world",
+    "shuffle_features",
 ]

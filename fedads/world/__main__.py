@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from fedads._progress import Progress
+from fedads._progress import Progress, set_verbosity
 from fedads._validation import fail
 from fedads.errors import InputError
 from fedads.world.config import WorldConfig
@@ -100,4 +100,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # A program configures logging; `fedads world` (fedads.cli) has done so already.
+    set_verbosity("warning" if "--quiet" in sys.argv else "info")
     sys.exit(main())
