@@ -685,10 +685,10 @@ def end_to_end(
                 chunk_batches=chunk,
                 epochs=epochs,
                 pipeline=pipeline,
+                timeout_s=3600.0,
             )
         ),
         backend="simulation",
-        timeout_s=3600.0,
     )
     import fedads.experiment as experiment_module
     import fedads.federation as federation_module

@@ -2,7 +2,7 @@
 
 Run:  python examples/bring_your_own_data.py [--social PATH] [--ecommerce PATH] [--out DIR]
 Defaults to the shipped sample in data/sample (3,000 users; about 20 s in-process).
-Key columns may be named differently on each side (``social_key`` / ``ecommerce_key``).
+Column names are each party's own (``key=`` may differ per side); they stay with its table.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The ``fedads`` command: a thin shell over :class:`fedads.experiment.Experiment`.
 
 Subcommands:
-    ``fedads demo [--quick] [--out DIR]``: the default synthetic world through Flower's simulation
-    engine, a table printed at the end, reports written to DIR.
+    ``fedads demo [--quick] [--users N] [--epochs E] [--timeout S] [--out DIR]``: the default
+    synthetic world through Flower's simulation engine, a table printed at the end, reports
+    written to DIR.
     ``fedads run --social PATH --ecommerce PATH --key COL ...``: bring-your-own party tables.
     ``fedads world --users N --seed S [--out DIR]``: write a synthetic world's tables.
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from fedads._progress import set_verbosity
 from fedads.errors import FedadsError, InputError
+from fedads.protocol.config import DEFAULT_TIMEOUT_S
 
 DEFAULT_OUT = "fedads-out"
 EXIT_INPUT = 2
@@ -42,6 +44,10 @@ def _demo_config(  # noqa: ANN202 - lazy imports
     seed: int,
     backend: str,
     defense: dict | None = None,  # type: ignore[type-arg]
+    *,
+    users: int | None = None,
+    epochs: int | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
 ):
     from fedads.experiment import ExperimentConfig
     from fedads.federation import FederationSettings
@@ -49,15 +55,17 @@ def _demo_config(  # noqa: ANN202 - lazy imports
     from fedads.world import WorldConfig
 
     # --quick: small enough for under 3 minutes on 2 cores, Flower start-up included.
-    n_users, epochs = (30_000, 4) if quick else (100_000, 6)
+    n_users, n_epochs = (30_000, 4) if quick else (100_000, 6)
     protocol = ProtocolConfig(
         mode="efficient",
         batch_size=512,
         chunk_batches=8,
-        epochs=epochs,
+        epochs=n_epochs if epochs is None else epochs,
         seed=seed,
+        timeout_s=timeout_s,
         **(defense or {}),
     )
+    n_users = n_users if users is None else users
     return ExperimentConfig(
         world=WorldConfig(n_users=n_users, seed=seed),
         federation=FederationSettings(protocol=protocol, split_seed=seed),
@@ -108,7 +116,15 @@ def _pct(value: float) -> str:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from fedads.experiment import Experiment
 
-    config = _demo_config(args.quick, args.seed, args.backend, _defense_fields(args))
+    config = _demo_config(
+        args.quick,
+        args.seed,
+        args.backend,
+        _defense_fields(args),
+        users=args.users,
+        epochs=args.epochs,
+        timeout_s=args.timeout,
+    )
     out_dir = Path(args.out)
     result = Experiment.from_world(config).run(out_dir, verbose=not args.quiet)
     _print_summary(result, out_dir)
@@ -117,8 +133,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from fedads.experiment import Experiment, ExperimentConfig
-    from fedads.federation import FederationSettings, load_role_table
+    from fedads.federation import FederationSettings
     from fedads.protocol import ProtocolConfig
+    from fedads.tables import load_party_table
 
     social_key = args.social_key or args.key
     ecommerce_key = args.ecommerce_key or args.key
@@ -134,18 +151,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         epochs=args.epochs,
         seed=args.seed,
+        timeout_s=args.timeout,
         **_defense_fields(args),
     )
-    settings = FederationSettings(
-        protocol=protocol,
-        split_seed=args.seed,
-        social_key=social_key,
-        ecommerce_key=ecommerce_key,
+    settings = FederationSettings(protocol=protocol, split_seed=args.seed)
+    # Column names are each party's own: they stay with its table, not in the settings.
+    social = load_party_table(args.social, party="social", key=social_key)
+    ecommerce = load_party_table(
+        args.ecommerce,
+        party="ecommerce",
+        key=ecommerce_key,
         label=args.label,
         existing=args.existing,
     )
-    social = load_role_table("social", args.social, settings)
-    ecommerce = load_role_table("ecommerce", args.ecommerce, settings)
     budgets = tuple(sorted({0.01, 0.05, 0.10, args.budget}))
     config = ExperimentConfig(
         federation=settings,
@@ -217,12 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     backends = ("simulation", "inprocess", "deployment")
+    timeout_help = f"seconds a party may take to answer one message (default {DEFAULT_TIMEOUT_S:g})"
 
     demo = sub.add_parser("demo", help="the default synthetic world, end to end through Flower")
     demo.add_argument("--quick", action="store_true", help="a small world (< 3 min on 2 cores)")
     demo.add_argument("--out", default=DEFAULT_OUT, help=f"report folder (default {DEFAULT_OUT})")
+    demo.add_argument("--users", type=int, help="e-commerce users (overrides --quick's size)")
+    demo.add_argument("--epochs", type=int, help="training epochs (overrides --quick's)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--backend", choices=backends, default="simulation")
+    demo.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS", help=timeout_help
+    )
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     _add_defense_flags(demo)
     demo.set_defaults(handler=_cmd_demo)
@@ -244,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=512)
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--backend", choices=backends, default="simulation")
+    run.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS", help=timeout_help
+    )
     run.add_argument("-q", "--quiet", action="store_true")
     _add_defense_flags(run)
     run.set_defaults(handler=_cmd_run)

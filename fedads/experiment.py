@@ -44,7 +44,9 @@ class ExperimentConfig:
 
     Attributes:
         world: synthetic world parameters (ignored when party tables are given).
-        federation: protocol, split and column settings shared by both parties.
+        federation: protocol, split and alignment settings shared by both parties, including
+            the one timeout (``federation.protocol.timeout_s``: seconds a party may take to
+            answer one message, default 600).
         backend: ``"simulation"`` (Flower simulation engine, default), ``"deployment"`` or
             ``"inprocess"``.
         references: which non-federated models to train for comparison: the matched
@@ -55,7 +57,6 @@ class ExperimentConfig:
         headline_budget: the budget the headline lift is reported at (default 0.10).
         n_bootstrap: paired bootstrap resamples (default 1000).
         eval_seed: seed of the bootstrap and tie-breaking.
-        timeout_s: seconds a party may take to answer one message.
     """
 
     world: WorldConfig = field(default_factory=WorldConfig)
@@ -66,7 +67,6 @@ class ExperimentConfig:
     headline_budget: float = 0.10
     n_bootstrap: int = 1000
     eval_seed: int = 0
-    timeout_s: float = 600.0
 
     def validate(self) -> ExperimentConfig:
         self.federation.validate()
@@ -176,7 +176,6 @@ class Experiment:
             ecommerce,
             settings,
             backend=config.backend,
-            timeout_s=config.timeout_s,
             progress=progress,
             alignment=alignment,
         )
@@ -394,6 +393,7 @@ def _extra(config: ExperimentConfig, run: FederatedRun) -> dict[str, Any]:
             "seed": config.federation.protocol.seed,
             "defense": config.federation.protocol.defense,
             "defense_strength": config.federation.protocol.defense_strength,
+            "timeout_s": config.federation.protocol.timeout_s,
         },
         "world": config.world.to_dict() if hasattr(config.world, "to_dict") else None,
     }

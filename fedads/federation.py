@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fedads._flat import flat_keys, flatten, unflatten
 from fedads._progress import SILENT, Progress
 from fedads._validation import check_choice, check_in_range, check_positive_int, fail
 from fedads.align import DEFAULT_PSI_BACKEND, PSI_BACKENDS, KeyNormalization, coordinate_alignment
-from fedads.models import ModelConfig, TrainingHistory
+from fedads.models import TrainingHistory
 from fedads.privacy.leakage import read_party_outputs
 from fedads.protocol import Coordinator, InProcessTransport, ProtocolConfig
 from fedads.protocol.parties import PartyConfig
@@ -34,13 +36,24 @@ from fedads.protocol.runtime import (
     coordinate_reused_alignment,
 )
 from fedads.protocol.sealing import SealingKeys, fresh_keys, key_file_text
-from fedads.tables import PartyTable, load_party_table
+from fedads.tables import (
+    EXISTING_NAME,
+    KEY_NAME,
+    LABEL_NAME,
+    ROLE_ARGS,
+    PartyTable,
+    load_party_table,
+    read_column_roles,
+)
 
 PARTIES: tuple[str, str] = ("social", "ecommerce")
 BACKENDS: tuple[str, ...] = ("simulation", "inprocess", "deployment")
 JOB = "fedads.federation:vfl_job"
 PARTY_FACTORY = "fedads.federation:party_factory"
 REUSE_ALIGNMENT_KEY = "reuse-alignment"
+#: Run-config keys of the job that are not settings, with their defaults (the Flower app's
+#: ``[tool.flwr.app.config]`` declares them too: ``fedads.flower.config.app_config``).
+JOB_DEFAULTS: dict[str, bool] = {REUSE_ALIGNMENT_KEY: False}
 """Run config flag: the job skips the PSI and each party uses the aligned rows in its own
 private folder (``run_federated(alignment=...)``, :class:`fedads.protocol.runtime.AlignedRows`)."""
 RELAY_ATTACK_PREFIX = "relay_attack."
@@ -52,15 +65,18 @@ _WHERE = "FederationSettings"
 class FederationSettings:
     """What the coordinator and the parties agree on before a run (no data, no secrets).
 
+    Column names are not here: they are each party's own business and travel with its table
+    (:meth:`fedads.tables.PartyTable.to_parquet`, or the party's node config in deployment;
+    see :func:`load_role_table`).
+
     Attributes:
         protocol: training protocol (mode, chunk size, pipeline, batch size, epochs, model,
-            compression, seed).
+            compression, seed, and ``timeout_s``: the seconds a party may take to answer one
+            message, on every backend).
         test_share: share of aligned users held out for evaluation, split once by user before
             any model sees them (default 0.3).
         split_seed: seed of that split (default 0).
         normalization: key normalisation both parties apply before PSI.
-        social_key, ecommerce_key: join-key column of each party's table.
-        label, existing: e-commerce label and existing-customer columns.
         psi_backend: PSI implementation both parties run, ``"ristretto255"`` (default,
             two-way DH-PSI over ristretto255) or ``"openmined"`` (openmined-psi, P-256).
         sealing: seal every payload between the parties end to end (default True;
@@ -77,10 +93,6 @@ class FederationSettings:
     test_share: float = 0.3
     split_seed: int = 0
     normalization: KeyNormalization = field(default_factory=KeyNormalization)
-    social_key: str = "key"
-    ecommerce_key: str = "key"
-    label: str = "label"
-    existing: str = "is_existing_customer"
     psi_backend: str = DEFAULT_PSI_BACKEND
     sealing: bool = True
     min_query_rows: int = 256
@@ -103,82 +115,48 @@ class FederationSettings:
         check_positive_int(_WHERE, "min_query_rows", self.min_query_rows)
         return self
 
+    @property
+    def timeout_s(self) -> float:
+        """Seconds a party may take to answer one message (``protocol.timeout_s``)."""
+        return float(self.protocol.timeout_s)
+
     def to_run_config(self) -> dict[str, Any]:
-        """Flat Flower run config (scalars only)."""
-        p = self.protocol
-        return {
-            **{f"model-{k}": v for k, v in p.model.to_meta().items()},
-            "mode": p.mode,
-            "batch-size": p.batch_size,
-            "chunk-batches": 0 if p.chunk_batches is None else p.chunk_batches,
-            "pipeline": p.pipeline,
-            "epochs": p.epochs,
-            "lr": float(p.lr),
-            "seed": p.seed,
-            "compression": p.compression,
-            "optimizer": p.optimizer,
-            "weight-decay": float(p.weight_decay),
-            "predict-rows": p.predict_rows,
-            "defense": p.defense,
-            # -1: the defense's default strength (a run config holds scalars, not None)
-            "defense-strength": -1.0 if p.defense_strength is None else float(p.defense_strength),
-            "test-share": float(self.test_share),
-            "split-seed": self.split_seed,
-            "key-strip": self.normalization.strip,
-            "key-lower": self.normalization.lower,
-            "social-key": self.social_key,
-            "ecommerce-key": self.ecommerce_key,
-            "label": self.label,
-            "existing": self.existing,
-            "psi-backend": self.psi_backend,
-            "sealing": self.sealing,
-            "min-query-rows": self.min_query_rows,
-            "verbose": self.verbose,
-        }
+        """Flat Flower run config (scalars only), generically from the fields.
+
+        Keys are the field names in kebab case, nested settings prefixed
+        (``protocol-batch-size``, ``protocol-model-top-hidden``, ``normalization-lower``);
+        tuples are ``"64,32"``, ``None`` is ``""`` (:mod:`fedads._flat`).
+        """
+        return flatten(self)
 
     @classmethod
-    def from_run_config(cls, config: dict[str, Any] | Any) -> FederationSettings:
-        """Inverse of :meth:`to_run_config` (unknown keys ignored)."""
-        model = ModelConfig.from_meta(
-            {k[len("model-") :]: v for k, v in config.items() if str(k).startswith("model-")}
-        )
-        chunk = int(config["chunk-batches"])
-        protocol = ProtocolConfig(
-            mode=str(config["mode"]),
-            batch_size=int(config["batch-size"]),
-            chunk_batches=chunk or None,
-            pipeline=bool(config.get("pipeline", False)),
-            epochs=int(config["epochs"]),
-            lr=float(config["lr"]),
-            seed=int(config["seed"]),
-            compression=str(config["compression"]),
-            optimizer=str(config["optimizer"]),
-            weight_decay=float(config["weight-decay"]),
-            model=model,
-            predict_rows=int(config["predict-rows"]),
-            defense=str(config.get("defense", "none")),
-            defense_strength=(
-                None
-                if float(config.get("defense-strength", -1.0)) < 0
-                else float(config["defense-strength"])
-            ),
-        )
-        return cls(
-            protocol=protocol,
-            test_share=float(config["test-share"]),
-            split_seed=int(config["split-seed"]),
-            normalization=KeyNormalization(
-                strip=bool(config["key-strip"]), lower=bool(config["key-lower"])
-            ),
-            social_key=str(config["social-key"]),
-            ecommerce_key=str(config["ecommerce-key"]),
-            label=str(config["label"]),
-            existing=str(config["existing"]),
-            psi_backend=str(config.get("psi-backend", DEFAULT_PSI_BACKEND)),
-            sealing=bool(config.get("sealing", True)),
-            min_query_rows=int(config.get("min-query-rows", 256)),
-            verbose=bool(config.get("verbose", True)),
-        ).validate()
+    def from_run_config(cls, config: Mapping[str, Any] | Any) -> FederationSettings:
+        """Inverse of :meth:`to_run_config`: missing keys at defaults, other keys ignored.
+
+        Raises:
+            InputError: a value of the wrong type, or a key that is the unprefixed tail of a
+                settings key (``epochs`` for ``protocol-epochs``: a run config written before the
+                settings were flattened generically would otherwise be silently ignored).
+        """
+        flat = dict(config)
+        known = cls.run_config_keys()
+        for key in flat:
+            if key in known:
+                continue
+            tail = "-" + str(key).replace("_", "-")
+            meant = [k for k in known if k.endswith(tail)]
+            if meant:
+                raise fail(
+                    "run config",
+                    f"{key!r} is not a settings key",
+                    f"use {' or '.join(repr(k) for k in meant)} (nested settings are prefixed)",
+                )
+        return unflatten(cls, flat).validate()
+
+    @classmethod
+    def run_config_keys(cls) -> tuple[str, ...]:
+        """Every run-config key the settings use (``[tool.flwr.app.config]`` declares them)."""
+        return flat_keys(cls)
 
 
 def split_positions(n_aligned: int, test_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -194,18 +172,56 @@ def split_positions(n_aligned: int, test_share: float, seed: int) -> tuple[np.nd
 
 
 # ---------------------------------------------------------------------------------- parties
-def load_role_table(role: str, source: Any, settings: FederationSettings) -> PartyTable:
-    """Load one party's table with the column roles the settings declare."""
+#: Node-config keys (``<role>-<role arg>``, e.g. ``ecommerce-label``) that name a party's
+#: columns when its data file does not carry them; see :func:`load_role_table`.
+COLUMN_KEYS: tuple[str, ...] = ROLE_ARGS
+
+
+def column_config(role: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """``role``'s column roles named in a (node) config: ``load_party_table`` arguments.
+
+    Keys ``<role>-key``, ``<role>-label``, ``<role>-existing`` (one column each) and
+    ``<role>-categorical``, ``<role>-numeric`` (comma-separated column names); absent keys are
+    left out of the result.
+    """
+    out: dict[str, Any] = {}
+    for arg in COLUMN_KEYS:
+        value = config.get(f"{role}-{arg}")
+        if value in (None, ""):
+            continue
+        if arg in ("categorical", "numeric"):
+            out[arg] = [c.strip() for c in str(value).split(",") if c.strip()]
+        else:
+            out[arg] = str(value)
+    return out
+
+
+def load_role_table(
+    role: str, source: Any, node_config: Mapping[str, Any] | None = None
+) -> PartyTable:
+    """Load ``role``'s own table; its column roles come from the party's side only.
+
+    In order: the node config's ``<role>-key`` (and ``<role>-label``, ``<role>-existing``,
+    ``<role>-categorical``, ``<role>-numeric``) when set; else the roles stored in a Parquet
+    file written by :meth:`~fedads.tables.PartyTable.to_parquet` (what :func:`run_federated`
+    hands each party); else the shared names of :mod:`fedads.world` (``key``, and for the
+    e-commerce party ``label`` and ``is_existing_customer``).
+    """
     check_choice("load_role_table", "role", role, PARTIES)
-    if role == "social":
-        return load_party_table(source, party="social", key=settings.social_key)
-    return load_party_table(
-        source,
-        party="ecommerce",
-        key=settings.ecommerce_key,
-        label=settings.label,
-        existing=settings.existing,
-    )
+    columns = column_config(role, node_config or {})
+    if "key" not in columns:
+        if columns:
+            raise fail(
+                f"{role} party",
+                f"node config names {sorted(columns)} but no '{role}-key'",
+                f"set '{role}-key' to the join-key column too",
+            )
+        if read_column_roles(source) is not None:
+            return load_party_table(source, party=role)  # type: ignore[arg-type]
+        columns = {"key": KEY_NAME}
+        if role == "ecommerce":
+            columns.update(label=LABEL_NAME, existing=EXISTING_NAME)
+    return load_party_table(source, party=role, **columns)  # type: ignore[arg-type]
 
 
 def party_factory(role: str, run_config: Any, node_config: Any) -> PartyRuntime:
@@ -219,7 +235,7 @@ def party_factory(role: str, run_config: Any, node_config: Any) -> PartyRuntime:
     out_dir = node_config.get(f"{role}-out") or run_config.get(f"{role}-out") or None
     if "min-query-rows" in node_config:  # the label party's own policy beats the run config's
         settings = replace(settings, min_query_rows=int(node_config["min-query-rows"]))
-    table = load_role_table(role, path, settings)
+    table = load_role_table(role, path, {**dict(run_config), **dict(node_config)})
     return party_runtime(table, settings, out_dir, party_keys(role, run_config, node_config))
 
 
@@ -370,7 +386,7 @@ def run_federated(
     *,
     backend: str = "simulation",
     work_dir: str | Path | None = None,
-    timeout_s: float = 600.0,
+    timeout_s: float | None = None,
     progress: Progress = SILENT,
     alignment: AlignedRows | FederatedRun | str | None = None,
 ) -> FederatedRun:
@@ -385,7 +401,8 @@ def run_federated(
             (local SuperLink + 2 SuperNodes via ``flwr run``) or ``"inprocess"`` (same parties
             and job, no Flower; for tests and sweeps).
         work_dir: folder for party-private files (default: a temporary folder).
-        timeout_s: seconds a party may take to answer one message.
+        timeout_s: shorthand for ``settings.protocol.timeout_s`` (seconds a party may take to
+            answer one message, the one timeout of every backend); ``None`` keeps the settings'.
         alignment: ``None`` (default): the parties run the PSI. For sweeps over the same
             tables: an earlier run (``FederatedRun``, ``ExperimentResult``) or
             :class:`~fedads.protocol.runtime.AlignedRows`: each party's own rows go into its
@@ -398,6 +415,11 @@ def run_federated(
     import time
 
     settings = (settings or FederationSettings()).validate()
+    if timeout_s is not None:
+        settings = replace(
+            settings, protocol=replace(settings.protocol, timeout_s=float(timeout_s))
+        ).validate()
+    timeout_s = settings.timeout_s
     check_choice("run_federated", "backend", backend, BACKENDS)
     start = time.perf_counter()
     reuse = _aligned_rows(alignment, social, ecommerce, settings)
@@ -427,9 +449,10 @@ def run_federated(
 
             run_config = {**settings.to_run_config(), **reuse_config}
             for role in PARTIES:
+                # The table's column roles travel inside its own (party-private) file.
                 path = root / role / "table.parquet"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tables[role].frame.to_parquet(path, index=False)
+                tables[role].to_parquet(path)
                 run_config[f"{role}-path"] = str(path)
                 run_config[f"{role}-out"] = str(outs[role])
                 if keys[role] is not None:

@@ -22,6 +22,7 @@ Canonical frame (``PartyTable.frame``), in this column order:
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,12 +49,18 @@ LABEL_NAME = "label"
 """Shared name of the conversion label column (e-commerce only)."""
 EXISTING_NAME = "is_existing_customer"
 """Shared name of the brand existing-customer flag column (e-commerce only)."""
+KEY_NAME = "key"
+"""Shared name of the join-key column (what :mod:`fedads.world` writes)."""
 MISSING_CATEGORY = "<missing>"
 """Category string that :meth:`PartyTable.categorical_matrix` uses for missing values."""
 
 _CSV_SUFFIXES = (".csv",)
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 _ROWS_NOTE = "row 1 = first data row"
+COLUMN_ROLES_METADATA = b"fedads.columns"
+"""Parquet schema-metadata key under which :meth:`PartyTable.to_parquet` stores column roles."""
+ROLE_ARGS: tuple[str, ...] = ("key", "label", "existing", "categorical", "numeric")
+"""The column-role arguments of :func:`load_party_table`."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,6 +135,38 @@ class PartyTable:
             )
         return self._take(self._existing, rows, "existing_flags")
 
+    def column_roles(self) -> dict[str, Any]:
+        """The column roles as :func:`load_party_table` arguments.
+
+        Returns ``{"key": str, "label": str | None, "existing": str | None,
+        "categorical": [str, ...], "numeric": [str, ...]}``.
+        """
+        return {
+            "key": self.key,
+            "label": self.label_column,
+            "existing": self.existing_column,
+            "categorical": list(self.categorical_columns),
+            "numeric": list(self.numeric_columns),
+        }
+
+    def to_parquet(self, path: str | os.PathLike[str]) -> Path:
+        """Write the canonical frame to ``path`` with its column roles in the file.
+
+        The roles (party, key, label, existing, categorical and numeric columns) go into the
+        Parquet schema metadata (:data:`COLUMN_ROLES_METADATA`), so
+        ``load_party_table(path, party=...)`` restores an equal table without being told the
+        column names: they stay with the party's file, never in shared settings.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        out = Path(path)
+        table = pa.Table.from_pandas(self.frame, preserve_index=False)
+        roles = json.dumps({"party": self.party, **self.column_roles()}).encode()
+        metadata = {**(table.schema.metadata or {}), COLUMN_ROLES_METADATA: roles}
+        pq.write_table(table.replace_schema_metadata(metadata), out)
+        return out
+
     def equals(self, other: object) -> bool:
         """True if ``other`` holds the same party, columns and values (the source may differ)."""
         if not isinstance(other, PartyTable):
@@ -188,7 +227,7 @@ def load_party_table(
     source: str | os.PathLike[str] | pd.DataFrame,
     *,
     party: PartyName,
-    key: str,
+    key: str | None = None,
     label: str | None = None,
     existing: str | None = None,
     categorical: Sequence[str] | None = None,
@@ -200,7 +239,9 @@ def load_party_table(
     Args:
         source: a ``.csv`` or ``.parquet`` path, or a DataFrame (not modified).
         party: ``"social"`` or ``"ecommerce"``.
-        key: the join-key column; read as text, must be non-empty and unique.
+        key: the join-key column; read as text, must be non-empty and unique. May be omitted
+            only for a Parquet file written by :meth:`PartyTable.to_parquet`: then every
+            column role comes from the file (and no other role argument may be given).
         label: the 0/1 conversion column (e-commerce only).
         existing: the 0/1 ``is_existing_customer`` column (e-commerce only).
         categorical: columns to treat as categorical (values become strings; CSV columns
@@ -224,6 +265,17 @@ def load_party_table(
     party = check_choice("load_party_table", "party", party, PARTIES)
     display = _display_name(source, name)
     where = f"{display} ({party} table)"
+    if key is None:
+        roles = _stored_roles(where, source, party)
+        if any(arg is not None for arg in (label, existing, categorical, numeric)):
+            raise fail(
+                where,
+                "label=/existing=/categorical=/numeric= given without key=",
+                "give key= too (or none of them, for a Parquet file written by "
+                "PartyTable.to_parquet)",
+            )
+        key, label, existing = roles["key"], roles.get("label"), roles.get("existing")
+        categorical, numeric = roles.get("categorical"), roles.get("numeric")
     key = _column_arg(where, "key", key, required=True)
     label = _column_arg(where, "label", label)
     existing = _column_arg(where, "existing", existing)
@@ -291,6 +343,45 @@ def load_party_table(
 
 
 # -- arguments ------------------------------------------------------------------------------
+
+
+def read_column_roles(source: Any) -> dict[str, Any] | None:
+    """The column roles stored in a Parquet file by :meth:`PartyTable.to_parquet`, else None.
+
+    Returns ``{"party", "key", "label", "existing", "categorical", "numeric"}`` or None (not a
+    Parquet path, or no roles stored).
+    """
+    if not isinstance(source, str | os.PathLike):
+        return None
+    path = Path(source)
+    if path.suffix.lower() not in _PARQUET_SUFFIXES or not path.is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except Exception:  # not Parquet after all: _read reports it with a clear message
+        return None
+    raw = metadata.get(COLUMN_ROLES_METADATA)
+    return None if raw is None else dict(json.loads(raw))
+
+
+def _stored_roles(where: str, source: Any, party: str) -> dict[str, Any]:
+    roles = read_column_roles(source)
+    if roles is None:
+        raise fail(
+            where,
+            "no key column given",
+            "give key=<join-key column> (only a Parquet file written by PartyTable.to_parquet "
+            "carries its column roles)",
+        )
+    if roles.get("party") != party:
+        raise fail(
+            where,
+            f"the file holds the {roles.get('party')!r} party's table",
+            f"load it with party={roles.get('party')!r}, or give the {party} party's file",
+        )
+    return roles
 
 
 def _display_name(source: Any, name: str | None) -> str:

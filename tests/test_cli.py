@@ -103,3 +103,26 @@ def test_world_writes_party_tables_and_separate_truth(
     social = pd.read_csv(tmp_path / "social.csv")
     assert "label" not in social.columns and "is_existing_customer" not in social.columns
     assert len(pd.read_csv(tmp_path / "ecommerce.csv")) == 500
+
+
+def test_timeout_flag_sets_the_one_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--timeout`` on run and demo ends up in ``ProtocolConfig.timeout_s`` (run config
+    ``timeout-s``), the one timeout every backend uses."""
+    from fedads import cli
+    from fedads.experiment import Experiment
+
+    seen: list[float] = []
+
+    def fake_run(self: Experiment, out_dir: object = None, *, verbose: bool = True) -> None:
+        seen.append(self.config.federation.protocol.timeout_s)
+        assert self.config.federation.to_run_config()["timeout-s"] == seen[-1]
+        raise KeyboardInterrupt  # stop before training; main() maps it to exit code 130
+
+    monkeypatch.setattr(Experiment, "run", fake_run)
+    tables = ["--social", str(SAMPLE / "social.csv"), "--ecommerce", str(SAMPLE / "ecommerce.csv")]
+    assert cli.main(["run", *tables, "--key", "key", "--timeout", "7.5"]) == 130
+    assert cli.main(["demo", "--users", "500", "--epochs", "1", "--timeout", "9"]) == 130
+    assert cli.main(["demo"]) == 130
+    assert seen == [7.5, 9.0, 600.0]
+    config = cli._demo_config(False, 0, "inprocess", users=500, epochs=1, timeout_s=9.0)
+    assert config.world.n_users == 500 and config.federation.protocol.epochs == 1

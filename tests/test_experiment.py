@@ -172,3 +172,54 @@ def test_deployment_engine_trains_the_split_model() -> None:
     assert scores.std() > 0 and ((scores > 0) & (scores < 1)).all()
     np.testing.assert_allclose(scores, reference.values["scores"], rtol=1e-5)
     assert run.traffic["social->coordinator"] > 0
+
+
+def _readme_shaped_tables(tmp_path: Path):  # noqa: ANN202
+    """The README's bring-your-own-data shape: a key named ``phone_hash``, label ``converted``,
+    a declared categorical column that looks numeric, one CSV and one Parquet file."""
+    from fedads.tables import load_party_table
+
+    world = generate_world(WorldConfig(n_users=1_200, seed=2))
+    social = world.social.rename(columns={"key": "phone_hash"})
+    shop = world.ecommerce.rename(columns={"key": "phone_hash", "label": "converted"})
+    social.to_csv(tmp_path / "social.csv", index=False)
+    shop.to_parquet(tmp_path / "shop.parquet", index=False)
+    social_table = load_party_table(
+        tmp_path / "social.csv",
+        party="social",
+        key="phone_hash",
+        categorical=["active_days_30d"],  # integers, declared categorical: must stay so
+    )
+    shop_table = load_party_table(
+        tmp_path / "shop.parquet",
+        party="ecommerce",
+        key="phone_hash",
+        label="converted",
+        existing="is_existing_customer",
+        numeric=["brand_orders"],
+    )
+    return social_table, shop_table
+
+
+def test_readme_bring_your_own_data_shape_runs_on_every_backend(tmp_path: Path) -> None:
+    """Column names live with each party's table, not in shared settings (issue #16): the
+    Flower simulation reloads each table from its party-private Parquet file with the same
+    roles, so it trains exactly what the in-process run trains."""
+    social, shop = _readme_shaped_tables(tmp_path)
+    assert "active_days_30d" in social.categorical_columns
+    protocol = ProtocolConfig(mode="efficient", batch_size=256, chunk_batches=4, epochs=1, seed=1)
+    config = ExperimentConfig(
+        federation=FederationSettings(protocol=protocol, verbose=False),
+        references=("ecommerce_only",),
+        n_bootstrap=50,
+    )
+    assert config.backend == "simulation"  # the default backend, where the bug was
+    simulated = Experiment.from_tables(social, shop, config).run(tmp_path / "sim", verbose=False)
+    inprocess = Experiment.from_tables(social, shop, config.replace(backend="inprocess")).run(
+        verbose=False
+    )
+    sim_scores = simulated.federated.values["scores"]
+    assert len(sim_scores) > 100
+    np.testing.assert_allclose(sim_scores, inprocess.federated.values["scores"], rtol=1e-5)
+    scores_csv = (tmp_path / "sim" / "scores.csv").read_text().splitlines()[0]
+    assert scores_csv.startswith("phone_hash,")

@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from fedads.errors import InputError, PartyError, ProtocolError
 from fedads.flower.codec import content_to_envelope, envelope_to_content
-from fedads.models import FeatureEncoder, build_model, predict_local, train_local
+from fedads.models import FeatureEncoder, ModelConfig, build_model, predict_local, train_local
 from fedads.protocol import (
     Coordinator,
     EcommerceParty,
@@ -458,10 +458,8 @@ def test_privacy_contract(data: Data, pipeline: bool) -> None:
         "optimizer",
         "compression",
         "pipeline",
-        "embedding_dim",
-        "bottom_hidden",
-        "cat_embedding_dim",
-        "top_hidden",
+        # the architecture (ModelConfig.to_meta: one key per field, generically)
+        *ModelConfig().to_meta(),
     }
     for sender, receiver, _, env in captured:
         if "social" not in (sender, receiver):

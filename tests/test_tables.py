@@ -434,3 +434,65 @@ def test_no_warning_for_clean_table() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataWarning)
         load_ecom(ecommerce_frame())
+
+
+# -- column roles travel with the table (issue #16) ---------------------------------------------
+
+
+def test_to_parquet_carries_the_column_roles(tmp_path: Path) -> None:
+    frame = ecommerce_frame().rename(columns={"key": "phone_hash", "label": "converted"})
+    table = load_party_table(
+        frame,
+        party="ecommerce",
+        key="phone_hash",
+        label="converted",
+        existing="is_existing_customer",
+        categorical=["visits"],
+    )
+    path = table.to_parquet(tmp_path / "shop.parquet")
+    back = load_party_table(path, party="ecommerce")
+    assert back.equals(table)
+    assert back.column_roles() == table.column_roles()
+    assert "visits" in back.categorical_columns
+    with pytest.raises(InputError, match="holds the 'ecommerce' party's table"):
+        load_party_table(path, party="social")
+    with pytest.raises(InputError, match="give key= too"):
+        load_party_table(path, party="ecommerce", label="converted")
+
+
+def test_key_is_required_unless_the_file_carries_roles(tmp_path: Path) -> None:
+    path = tmp_path / "plain.parquet"
+    social_frame().to_parquet(path, index=False)
+    with pytest.raises(InputError, match=r"no key column given; give key="):
+        load_party_table(path, party="social")
+    csv = tmp_path / "s.csv"
+    social_frame().to_csv(csv, index=False)
+    with pytest.raises(InputError, match="no key column given"):
+        load_party_table(csv, party="social")
+
+
+def test_role_table_column_names_come_from_the_party_side(tmp_path: Path) -> None:
+    from fedads.federation import load_role_table
+
+    frame = ecommerce_frame().rename(columns={"key": "phone_hash", "label": "converted"})
+    csv = tmp_path / "shop.csv"
+    frame.to_csv(csv, index=False)
+    node = {
+        "ecommerce-key": "phone_hash",
+        "ecommerce-label": "converted",
+        "ecommerce-existing": "is_existing_customer",
+        "ecommerce-categorical": "visits, zip",
+    }
+    table = load_role_table("ecommerce", csv, node)
+    assert table.key == "phone_hash" and table.label_column == "converted"
+    assert set(table.categorical_columns) >= {"visits", "zip"}
+    with pytest.raises(InputError, match="no 'ecommerce-key'"):
+        load_role_table("ecommerce", csv, {"ecommerce-label": "converted"})
+    # Shared names of fedads.world when nothing names the columns.
+    plain = tmp_path / "plain.csv"
+    ecommerce_frame().to_csv(plain, index=False)
+    assert load_role_table("ecommerce", plain).label_column == "label"
+    # The other party's names are private keys: the factory of 'social' never sees them.
+    from fedads.flower.config import party_run_config
+
+    assert "ecommerce-key" not in party_run_config("social", {"ecommerce-key": "k"})

@@ -20,6 +20,7 @@ import numpy as np
 
 from fedads._validation import check_in_range
 from fedads.errors import InputError
+from fedads.protocol.config import DEFAULT_TIMEOUT_S
 from fedads.protocol.envelope import Scalar
 from fedads.protocol.transport import Party, Transport
 
@@ -29,11 +30,16 @@ PARTIES: tuple[str, str] = ("social", "ecommerce")
 RunConfig = Mapping[str, Scalar]
 JobResult = dict[str, "np.ndarray | Scalar"]
 
-# Run-config keys (all optional; defaults below).
+# Run-config keys of the adapter (all optional; defaults below). The settings both sides agree
+# on (``FederationSettings``, flattened generically by fedads._flat) are the other keys.
 JOB_KEY = "job"
 PARTY_FACTORY_KEY = "party-factory"
 OUT_DIR_KEY = "out-dir"
+#: The one timeout: seconds a party may take to answer one message. It is the settings field
+#: ``ProtocolConfig.timeout_s`` (its flattened key), read here by the adapter too.
 TIMEOUT_KEY = "timeout-s"
+#: Seconds the ServerApp waits for both SuperNodes to register and say hello. Not a setting:
+#: derived from the timeout by :func:`merged_config` unless a caller sets it explicitly.
 NODE_WAIT_KEY = "node-wait-s"
 STATE_STORE_KEY = "state-store"
 POLL_KEY = "poll-interval-s"
@@ -51,11 +57,44 @@ DEFAULTS: dict[str, Scalar] = {
     JOB_KEY: "fedads.flower.testing:echo_job",
     PARTY_FACTORY_KEY: "fedads.flower.testing:echo_party_factory",
     OUT_DIR_KEY: "",
-    TIMEOUT_KEY: 120.0,
-    NODE_WAIT_KEY: 60.0,
+    TIMEOUT_KEY: DEFAULT_TIMEOUT_S,
     STATE_STORE_KEY: "file",
     POLL_KEY: DEFAULT_POLL_S,
 }
+"""Defaults of the adapter's own keys (the settings' defaults come from the dataclasses)."""
+
+#: What the repository's ``[tool.flwr.app.config]`` (``flwr run .``) sets beyond the
+#: flattened ``FederationSettings()`` defaults, and why: deployment round trips cost seconds, so
+#: the communication-efficient mode with 16 batches per message; the real job, not the fixture.
+#: ``tests/test_settings.py`` checks the pyproject section equals
+#: :func:`app_config` (print it with
+#: ``python -c 'from fedads.flower.config import app_config_toml as t; print(t())'``).
+APP_OVERRIDES: dict[str, Scalar] = {
+    JOB_KEY: "fedads.federation:vfl_job",
+    PARTY_FACTORY_KEY: "fedads.federation:party_factory",
+    POLL_KEY: 0.05,  # Flower's HttpGrid waits 3 s between checks
+    "protocol-mode": "efficient",
+    "protocol-chunk-batches": 16,
+}
+
+
+def node_wait(timeout_s: float) -> float:
+    """Seconds to wait for both SuperNodes to register: the message timeout (one concept)."""
+    return float(timeout_s)
+
+
+def app_config() -> dict[str, Scalar]:
+    """The whole ``[tool.flwr.app.config]`` of the repository's Flower app.
+
+    The adapter's keys, every ``FederationSettings`` key at its default (generic flattening,
+    :meth:`fedads.federation.FederationSettings.to_run_config`), the job's own keys
+    (:data:`fedads.federation.JOB_DEFAULTS`), then :data:`APP_OVERRIDES`.
+    """
+    from fedads.federation import JOB_DEFAULTS, FederationSettings
+
+    settings = FederationSettings().to_run_config()
+    out: dict[str, Scalar] = {**DEFAULTS, **settings, **JOB_DEFAULTS, **APP_OVERRIDES}
+    return out
 
 
 def poll_interval(config: Mapping[str, Any]) -> float:
@@ -128,11 +167,19 @@ def resolve_job(spec: object) -> Job:
 
 
 def merged_config(*layers: Mapping[str, Any] | None) -> dict[str, Scalar]:
-    """``DEFAULTS`` overlaid with each layer in order (later wins); ``None`` layers skipped."""
+    """``DEFAULTS`` overlaid with each layer in order (later wins); ``None`` layers skipped.
+
+    ``node-wait-s`` follows from the timeout (:func:`node_wait`) unless a layer sets it.
+    """
     out: dict[str, Scalar] = dict(DEFAULTS)
     for layer in layers:
         if layer:
             out.update(layer)
+    if NODE_WAIT_KEY not in out:
+        timeout = check_in_range(
+            "run config", TIMEOUT_KEY, out[TIMEOUT_KEY], 0.0, float("inf"), low_inclusive=False
+        )
+        out[NODE_WAIT_KEY] = node_wait(timeout)
     return out
 
 
@@ -165,9 +212,22 @@ def resolve_role(node_config: Mapping[str, Any]) -> str:
 
 
 #: Suffixes of party-private config keys: ``<role>-path`` (its data), ``<role>-out`` (its
-#: private output folder). A factory never sees the other party's; deployment puts them in the
+#: private output folder), and the names of its columns when its data file does not carry them
+#: (``<role>-key``, ``-label``, ``-existing``, ``-categorical``, ``-numeric``; see
+#: :func:`fedads.federation.load_role_table`), and its sealing keys (``<role>-secret-key``,
+#: ``<role>-peer-key``). A factory never sees the other party's; deployment puts them in the
 #: owning SuperNode's node config only.
-PRIVATE_SUFFIXES: tuple[str, ...] = ("path", "out", "secret-key", "peer-key")
+PRIVATE_SUFFIXES: tuple[str, ...] = (
+    "path",
+    "out",
+    "key",
+    "label",
+    "existing",
+    "categorical",
+    "numeric",
+    "secret-key",
+    "peer-key",
+)
 
 
 def data_path_key(role: str) -> str:
@@ -196,3 +256,16 @@ def party_data_path(
     key = data_path_key(role)
     value = node_config.get(key) or run_config.get(key) or ""
     return str(value)
+
+
+def _toml_value(value: Scalar) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def app_config_toml() -> str:
+    """:func:`app_config` as the body of a ``[tool.flwr.app.config]`` TOML section."""
+    return "\n".join(f"{key} = {_toml_value(value)}" for key, value in app_config().items())

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from fedads._flat import flatten, unflatten
 from fedads._validation import check_choice, check_positive_int, fail
 from fedads.models.features import TowerSpec
 
@@ -121,37 +122,17 @@ class ModelConfig:
         """The tower spec of ``party``'s bottom (``"mlp"`` for a party without a field)."""
         return str(getattr(self, f"{party}_bottom", "mlp"))
 
-    def to_meta(self) -> dict[str, int | str]:
-        """Scalars for an envelope's meta (hidden widths as ``"64,32"``)."""
-        return {
-            "embedding_dim": int(self.embedding_dim),
-            "bottom_hidden": ",".join(str(int(w)) for w in self.bottom_hidden),
-            "cat_embedding_dim": int(self.cat_embedding_dim),
-            "top_hidden": ",".join(str(int(w)) for w in self.top_hidden),
-            "social_bottom": str(self.social_bottom),
-            "ecommerce_bottom": str(self.ecommerce_bottom),
-            "top": str(self.top),
-            "cross_layers": int(self.cross_layers),
-        }
+    def to_meta(self) -> dict[str, int | float | str | bool]:
+        """Scalars for an envelope's meta, one key per field (hidden widths as ``"64,32"``).
+
+        Generic over the fields (:func:`fedads._flat.flatten`), so a new field travels too.
+        """
+        return flatten(self, style="field")
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, object]) -> ModelConfig:
-        """Inverse of :meth:`to_meta` (tower fields missing from older metas get defaults)."""
-
-        def widths(text: object) -> tuple[int, ...]:
-            return tuple(int(w) for w in str(text).split(",") if w.strip())
-
-        default = cls()
-        return cls(
-            embedding_dim=int(meta["embedding_dim"]),  # type: ignore[arg-type]
-            bottom_hidden=widths(meta["bottom_hidden"]),
-            cat_embedding_dim=int(meta["cat_embedding_dim"]),  # type: ignore[arg-type]
-            top_hidden=widths(meta["top_hidden"]),
-            social_bottom=str(meta.get("social_bottom", default.social_bottom)),
-            ecommerce_bottom=str(meta.get("ecommerce_bottom", default.ecommerce_bottom)),
-            top=str(meta.get("top", default.top)),
-            cross_layers=int(meta.get("cross_layers", default.cross_layers)),  # type: ignore[arg-type]
-        ).validate()
+        """Inverse of :meth:`to_meta` (other keys ignored, missing fields at defaults)."""
+        return unflatten(cls, meta, style="field").validate()
 
 
 # ---------------------------------------------------------------------- seeding

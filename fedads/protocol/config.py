@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fedads._flat import RUN_CONFIG_KEY
 from fedads._validation import check_choice, check_in_range, check_positive_int, fail
 from fedads.models.nets import ModelConfig
 from fedads.models.train import TrainConfig, check_training_fields
@@ -15,6 +16,8 @@ DEFAULT_DEFENSE = "gaussian"
 """The default label defense (with ``DEFAULT_STRENGTHS``): chosen from the frontier benchmark as
 the cheapest setting whose worst attack AUC is at most 0.60 (docs/privacy.md)."""
 DEFAULT_CHUNK_BATCHES = 4
+DEFAULT_TIMEOUT_S = 600.0
+"""Default seconds a party may take to answer one message (``ProtocolConfig.timeout_s``)."""
 _WHERE = "ProtocolConfig"
 
 
@@ -40,8 +43,11 @@ class ProtocolConfig:
         seed: seeds model init and batch order (default 0).
         compression: ``"none"`` (default), ``"float16"`` or ``"int8"`` for exchanged embeddings
             and gradients (``fedads.protocol.codec``).
-        timeout_s: seconds a party may take to answer one message; ``None`` (default) waits
-            forever. Applied to transports that expose a ``timeout_s`` attribute.
+        timeout_s: seconds a party may take to answer one message (default 600): the one
+            timeout of every backend (in-process, Flower simulation and deployment, run config
+            ``timeout-s``); a party that misses it fails the run with
+            :class:`~fedads.errors.PartyError`. Waits derived from it: a deployment's SuperNodes
+            must register within it.
         optimizer: ``"adam"`` (default), ``"adamw"`` or ``"sgd"``.
         weight_decay: weight decay of every optimizer (default 0).
         model: architecture (:class:`~fedads.models.nets.ModelConfig`).
@@ -63,7 +69,8 @@ class ProtocolConfig:
     lr: float = 2e-3
     seed: int = 0
     compression: str = "none"
-    timeout_s: float | None = None
+    # The Flower adapter reads this key too (fedads.flower.config.TIMEOUT_KEY): a short name.
+    timeout_s: float = field(default=DEFAULT_TIMEOUT_S, metadata={RUN_CONFIG_KEY: "timeout-s"})
     optimizer: str = "adam"
     weight_decay: float = 0.0
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -94,10 +101,7 @@ class ProtocolConfig:
                 "excludes) or pipeline=False",
             )
         check_choice(_WHERE, "compression", self.compression, COMPRESSIONS)
-        if self.timeout_s is not None:
-            check_in_range(
-                _WHERE, "timeout_s", self.timeout_s, 0.0, float("inf"), low_inclusive=False
-            )
+        check_in_range(_WHERE, "timeout_s", self.timeout_s, 0.0, float("inf"), low_inclusive=False)
         check_positive_int(_WHERE, "predict_rows", self.predict_rows)
         check_choice(_WHERE, "defense", self.defense, DEFENSES)
         Defense(self.defense, self.defense_strength)  # checks the strength's range
