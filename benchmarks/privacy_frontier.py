@@ -12,10 +12,10 @@ For each seed, on the default synthetic world (only ``n_users`` and ``seed`` set
   alignment (``alignment=<the undefended result>``) and that reference;
 * the label attacks run where they run in every training run: as the social party on the
   gradients it received and as the relay on what it relayed (the runs are unsealed,
-  ``FederationSettings(sealing=False)``, so that the relay sees what it relays: the worst case); the facade's privacy report
-  (``fedads.privacy.leakage.privacy_report``) gives the leak AUC of each against the true
-  training labels (last epoch), and the **worst** one (largest ``max(AUC, 1 - AUC)`` over
-  attacks and both observers);
+  ``FederationSettings(sealing=False)``, so that the relay sees what it relays: the worst
+  case); the facade's privacy report (``fedads.privacy.leakage.privacy_report``) gives the
+  leak AUC of each against the true training labels (last epoch), and the **worst** one
+  (largest ``max(AUC, 1 - AUC)`` over attacks and both observers);
 * utility on held-out aligned users: the federated model's AUC and the new-customer lift over
   ``ecommerce_only`` (trained once per seed: it does not depend on the defense) in the
   prospecting pool at a 10% budget (``fedads.experiment.evaluate_held_out``, what
