@@ -3,18 +3,23 @@
 For each seed, on the default synthetic world (only ``n_users`` and ``seed`` set), and for each
 ``(defense, strength)`` (plus ``none``, the undefended protocol):
 
-* the federated model is trained by the two parties over the in-process transport (the same
-  parties, coordinator, messages and defenses as ``Experiment(backend="inprocess")``); the
-  aligned order is computed in the clear by the experimenter instead of by the PSI (as in
-  ``benchmarks/lift_claim.py``'s direct path: the order is a function of the key set only and
-  the PSI is most of an in-process run's time);
+* the federated model is trained through the public facade, in process
+  (``run_federated(..., backend="inprocess")``: the same parties, coordinator, messages and
+  defenses as ``Experiment(backend="inprocess")``); the undefended run of each seed is a whole
+  ``Experiment`` (``ecommerce_only`` reference, evaluation, privacy report) whose alignment is
+  computed in the clear (``alignment="clear"``: the PSI's rows and order, a function of the key
+  set only; the PSI is most of an in-process run's time), and every defended run reuses that
+  alignment (``alignment=<the undefended result>``) and that reference;
 * the label attacks run where they run in every training run: as the social party on the
-  gradients it received and as the relay on what it relayed; the harness computes the leak AUC
-  of each against the true training labels (last epoch), and the **worst** one (largest
-  ``max(AUC, 1 - AUC)`` over attacks and both observers);
+  gradients it received and as the relay on what it relayed (the runs are unsealed,
+  ``FederationSettings(sealing=False)``, so that the relay sees what it relays: the worst
+  case); the facade's privacy report (``fedads.privacy.leakage.privacy_report``) gives the
+  leak AUC of each against the true training labels (last epoch), and the **worst** one
+  (largest ``max(AUC, 1 - AUC)`` over attacks and both observers);
 * utility on held-out aligned users: the federated model's AUC and the new-customer lift over
   ``ecommerce_only`` (trained once per seed: it does not depend on the defense) in the
-  prospecting pool at a 10% budget; the epsilon of the defense where defined.
+  prospecting pool at a 10% budget (``fedads.experiment.evaluate_held_out``, what
+  ``Experiment`` evaluates with); the epsilon of the defense where defined.
 
 Outputs (``--out``, default ``benchmarks/results``): ``privacy_frontier.json`` (every run, the
 per-setting means across seeds, the chosen default and whether the goal is met),
@@ -38,16 +43,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from fedads import ExperimentConfig, FederationSettings, ProtocolConfig, WorldConfig
-from fedads.align import aligned_order, normalize_keys
+from fedads import (
+    Experiment,
+    ExperimentConfig,
+    ExperimentResult,
+    FederationSettings,
+    ProtocolConfig,
+    WorldConfig,
+    generate_world,
+    run_federated,
+)
 from fedads.errors import FedadsWarning
-from fedads.experiment import evaluate_held_out, train_references
-from fedads.federation import split_positions
+from fedads.experiment import evaluate_held_out
 from fedads.privacy.defenses import Defense
-from fedads.privacy.leakage import label_leakage, worst_leak
-from fedads.protocol import Coordinator, InProcessTransport
-from fedads.protocol.parties import EcommerceParty, SocialParty
-from fedads.world import generate_world
+from fedads.privacy.leakage import privacy_report
 
 STRENGTHS: dict[str, tuple[float, ...]] = {
     "max-norm": (0.5, 1.0, 2.0, 4.0),
@@ -71,36 +80,36 @@ def settings_for(args: argparse.Namespace, seed: int, defense: str, strength: fl
         defense=defense,
         defense_strength=strength,
     )
-    return FederationSettings(protocol=protocol, split_seed=seed, verbose=False)
+    # Unsealed: the relay then reads the gradients it relays, the worst case this frontier is
+    # about (sealed, the default, the relay's view is empty and only the social party's counts).
+    return FederationSettings(protocol=protocol, split_seed=seed, sealing=False, verbose=False)
+
+
+def experiment_config(args: argparse.Namespace, seed: int, settings: FederationSettings):
+    return ExperimentConfig(
+        world=WorldConfig(n_users=args.users, seed=seed), federation=settings,
+        backend="inprocess", references=("ecommerce_only",), n_bootstrap=args.bootstrap,
+        eval_seed=seed, budgets=(BUDGET,), headline_budget=BUDGET,
+    )  # fmt: skip
 
 
 def prepare(args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    """World, aligned rows (in the clear, see module docstring), split, the reference."""
+    """World and the undefended ``Experiment`` (alignment in the clear, split, reference)."""
     world = generate_world(WorldConfig(n_users=args.users, seed=seed))
     social, ecommerce = world.party_tables()
-    settings = settings_for(args, seed, "none", None)
-    norm = settings.normalization
-    common, s_idx, e_idx = np.intersect1d(
-        normalize_keys(social.keys(), norm, party="social"),
-        normalize_keys(ecommerce.keys(), norm, party="ecommerce"),
-        assume_unique=True,
-        return_indices=True,
-    )
-    order = aligned_order(common)
-    social_rows, ecommerce_rows = s_idx[order].astype(np.int64), e_idx[order].astype(np.int64)
-    train, test = split_positions(len(common), settings.test_share, settings.split_seed)
-    reference = train_references(
-        social, ecommerce, social_rows, ecommerce_rows, train, test, settings, ("ecommerce_only",)
-    )
+    config = experiment_config(args, seed, settings_for(args, seed, "none", None))
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FedadsWarning)
+        base = Experiment.from_tables(social, ecommerce, config, truth=world.truth).run(
+            verbose=False, alignment="clear"
+        )
     return {
         "world": world,
         "social": social,
         "ecommerce": ecommerce,
-        "social_rows": social_rows,
-        "ecommerce_rows": ecommerce_rows,
-        "train": train,
-        "test": test,
-        "reference": reference,
+        "base": base,
+        "base_seconds": time.perf_counter() - start,
     }
 
 
@@ -109,40 +118,42 @@ def run_setting(
 ) -> dict[str, Any]:
     settings = settings_for(args, seed, defense, strength if defense != "none" else None)
     social, ecommerce = prep["social"], prep["ecommerce"]
-    s_rows, e_rows = prep["social_rows"], prep["ecommerce_rows"]
-    labels = ecommerce.labels(e_rows)
-    social_party = SocialParty(social.numeric_matrix(s_rows), social.categorical_matrix(s_rows))
-    ecommerce_party = EcommerceParty(
-        ecommerce.numeric_matrix(e_rows), ecommerce.categorical_matrix(e_rows), labels
-    )
-    start = time.perf_counter()
-    with InProcessTransport({"social": social_party, "ecommerce": ecommerce_party}) as transport:
-        coordinator = Coordinator(transport, settings.protocol)
-        history = coordinator.fit(prep["train"])
-        federated = np.asarray(coordinator.predict(prep["test"]), dtype=np.float64)
-    seconds = time.perf_counter() - start
-    leakage = {
-        "social": label_leakage(social_party.attack_log.read(), labels),
-        "relay": label_leakage(coordinator.relay_log.read(), labels),
-    }
-    config = ExperimentConfig(
-        federation=settings, references=("ecommerce_only",), n_bootstrap=args.bootstrap,
-        eval_seed=seed, budgets=(BUDGET,), headline_budget=BUDGET,
-    )  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FedadsWarning)
-        evaluation = evaluate_held_out(
-            ecommerce, e_rows[prep["test"]], {"federated": federated, **prep["reference"]},
-            config, truth=prep["world"].truth,
-        )  # fmt: skip
+    base: ExperimentResult = prep["base"]
+    if defense == "none":  # the undefended Experiment of this seed is this setting's run
+        run, evaluation, privacy = base.federated, base.evaluation, base.privacy or {}
+    else:
+        run = run_federated(
+            social, ecommerce, settings, backend="inprocess", alignment=base
+        )  # same aligned rows, split and batch order as the undefended run
+        test = np.asarray(run.values["test_positions"])
+        keys = ecommerce.keys()[run.ecommerce_rows[test]]
+        # The reference does not depend on the defense: the undefended run's scores, same users.
+        assert np.array_equal(keys, base.scores["key"].to_numpy()), "held-out users differ"
+        scores = {
+            "federated": np.asarray(run.values["scores"], dtype=np.float64),
+            "ecommerce_only": base.scores["ecommerce_only"].to_numpy(np.float64),
+        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FedadsWarning)
+            evaluation = evaluate_held_out(
+                ecommerce, run.ecommerce_rows[test], scores,
+                experiment_config(args, seed, settings), truth=prep["world"].truth,
+            )  # fmt: skip
+        privacy = privacy_report(
+            run, social, ecommerce, settings.protocol, feature_inference=False, seed=seed
+        )
+    leakage = {"social": privacy["label_leakage"], "relay": privacy["relay_label_leakage"]}
     head = evaluation.headline()
     defense_obj = Defense(defense, strength if defense != "none" else None)
+    # The facade reports the relay's attack seconds; the social party runs the same attacks on
+    # the same arrays (fedads.privacy.leakage.privacy_report), so both are that figure.
+    attack_seconds = float(privacy.get("attack_seconds_per_view") or 0.0)
     return {
         "seed": seed,
         "defense": defense,
         "strength": defense_obj.value,
         "epsilon": defense_obj.epsilon(args.epochs),
-        "worst_leak_auc": worst_leak(leakage),
+        "worst_leak_auc": privacy["worst_leak_auc"],
         "leak_auc": {
             f"{view}.{attack}": entry["auc"]
             for view, attacks in leakage.items()
@@ -154,10 +165,11 @@ def run_setting(
         "auc_federated": head.get("auc.federated"),
         "auc_ecommerce_only": head.get("auc.ecommerce_only"),
         "lift_prospecting": head.get(f"lift.{POOL}"),
-        "train_seconds": seconds,
-        "epoch_seconds": list(history.epoch_seconds),
-        "attack_seconds_relay": coordinator.relay_log.seconds,
-        "attack_seconds_social": social_party.attack_log.seconds,
+        # The whole in-process federated run (party setup, alignment reuse, fit, scoring).
+        "train_seconds": float(run.elapsed_s),
+        "epoch_seconds": np.asarray(run.values["epoch_seconds"], dtype=float).tolist(),
+        "attack_seconds_relay": attack_seconds,
+        "attack_seconds_social": attack_seconds,
     }
 
 

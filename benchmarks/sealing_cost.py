@@ -1,12 +1,17 @@
 """What end-to-end sealing costs per pipelined epoch (not a test).
 
-Same world, aligned rows, split, model, seed and batch order as ``benchmarks/perf.py``
-(:func:`perf.prepare`), pipelined efficient mode (chunks of 8 batches of 4096) over the
-in-process transport, where nothing dilutes the cost of sealing (no Flower, no Ray): epochs with
-sealing off and on are measured alternately in the same process, ``--repeats`` times, so both
-see the same background load. Each party is wrapped in :class:`fedads.protocol.sealing.
-SealedParty`, which runs exactly what a ``PartyRuntime`` runs at ``handle`` (open the request,
-handle, seal the reply). Also reported: the seconds spent inside seal/open themselves.
+Through the public facade: ``fedads.run_federated(..., backend="inprocess")`` on the default
+world sized for ``--aligned`` aligned users (as ``benchmarks/perf.py`` sizes it), the aligned
+rows computed once in the clear and reused by every run (``alignment=AlignedRows``), the
+facade's own split, model, seed and batch order, pipelined efficient mode (chunks of 8 batches
+of 4096). In process nothing dilutes the cost of sealing (no Flower, no Ray): runs with
+``FederationSettings(sealing=False)`` and ``sealing=True`` alternate in the same process,
+``--repeats`` times, so both see the same background load. Each party is the facade's
+``PartyRuntime``, which opens every request and seals every reply when it has keys. Reported per
+run: the epoch seconds the run returns (``values["epoch_seconds"]``), the seconds spent inside
+seal/open themselves (the one thing the facade does not report, timed here by wrapping
+``SealedChannel.seal`` / ``open``), and the process CPU seconds of the whole in-process run
+(party setup, alignment reuse, training and scoring the held-out users).
 
 Usage::
 
@@ -21,24 +26,27 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import platform
 import statistics
-import sys
-import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from perf import prepare  # noqa: E402
-
-from fedads.protocol import Coordinator, InProcessTransport, ProtocolConfig  # noqa: E402
-from fedads.protocol.parties import EcommerceParty, SocialParty  # noqa: E402
-from fedads.protocol.runtime import ALIGNED_ROWS_FILE  # noqa: E402
-from fedads.protocol.sealing import SealedChannel, SealedParty, fresh_keys  # noqa: E402
+from fedads import (
+    FederationSettings,
+    PartyTable,
+    ProtocolConfig,
+    WorldConfig,
+    generate_world,
+    run_federated,
+)
+from fedads.protocol.runtime import AlignedRows
+from fedads.protocol.sealing import SealedChannel
 
 ROOT = Path(__file__).resolve().parent
 _SEAL_S = {"seal": 0.0, "open": 0.0}
@@ -65,34 +73,35 @@ def _timed_channel() -> None:
     SealedChannel.seal, SealedChannel.open = timed_seal, timed_open  # type: ignore[method-assign]
 
 
-def _bare_parties(b: dict[str, Any]) -> dict[str, Any]:
-    """The two training parties over the aligned rows perf.prepare() put in each party's folder."""
-    rows = {role: np.load(Path(b["outs"][role]) / ALIGNED_ROWS_FILE) for role in b["outs"]}
-    tables = b["tables"]
-    return {
-        "social": SocialParty.from_table(tables["social"], rows["social"]),
-        "ecommerce": EcommerceParty.from_table(tables["ecommerce"], rows["ecommerce"]),
-    }
+def world_tables(n_aligned: int, seed: int) -> tuple[PartyTable, PartyTable]:
+    """The default world with about ``n_aligned`` aligned users (as benchmarks/perf.py)."""
+    overlap = WorldConfig().overlap_rate  # share of e-commerce users also on the social platform
+    n_users = int(math.ceil(n_aligned / overlap))
+    return generate_world(WorldConfig(n_users=n_users, seed=seed)).party_tables()
 
 
-def run_once(b: dict[str, Any], cfg: ProtocolConfig, sealed: bool) -> dict[str, Any]:
-    parties: dict[str, Any] = _bare_parties(b)
-    if sealed:
-        keys = fresh_keys()
-        parties = {role: SealedParty(party, keys[role]) for role, party in parties.items()}
+def run_once(
+    tables: tuple[PartyTable, PartyTable],
+    aligned: AlignedRows,
+    settings: FederationSettings,
+    sealed: bool,
+) -> dict[str, Any]:
     before = dict(_SEAL_S)
     cpu = time.process_time()
-    with InProcessTransport(parties) as transport:
-        history = Coordinator(transport, cfg).fit(b["train"])
+    run = run_federated(
+        *tables, replace(settings, sealing=sealed), backend="inprocess", alignment=aligned
+    )
     cpu = time.process_time() - cpu
+    values = run.values
     return {
         "sealed": sealed,
-        "epoch_seconds": history.epoch_seconds,
-        "epoch_losses": history.epoch_losses,
+        "epoch_seconds": np.asarray(values["epoch_seconds"], dtype=float).tolist(),
+        "epoch_losses": np.asarray(values["epoch_losses"], dtype=float).tolist(),
         "seal_s": _SEAL_S["seal"] - before["seal"],
         "open_s": _SEAL_S["open"] - before["open"],
-        "bytes_per_epoch": history.bytes_per_epoch(),
+        "bytes_per_epoch": [int(b) for b in values["epoch_bytes"]],
         "process_cpu_s": cpu,
+        "_n": (int(values["n_aligned"]), int(len(values["train_positions"]))),
     }
 
 
@@ -108,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # one thread per party, as in perf.py (2 parties, 2 cores)
     _timed_channel()
-    cfg = ProtocolConfig(
+    protocol = ProtocolConfig(
         mode="efficient",
         batch_size=args.batch_size,
         chunk_batches=args.chunk,
@@ -116,15 +125,19 @@ def main(argv: list[str] | None = None) -> int:
         epochs=args.epochs,
         seed=args.seed,
     )
+    settings = FederationSettings(protocol=protocol, verbose=False)
+    tables = world_tables(args.aligned, args.seed)
+    # The PSI's rows and order, computed once; every run reuses them (nothing else changes).
+    aligned = AlignedRows.in_the_clear(*tables, settings.normalization)
     runs = []
-    with tempfile.TemporaryDirectory(prefix="fedads-sealing-") as work:
-        b = prepare(args.aligned, args.seed, Path(work))
-        run_once(b, cfg, False)  # warm-up (torch lazy imports, allocator), not reported
-        for repeat in range(args.repeats):
-            order = (False, True) if repeat % 2 == 0 else (True, False)
-            for sealed in order:
-                runs.append({"repeat": repeat, **run_once(b, cfg, sealed)})
-                print(json.dumps({k: runs[-1][k] for k in ("sealed", "epoch_seconds")}))
+    sizes = run_once(tables, aligned, settings, False)["_n"]  # warm-up, not reported
+    for repeat in range(args.repeats):
+        order = (False, True) if repeat % 2 == 0 else (True, False)
+        for sealed in order:
+            record = run_once(tables, aligned, settings, sealed)
+            record.pop("_n")
+            runs.append({"repeat": repeat, **record})
+            print(json.dumps({k: runs[-1][k] for k in ("sealed", "epoch_seconds")}))
     # Epoch 0 holds the pipeline fill; every epoch counts (the pipeline spans all epochs).
     per = {
         flag: [
@@ -175,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
         "config": {
             **vars(args),
-            "n_aligned": b["n_aligned"],
-            "n_train": int(len(b["train"])),
+            "n_aligned": sizes[0],
+            "n_train": sizes[1],
             "torch_threads": 1,
         },
         "summary": summary,

@@ -6,19 +6,24 @@ other party (``social``) the rest. On the same held-out users we compare:
 * ``hgb_label_party``: scikit-learn's ``HistGradientBoostingClassifier`` on the label party's
   features alone, tuned: a small grid (learning rate x leaves x L2) scored by validation AUC,
   early stopping on a validation split inside every fit;
-* ``federated``: the split model trained by the protocol (coordinator, both parties, in-process
-  transport, PSI alignment run once per data set), with the tower family (the zoo: ``mlp``,
+* ``federated``: the split model trained through the public facade
+  (``fedads.run_federated(..., backend="inprocess")``: coordinator, both parties, in-process
+  transport; the aligned rows computed once per data set in the clear, ``AlignedRows.in_the_clear``,
+  the PSI's rows and order, and reused by every run), with the tower family (the zoo: ``mlp``,
   ``wide_deep``, ``deepfm``, ``dcn_v2``, the same family for both bottoms and the top) and the
-  number of epochs chosen by the validation loss (early stopping), then retrained on all train
-  users for that many epochs;
+  number of epochs chosen by the validation loss (early stopping: a run with
+  ``FederationSettings(valid_share=0.2)`` returns ``epoch_valid_losses``), then retrained on all
+  train users for that many epochs;
 * for context: every family at its own selected epoch count, the out-of-the-box default
   (``ModelConfig()`` MLP towers, the default 5 epochs) and ``hgb_both_parties`` (gradient
   boosting with default parameters and early stopping on the pooled features, which no party
   can train in a federation).
 
-Selection never sees the held-out users: train users are split once more (80 / 20) into fit and
-validation rows, used alike by both sides. Several seeds (split + init; the synthetic world's
-seed is fixed, so its PSI runs once); mean and standard deviation over seeds.
+Selection never sees the held-out users: the facade splits the train users once more (80 / 20,
+``fedads.federation.split_valid``) into fit and validation rows, which the gradient boosting uses
+alike (read from the run's ``train_positions`` / ``valid_positions``). Several seeds (split +
+init; the synthetic world's seed is fixed, so it is aligned once); mean and standard deviation
+over seeds.
 
 Data (nothing is downloaded): the default synthetic world (``fedads.world``, 50k e-commerce
 users) and three tables bundled with scikit-learn, split vertically by a documented rule:
@@ -57,16 +62,17 @@ from sklearn import datasets
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
-from fedads import ModelConfig, WorldConfig, align_parties, generate_world, load_party_table
-from fedads.federation import split_positions
-from fedads.models import ZOO
-from fedads.protocol import (
-    Coordinator,
-    EcommerceParty,
-    InProcessTransport,
+from fedads import (
+    FederationSettings,
+    ModelConfig,
     ProtocolConfig,
-    SocialParty,
+    WorldConfig,
+    generate_world,
+    load_party_table,
+    run_federated,
 )
+from fedads.models import ZOO
+from fedads.protocol.runtime import AlignedRows
 from fedads.tables import PartyTable
 
 FAMILIES = ("mlp", "wide_deep", "deepfm", "dcn_v2")
@@ -177,27 +183,28 @@ def default_hgb(
 
 def federated_fit(
     tables: tuple[PartyTable, PartyTable],
-    rows: tuple[np.ndarray, np.ndarray],
+    aligned: AlignedRows,
     protocol: ProtocolConfig,
-    train: np.ndarray,
+    seed: int,
     *,
-    valid: np.ndarray | None = None,
-    score: np.ndarray | None = None,
-) -> tuple[list[float], np.ndarray | None]:
-    """Train the split model through the protocol; return validation losses and scores."""
-    social, ecommerce = tables
-    parties = {
-        "social": SocialParty.from_table(social, rows[0]),
-        "ecommerce": EcommerceParty.from_table(ecommerce, rows[1]),
-    }
-    transport = InProcessTransport(parties)
-    try:
-        coordinator = Coordinator(transport, protocol)
-        history = coordinator.fit(np.sort(train), None if valid is None else np.sort(valid))
-        scores = None if score is None else np.asarray(coordinator.predict(score), np.float64)
-    finally:
-        transport.close()
-    return list(history.valid_losses), scores
+    valid: bool = False,
+) -> dict[str, np.ndarray]:
+    """One federated run through the facade (in process, the given alignment reused).
+
+    Returns the run's values: ``train_positions`` (fitted on), ``test_positions``, ``scores``
+    (held-out probabilities) and, with ``valid``, ``valid_positions`` and ``epoch_valid_losses``.
+    """
+    settings = FederationSettings(
+        protocol=protocol,
+        test_share=TEST_SHARE,
+        split_seed=seed,
+        valid_share=VALID_SHARE if valid else 0.0,
+        # The small tables' validation and held-out sets are below the label party's default
+        # query floor (256 rows); here the experimenter is the coordinator.
+        min_query_rows=1,
+        verbose=False,
+    )
+    return run_federated(*tables, settings, backend="inprocess", alignment=aligned).values
 
 
 def towers(family: str) -> ModelConfig:
@@ -213,21 +220,35 @@ def run_dataset(
 ) -> dict[str, Any]:
     start = time.perf_counter()
     social, ecommerce = tables
-    aligned = align_parties(social.keys(), ecommerce.keys())
-    rows = (aligned[0].rows, aligned[1].rows)
-    n = int(rows[0].size)
-    labels = ecommerce.labels(rows[1]).astype(int)
-    x_own = hgb_features(ecommerce, rows[1])
-    x_both = pd.concat([x_own, hgb_features(social, rows[0]).add_prefix("social.")], axis=1)
+    aligned = AlignedRows.in_the_clear(social, ecommerce, FederationSettings().normalization)
+    n = int(aligned.n_aligned)
+    labels = ecommerce.labels(aligned.ecommerce).astype(int)
+    x_own = hgb_features(ecommerce, aligned.ecommerce)
+    x_both = pd.concat(
+        [x_own, hgb_features(social, aligned.social).add_prefix("social.")], axis=1
+    )
     print(f"[{name}] aligned {n} users in {time.perf_counter() - start:.1f} s", flush=True)
     per_seed = []
     for seed in seeds:
         t0 = time.perf_counter()
-        train, test = split_positions(n, TEST_SHARE, seed)
-        order = np.random.default_rng([seed, 1]).permutation(train)
-        n_valid = int(round(VALID_SHARE * train.size))
-        valid, fit = np.sort(order[:n_valid]), np.sort(order[n_valid:])
-        y_test = labels[test]
+        families: dict[str, Any] = {}
+        for family in FAMILIES:
+            protocol = replace(base, model=towers(family), seed=seed)
+            chosen_run = federated_fit(tables, aligned, protocol, seed, valid=True)
+            losses = np.asarray(chosen_run["epoch_valid_losses"], dtype=np.float64)
+            epochs = int(np.argmin(losses)) + 1
+            final = federated_fit(tables, aligned, replace(protocol, epochs=epochs), seed)
+            test = np.asarray(final["test_positions"])
+            families[family] = {
+                "valid_loss": float(losses.min()),
+                "epochs": epochs,
+                "test_auc": float(roc_auc_score(labels[test], final["scores"])),
+            }
+        # The facade's split (the same for every run of this seed): fit / valid / held-out.
+        fit = np.asarray(chosen_run["train_positions"])
+        valid = np.asarray(chosen_run["valid_positions"])
+        train = np.union1d(fit, valid)
+        assert np.array_equal(train, final["train_positions"])
         result: dict[str, Any] = {
             "seed": seed,
             "n_train": int(train.size),
@@ -235,27 +256,12 @@ def run_dataset(
         }
         result["hgb_label_party"] = tuned_hgb(x_own, labels, fit, valid, test, seed)
         result["hgb_both_parties"] = default_hgb(x_both, labels, train, test, seed)
-        families: dict[str, Any] = {}
-        for family in FAMILIES:
-            protocol = replace(base, model=towers(family), seed=seed)
-            losses, _ = federated_fit(tables, rows, protocol, fit, valid=valid)
-            epochs = int(np.argmin(losses)) + 1
-            _, scores = federated_fit(
-                tables, rows, replace(protocol, epochs=epochs), train, score=test
-            )
-            assert scores is not None
-            families[family] = {
-                "valid_loss": float(min(losses)),
-                "epochs": epochs,
-                "test_auc": float(roc_auc_score(y_test, scores)),
-            }
         chosen = min(FAMILIES, key=lambda f: families[f]["valid_loss"])
         result["federated_families"] = families
         result["federated"] = {"family": chosen, **families[chosen]}
         default = replace(base, model=ModelConfig(), epochs=ProtocolConfig().epochs, seed=seed)
-        _, scores = federated_fit(tables, rows, default, train, score=test)
-        assert scores is not None
-        result["federated_default_mlp"] = {"test_auc": float(roc_auc_score(y_test, scores))}
+        scores = federated_fit(tables, aligned, default, seed)["scores"]
+        result["federated_default_mlp"] = {"test_auc": float(roc_auc_score(labels[test], scores))}
         result["seconds"] = round(time.perf_counter() - t0, 1)
         print(
             f"[{name}] seed {seed}: federated ({chosen}, {families[chosen]['epochs']} ep) "

@@ -76,6 +76,12 @@ class FederationSettings:
         test_share: share of aligned users held out for evaluation, split once by user before
             any model sees them (default 0.3).
         split_seed: seed of that split (default 0).
+        valid_share: share of the train users kept out of fitting to measure the validation
+            loss after every epoch (``epoch_valid_losses``; e.g. to choose the number of epochs
+            without touching the held-out users); split from the train users with ``split_seed``
+            (:func:`split_valid`). Default 0: every train user fits, no validation. The
+            validation requests obey the label party's query policy: a validation set smaller
+            than ``min_query_rows`` is refused unless that is lowered.
         normalization: key normalisation both parties apply before PSI.
         psi_backend: PSI implementation both parties run, ``"ristretto255"`` (default,
             two-way DH-PSI over ristretto255) or ``"openmined"`` (openmined-psi, P-256).
@@ -92,6 +98,7 @@ class FederationSettings:
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     test_share: float = 0.3
     split_seed: int = 0
+    valid_share: float = 0.0
     normalization: KeyNormalization = field(default_factory=KeyNormalization)
     psi_backend: str = DEFAULT_PSI_BACKEND
     sealing: bool = True
@@ -111,6 +118,7 @@ class FederationSettings:
             high_inclusive=False,
         )
         check_positive_int(_WHERE, "split_seed", self.split_seed, minimum=0)
+        check_in_range(_WHERE, "valid_share", self.valid_share, 0.0, 1.0, high_inclusive=False)
         check_choice(_WHERE, "psi_backend", self.psi_backend, PSI_BACKENDS)
         check_positive_int(_WHERE, "min_query_rows", self.min_query_rows)
         return self
@@ -169,6 +177,18 @@ def split_positions(n_aligned: int, test_share: float, seed: int) -> tuple[np.nd
     n_test = min(max(int(round(test_share * n_aligned)), 1), n_aligned - 1)
     order = np.random.default_rng(seed).permutation(n_aligned)
     return np.sort(order[n_test:]).astype(np.int64), np.sort(order[:n_test]).astype(np.int64)
+
+
+def split_valid(train: np.ndarray, valid_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split train positions once more into ``(fit, valid)``, both sorted.
+
+    The validation set has ``round(valid_share * len(train))`` users (at most ``len(train) - 1``);
+    ``valid_share = 0`` keeps every train user for fitting (``valid`` empty).
+    """
+    train = np.asarray(train, dtype=np.int64)
+    n_valid = min(int(round(valid_share * train.size)), train.size - 1) if valid_share > 0 else 0
+    order = np.random.default_rng([seed, 1]).permutation(train)
+    return np.sort(order[n_valid:]).astype(np.int64), np.sort(order[:n_valid]).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------- parties
@@ -288,7 +308,10 @@ def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
     train / held-out -> fit the split model -> score the held-out positions.
 
     Returns (Flower-compatible scalars and arrays): ``n_social``, ``n_ecommerce``,
-    ``n_aligned``, ``train_positions`` int64, ``test_positions`` int64, ``n_scored`` (the
+    ``n_aligned``, ``train_positions`` int64 (the positions the model was fitted on),
+    ``test_positions`` int64, with ``settings.valid_share > 0`` also ``valid_positions`` int64
+    and ``epoch_valid_losses`` float64 ``[epochs]`` (mean BCE of the validation users after
+    each epoch), ``n_scored`` (the
     held-out scores themselves stay in the label party's private output,
     :data:`~fedads.protocol.runtime.SCORES_FILE`), ``epoch_losses``, ``epoch_seconds``,
     ``epoch_bytes`` float64 ``[epochs]`` (payload bytes per epoch, all links),
@@ -307,8 +330,15 @@ def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
         f"ecommerce {summary.n_ecommerce})"
     )
     train, test = split_positions(summary.n_aligned, settings.test_share, settings.split_seed)
+    valid_values: dict[str, np.ndarray] = {}
+    valid = None
+    if settings.valid_share > 0:
+        train, valid = split_valid(train, settings.valid_share, settings.split_seed)
+        valid_values["valid_positions"] = valid
     coordinator = Coordinator(transport, settings.protocol, progress=progress)
-    history = coordinator.fit(train)
+    history = coordinator.fit(train, valid)
+    if valid is not None:
+        valid_values["epoch_valid_losses"] = np.asarray(history.valid_losses, dtype=np.float64)
     n_scored = coordinator.score(test)
     return {
         "n_social": summary.n_social,
@@ -317,6 +347,7 @@ def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
         "train_positions": train,
         "test_positions": test,
         "n_scored": n_scored,
+        **valid_values,
         **history_arrays(history),
         **coordinator.relay_log.arrays(RELAY_ATTACK_PREFIX),
         "relay_attack_seconds": float(coordinator.relay_log.seconds),

@@ -171,3 +171,23 @@ def test_reuse_is_idempotent_and_never_swaps_an_alignment(tmp_path: Path, tables
     fresh.handle(Envelope("psi_start"))
     with pytest.raises(ProtocolError, match="PSI is under way"):
         fresh.handle(Envelope(ALIGNMENT_REUSE))
+
+
+def test_valid_share_holds_train_users_out_for_per_epoch_validation(tables, psi_run) -> None:
+    """Sweeps choose epochs on validation users: kept out of fitting, never the held-out ones."""
+    from dataclasses import replace
+
+    social, ecommerce = tables
+    settings = replace(SETTINGS, valid_share=0.25, min_query_rows=1)
+    run = run_federated(social, ecommerce, settings, backend="inprocess", alignment=psi_run)
+    fit, valid = run.values["train_positions"], run.values["valid_positions"]
+    np.testing.assert_array_equal(run.values["test_positions"], psi_run.values["test_positions"])
+    np.testing.assert_array_equal(np.union1d(fit, valid), psi_run.values["train_positions"])
+    assert np.intersect1d(fit, valid).size == 0
+    assert valid.size == round(0.25 * psi_run.values["train_positions"].size)
+    losses = run.values["epoch_valid_losses"]
+    assert losses.shape == (SETTINGS.protocol.epochs,) and np.isfinite(losses).all()
+    assert 0.0 < losses.min() < 1.0  # a BCE of a trained model on a rare-positive label
+    assert "valid_positions" not in psi_run.values  # default: no validation users
+    with pytest.raises(InputError, match="valid_share"):
+        replace(SETTINGS, valid_share=1.0).validate()

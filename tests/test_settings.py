@@ -37,6 +37,7 @@ _SPECIAL: dict[str, Any] = {
     "ProtocolConfig.pipeline": True,
     "ProtocolConfig.compression": "int8",
     "ProtocolConfig.optimizer": "sgd",
+    "ProtocolConfig.defense": "max-norm",
     "FederationSettings.psi_backend": "openmined",
     "ModelConfig.social_bottom": "deepfm",  # tower zoo names (docs/models.md)
     "ModelConfig.ecommerce_bottom": "wide_deep",
