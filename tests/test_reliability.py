@@ -97,3 +97,90 @@ def test_large_held_out_set_has_no_warning(evaluation, tmp_path: Path) -> None:
     paths = write_report(tmp_path / "r", evaluation, SUMMARY, plots=False)
     doc = json.loads(paths.json.read_text())
     assert doc["warnings"] == [] and "## Warnings" not in paths.markdown.read_text()
+
+
+# -- checks before training (Experiment.run calls check_before_training first) ---------------
+
+
+def _tables(n: int, n_common: int, labels: list[int] | None = None):  # noqa: ANN202
+    import numpy as np
+    import pandas as pd
+
+    from fedads.tables import load_party_table
+
+    rng = np.random.default_rng(0)
+    keys = [f"u{i:05d}" for i in range(n)]
+    label = labels if labels is not None else list((np.arange(n) % 5 == 0).astype(int))
+    ecommerce = pd.DataFrame(
+        {
+            "key": keys,
+            "x": rng.normal(size=n),
+            "label": label,
+            "is_existing_customer": np.arange(n) % 2,
+        }
+    )
+    social = pd.DataFrame({"key": keys[:n_common] + [f"s{i}" for i in range(5)], "y": 1.0})
+    social["y"] = rng.normal(size=len(social))
+    return (
+        load_party_table(social, party="social", key="key"),
+        load_party_table(
+            ecommerce, party="ecommerce", key="key", label="label", existing="is_existing_customer"
+        ),
+    )
+
+
+def test_check_before_training_passes_and_returns_the_aligned_count() -> None:
+    from fedads.experiment import check_before_training
+    from fedads.federation import FederationSettings
+
+    social, ecommerce = _tables(600, 500)
+    assert check_before_training(social, ecommerce, FederationSettings(), 0.1) == 500
+
+
+@pytest.mark.parametrize(
+    "n_common, budget, message",
+    [
+        (0, 0.1, "no users in common.*--key-lower"),
+        (1, 0.1, "only 1 aligned user"),
+        (10, 0.1, "10 aligned users give 3 held-out users.*selects no one"),
+        (10, 0.5, None),  # a larger budget selects someone
+    ],
+)
+def test_too_few_aligned_users_for_the_split_and_budget(
+    n_common: int, budget: float, message: str | None
+) -> None:
+    from fedads.experiment import check_before_training
+    from fedads.federation import FederationSettings
+
+    social, ecommerce = _tables(600, n_common, labels=[i % 2 for i in range(600)])
+    if message is None:
+        assert check_before_training(social, ecommerce, FederationSettings(), budget) == n_common
+        return
+    with pytest.raises(InputError, match=message):
+        check_before_training(social, ecommerce, FederationSettings(), budget)
+
+
+def test_budget_hint_is_enough_users() -> None:
+    """The 'bring at least N users' hint is a count that passes."""
+    import re
+
+    from fedads.federation import check_aligned_users
+
+    with pytest.raises(InputError) as caught:
+        check_aligned_users("t", 10, 0.3, 0.01)
+    needed = int(re.search(r"at least (\d+) users", str(caught.value)).group(1))
+    assert check_aligned_users("t", needed, 0.3, 0.01)[1] >= 50
+
+
+def test_one_class_among_aligned_training_users_is_refused() -> None:
+    """The table has both classes, but every positive is outside the aligned set."""
+    from fedads.experiment import check_before_training
+    from fedads.federation import FederationSettings
+
+    labels = [0] * 500 + [1] * 100  # the first 500 keys are the aligned ones
+    social, ecommerce = _tables(600, 500, labels=labels)
+    with pytest.raises(InputError, match="no positive.*aligned training users"):
+        check_before_training(social, ecommerce, FederationSettings(), 0.1)
+    social, ecommerce = _tables(600, 500, labels=[1] * 600)
+    with pytest.raises(InputError, match="no negative.*e-commerce table"):
+        check_before_training(social, ecommerce, FederationSettings(), 0.1)
