@@ -184,3 +184,14 @@ def test_one_class_among_aligned_training_users_is_refused() -> None:
     social, ecommerce = _tables(600, 500, labels=[1] * 600)
     with pytest.raises(InputError, match="no negative.*e-commerce table"):
         check_before_training(social, ecommerce, FederationSettings(), 0.1)
+
+
+def test_current_folder_is_refused(
+    evaluation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match="current folder"):
+        write_report(".", evaluation, SUMMARY, plots=False)
+    paths = write_report("r", evaluation, SUMMARY, plots=False)  # relative paths work
+    assert paths.json == Path("r") / "report.json" and paths.json.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]

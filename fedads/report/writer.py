@@ -349,9 +349,10 @@ def write_report(
     report_warnings = [*held_out_warnings(evaluation), *(str(w) for w in warnings)]
     out = Path(out_dir)
     check_out_dir(where, out)
+    target = Path(os.path.abspath(out))  # "." or "a/.." have no usable name or parent
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
         staging.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; a report folder is not secret
     except OSError as exc:
         raise fail(
@@ -369,7 +370,7 @@ def write_report(
             privacy=privacy,
             warnings=report_warnings,
         )
-        _swap_into_place(staging, out)
+        _swap_into_place(staging, target)
     except BaseException:
         # Nothing partial is left: the staging folder goes, a previous report stays as it was.
         shutil.rmtree(staging, ignore_errors=True)
@@ -426,6 +427,14 @@ def check_out_dir(where: str, out: str | Path) -> None:
 
     Cheap; :meth:`fedads.experiment.Experiment.run` calls it before training."""
     out = Path(out)
+    target = Path(os.path.abspath(out))
+    cwd = Path(os.path.abspath(os.getcwd()))
+    if target == cwd or target in cwd.parents or target == target.parent:
+        raise fail(
+            where,
+            f"{str(out)!r} is the current folder (or contains it) and cannot be replaced",
+            "pass a new folder for the report, e.g. --out fedads-out",
+        )
     if not out.exists():
         ancestor = out.parent
         while not ancestor.exists() and ancestor != ancestor.parent:
