@@ -57,8 +57,28 @@ class Terminated(BaseException):
     """SIGTERM arrived; raised from the signal handler so cleanup (``finally``) runs."""
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated
+#: The signal that arrived during this main() call (None: none). A backend may catch the
+#: interrupt and report its own failure instead (e.g. an engine "failed" with an empty reason);
+#: the exit code still says "interrupted".
+_RECEIVED: list[int] = []
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    _RECEIVED.append(signum)
+    if signum == signal.SIGTERM:
+        raise Terminated
+    raise KeyboardInterrupt
+
+
+def _interrupted_exit() -> int | None:
+    """Exit code and one line for a signal received during the run (None: no signal)."""
+    if not _RECEIVED:
+        return None
+    if _RECEIVED[0] == signal.SIGTERM:
+        print("fedads: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_SIGTERM
+    print("fedads: interrupted (SIGINT)", file=sys.stderr)
+    return EXIT_SIGINT
 
 
 def os_error_exit(exc: OSError) -> tuple[int, str]:
@@ -355,19 +375,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # The application configures logging; the library only logs (fedads._progress).
     set_verbosity("warning" if args.quiet else "debug" if args.verbose else "info")
-    previous = _install_sigterm_handler()
+    previous = _install_signal_handlers()
     try:
         with warnings.catch_warnings():
             if args.quiet:
                 warnings.simplefilter("ignore")
             return int(args.handler(args) or 0)
     except InputError as exc:
+        interrupted = _interrupted_exit()
+        if interrupted is not None:
+            return interrupted
         print(f"fedads: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except FedadsError as exc:
+        interrupted = _interrupted_exit()
+        if interrupted is not None:
+            return interrupted
         print(f"fedads: failed: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except OSError as exc:
+        interrupted = _interrupted_exit()
+        if interrupted is not None:
+            return interrupted
         code, line = os_error_exit(exc)
         print(line, file=sys.stderr)
         return code
@@ -378,16 +407,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("fedads: terminated (SIGTERM)", file=sys.stderr)
         return EXIT_SIGTERM
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        _RECEIVED.clear()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
-def _install_sigterm_handler() -> Any:
-    """SIGTERM -> :class:`Terminated` (exit 143) in the main thread; returns the old handler."""
-    try:
-        return signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread (e.g. main() called from a worker): leave it
-        return None
+def _install_signal_handlers() -> dict[int, Any]:
+    """SIGINT -> KeyboardInterrupt (exit 130), SIGTERM -> :class:`Terminated` (exit 143), both
+    remembered in ``_RECEIVED``; only in the main thread. Returns the handlers to restore."""
+    previous: dict[int, Any] = {}
+    _RECEIVED.clear()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) == signal.SIG_IGN:
+            continue  # e.g. started with nohup or in the background: keep ignoring it
+        try:
+            previous[signum] = signal.signal(signum, _on_signal)
+        except ValueError:  # not the main thread (e.g. main() called from a worker): leave it
+            break
+    return previous
 
 
 if __name__ == "__main__":

@@ -277,3 +277,31 @@ def test_unusable_out_folder_exits_2_before_training(
     code, _, stderr = _run(["run", *_tables(tmp_path), "--out", str(out), *FAST], capsys)
     assert code == 2 and _one_line(stderr).startswith("fedads: error:")
     assert out.is_file() or (out / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("signum, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_interrupt_reported_as_a_failure_by_a_backend_still_exits_130_or_143(
+    signum: str, code: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A backend that catches the interrupt and raises its own error (the simulation engine
+    'failed' with an empty reason, issue #17) does not turn an interrupt into exit 1."""
+    import os
+    import signal
+    import time
+
+    from fedads.errors import ProtocolError
+    from fedads.experiment import Experiment
+
+    def engine(self: Experiment, out_dir: object = None, *, verbose: bool = True) -> None:
+        try:
+            os.kill(os.getpid(), getattr(signal, signum))
+            time.sleep(5)
+        except BaseException:  # noqa: BLE001 - what an engine wrapper does
+            raise ProtocolError("the Flower simulation engine failed: ") from None
+
+    monkeypatch.setattr(Experiment, "run", engine)
+    tables = ["--social", str(SAMPLE / "social.csv"), "--ecommerce", str(SAMPLE / "ecommerce.csv")]
+    got, _, stderr = _run(["run", *tables, "--key", "key", "-q"], capsys)
+    line = _one_line(stderr)
+    assert got == code and ("interrupted" in line or "terminated" in line), line
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
