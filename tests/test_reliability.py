@@ -195,3 +195,56 @@ def test_current_folder_is_refused(
     paths = write_report("r", evaluation, SUMMARY, plots=False)  # relative paths work
     assert paths.json == Path("r") / "report.json" and paths.json.is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+# -- a real interrupt of a real run (in-process backend, a subprocess) ------------------------
+
+
+@pytest.mark.slow  # ~25 s each on 2 busy cores (torch and Flower imports dominate)
+@pytest.mark.parametrize(
+    "signum, code, stage",
+    [("SIGINT", 130, "epoch 1/"), ("SIGTERM", 143, "aligning users")],
+)
+def test_signal_during_a_run_exits_fast_with_no_report(
+    signum: str, code: int, stage: str, tmp_path: Path
+) -> None:
+    """Fault injection: the signal arrives during PSI or training; the run ends within seconds
+    with 130 / 143 and one line, and neither the report folder nor a staging folder exists."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample"
+    out = tmp_path / "out"
+    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), *sys.path])
+    argv = [sys.executable, "-m", "fedads.cli", "run", "--social", str(sample / "social.csv")]
+    argv += ["--ecommerce", str(sample / "ecommerce.csv"), "--key", "key", "--out", str(out)]
+    argv += ["--backend", "inprocess", "--epochs", "100", "--defense", "none"]
+    process = subprocess.Popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        # a child of a background job may inherit SIGINT ignored; a user's Ctrl-C is not
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:  # progress lines go to stderr
+        lines.append(line)
+        if stage in line:
+            break
+    else:
+        pytest.fail(f"the run ended before training: {''.join(lines)}")
+    process.send_signal(getattr(signal, signum))
+    start = time.monotonic()
+    rest = process.communicate(timeout=60)[1]
+    assert time.monotonic() - start < 10
+    assert process.returncode == code, rest
+    tail = [line for line in rest.splitlines() if line.strip()]
+    assert tail and tail[-1].startswith("fedads: ") and "Traceback" not in rest, rest
+    assert list(tmp_path.iterdir()) == []
