@@ -265,6 +265,8 @@ def check_before_training(
     # The label party knows this much before any alignment.
     _check_both_classes(where, labels, "the e-commerce table")
     norm = settings.normalization
+    for table in (social, ecommerce):
+        _check_unique_after_normalisation(where, table, norm)
     social_keys = normalize_keys(social.keys(), norm, party="social")
     ecommerce_keys = normalize_keys(ecommerce.keys(), norm, party="ecommerce")
     common, _, ecommerce_idx = np.intersect1d(
@@ -286,6 +288,29 @@ def check_before_training(
     train, _ = split_positions(int(common.size), settings.test_share, settings.split_seed)
     _check_both_classes(where, labels[aligned_rows[train]], "the aligned training users")
     return int(common.size)
+
+
+def _check_unique_after_normalisation(where: str, table: PartyTable, norm: Any) -> None:
+    """Keys distinct in the file but equal after normalisation (e.g. ``"a"`` and ``" a "``):
+    a hint the CLI user can act on (the PSI party's own message suggests changing the rule)."""
+    keys = pd.Series(table.keys(), dtype=object)
+    if norm.strip:
+        keys = keys.str.strip()
+    if norm.lower:
+        keys = keys.str.lower()
+    repeated = keys[keys.duplicated(keep=False)]
+    if repeated.empty:
+        return
+    raw = pd.Series(table.keys(), dtype=object)[repeated.index]
+    first = repeated.iloc[0]
+    spellings = raw[repeated == first].tolist()[:3]
+    rule = "surrounding spaces removed" + (", lower-cased (--key-lower)" if norm.lower else "")
+    raise fail(
+        where,
+        f"the {table.party} table {table.source} has {repeated.nunique()} keys duplicated once "
+        f"compared as the parties align them ({rule}), e.g. {first!r} <- {spellings!r}",
+        f"keep one row per user in the {table.party} table",
+    )
 
 
 def _check_both_classes(where: str, labels: np.ndarray, whose: str) -> None:
