@@ -148,3 +148,47 @@ def check_positions(
 def check_row_indices(where: str, rows: Any, n_rows: int) -> np.ndarray:
     """Row indices into a table (repeats allowed, may be empty); see :func:`check_positions`."""
     return check_positions(where, "rows", rows, n_rows, allow_empty=True, unique=False)
+
+
+LARGE_MAGNITUDE = 1e12
+"""Numeric feature values with ``|x|`` above this get a warning (likely a unit or parse error)."""
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""Features are stored as float32 for training: larger magnitudes would become infinite."""
+
+
+def check_magnitudes(
+    where: str,
+    columns: dict[str, np.ndarray],
+    *,
+    warn_above: float = LARGE_MAGNITUDE,
+    stacklevel: int = 4,
+) -> None:
+    """Refuse numeric columns with values beyond float32 range; warn (``DataWarning``) naming
+    the columns with ``|x| > warn_above``.
+
+    Args:
+        columns: column name -> ``float64 [n]`` values (NaN = missing, ignored).
+        stacklevel: as in :func:`warn`, counted from the caller of this function.
+    """
+    large: list[str] = []
+    for name, values in columns.items():
+        magnitude = np.abs(np.asarray(values, dtype=np.float64))
+        biggest = float(np.nanmax(magnitude)) if np.isfinite(magnitude).any() else 0.0
+        if biggest > FLOAT32_MAX:
+            count = int(np.count_nonzero(magnitude > FLOAT32_MAX))
+            raise fail(
+                where,
+                f"column {name!r} has {count} values with |x| > {FLOAT32_MAX:.3g} (largest "
+                f"{biggest:.3g}), which become infinite in the float32 features",
+                "rescale the column (e.g. log or other units) or leave such values missing",
+            )
+        if biggest > warn_above:
+            large.append(f"{name!r} (max |x| {biggest:.3g})")
+    if large:
+        warn(
+            where,
+            f"numeric feature columns with absurd magnitudes (|x| > {warn_above:g}): "
+            f"{', '.join(large[:10])}{' ...' if len(large) > 10 else ''}",
+            "they are kept (standardised for training), but check their units or parsing",
+            stacklevel=stacklevel,
+        )

@@ -7,18 +7,26 @@ Subcommands:
     ``fedads run --social PATH --ecommerce PATH --key COL ...``: bring-your-own party tables.
     ``fedads world --users N --seed S [--out DIR]``: write a synthetic world's tables.
 
-Bad input ends with exit code 2 and one line ``fedads: error: <what>; <how to fix>``.
+Exit codes (one rule, README "Exit codes"): 0 success, 2 bad input (one line
+``fedads: error: <what>; <how to fix>``), 1 internal failure (one line ``fedads: failed: ...``),
+130 interrupted by SIGINT (Ctrl-C), 143 terminated by SIGTERM. OS errors are one line too: 2 for
+a path the user can fix (permission, missing folder), 1 otherwise (disk full). Report folders are
+written atomically (:func:`fedads.report.write_report`), so an interrupted run leaves no partial
+report. Not covered here: stopping Flower's engine processes on an interrupt (issue #17).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from fedads._progress import set_verbosity
 from fedads.errors import FedadsError, InputError
@@ -27,6 +35,59 @@ from fedads.protocol.config import DEFAULT_TIMEOUT_S
 DEFAULT_OUT = "fedads-out"
 EXIT_INPUT = 2
 EXIT_FAILURE = 1
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+#: OS errors a user fixes by giving another path (exit 2); others (disk full, I/O) exit 1.
+USER_PATH_ERRNOS = frozenset(
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOENT,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EEXIST,
+        errno.ENAMETOOLONG,
+        errno.ENOTEMPTY,
+    }
+)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived; raised from the signal handler so cleanup (``finally``) runs."""
+
+
+#: The signal that arrived during this main() call (None: none). A backend may catch the
+#: interrupt and report its own failure instead (e.g. an engine "failed" with an empty reason);
+#: the exit code still says "interrupted".
+_RECEIVED: list[int] = []
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    _RECEIVED.append(signum)
+    if signum == signal.SIGTERM:
+        raise Terminated
+    raise KeyboardInterrupt
+
+
+def _interrupted_exit() -> int | None:
+    """Exit code and one line for a signal received during the run (None: no signal)."""
+    if not _RECEIVED:
+        return None
+    if _RECEIVED[0] == signal.SIGTERM:
+        print("fedads: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_SIGTERM
+    print("fedads: interrupted (SIGINT)", file=sys.stderr)
+    return EXIT_SIGINT
+
+
+def os_error_exit(exc: OSError) -> tuple[int, str]:
+    """The exit code and one-line message for an OS error (no traceback)."""
+    where = f": {exc.filename!r}" if exc.filename else ""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in USER_PATH_ERRNOS:
+        return EXIT_INPUT, f"fedads: error: {reason}{where}; pass a path you can write to"
+    return EXIT_FAILURE, f"fedads: failed: {reason}{where}; free disk space and retry"
 
 
 def _defense_fields(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
@@ -132,6 +193,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from fedads.align import KeyNormalization
     from fedads.experiment import Experiment, ExperimentConfig
     from fedads.federation import FederationSettings
     from fedads.protocol import ProtocolConfig
@@ -154,7 +216,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         **_defense_fields(args),
     )
-    settings = FederationSettings(protocol=protocol, split_seed=args.seed)
+    settings = FederationSettings(
+        protocol=protocol,
+        split_seed=args.seed,
+        normalization=KeyNormalization(strip=True, lower=args.key_lower),
+    )
     # Column names are each party's own: they stay with its table, not in the settings.
     social = load_party_table(args.social, party="social", key=social_key)
     ecommerce = load_party_table(
@@ -257,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--key", help="join-key column (same name on both sides)")
     run.add_argument("--social-key", help="join-key column of the social table")
     run.add_argument("--ecommerce-key", help="join-key column of the e-commerce table")
+    run.add_argument(
+        "--key-lower",
+        action="store_true",
+        help="lower-case keys on both sides before aligning (e-mails, hex digests whose case "
+        "differs between the parties); keys are always stripped of surrounding spaces",
+    )
     run.add_argument("--label", default="label", help="0/1 conversion column (e-commerce)")
     run.add_argument(
         "--existing", default="is_existing_customer", help="0/1 existing-customer column"
@@ -303,20 +375,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # The application configures logging; the library only logs (fedads._progress).
     set_verbosity("warning" if args.quiet else "debug" if args.verbose else "info")
+    previous = _install_signal_handlers()
     try:
         with warnings.catch_warnings():
             if args.quiet:
                 warnings.simplefilter("ignore")
             return int(args.handler(args) or 0)
     except InputError as exc:
+        interrupted = _interrupted_exit()
+        if interrupted is not None:
+            return interrupted
         print(f"fedads: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except FedadsError as exc:
+        interrupted = _interrupted_exit()
+        if interrupted is not None:
+            return interrupted
         print(f"fedads: failed: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except OSError as exc:
+        interrupted = _interrupted_exit()
+        if interrupted is not None:
+            return interrupted
+        code, line = os_error_exit(exc)
+        print(line, file=sys.stderr)
+        return code
     except KeyboardInterrupt:
-        print("fedads: interrupted", file=sys.stderr)
-        return 130
+        print("fedads: interrupted (SIGINT)", file=sys.stderr)
+        return EXIT_SIGINT
+    except Terminated:
+        print("fedads: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_SIGTERM
+    finally:
+        _RECEIVED.clear()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _install_signal_handlers() -> dict[int, Any]:
+    """SIGINT -> KeyboardInterrupt (exit 130), SIGTERM -> :class:`Terminated` (exit 143), both
+    remembered in ``_RECEIVED``; only in the main thread. Returns the handlers to restore."""
+    previous: dict[int, Any] = {}
+    _RECEIVED.clear()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) == signal.SIG_IGN:
+            continue  # e.g. started with nohup or in the background: keep ignoring it
+        try:
+            previous[signum] = signal.signal(signum, _on_signal)
+        except ValueError:  # not the main thread (e.g. main() called from a worker): leave it
+            break
+    return previous
 
 
 if __name__ == "__main__":

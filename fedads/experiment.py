@@ -162,6 +162,11 @@ class Experiment:
         ``"clear"`` in a simulation, skips it (see :func:`fedads.federation.run_federated`).
         """
         config = self.config.validate()
+        if out_dir is not None:
+            from fedads.report.writer import check_out_dir
+
+            # Before any training: a refused or unwritable report folder fails in seconds.
+            check_out_dir("Experiment.run out_dir", out_dir)
         progress = Progress(verbose)
         social, ecommerce, truth = self.social, self.ecommerce, self.truth
         if social is None or ecommerce is None:
@@ -170,6 +175,7 @@ class Experiment:
             social, ecommerce = world.party_tables()
             truth = world.truth
         settings = replace(config.federation, verbose=verbose)
+        check_before_training(social, ecommerce, settings, config.headline_budget)
         progress(f"federated training ({config.backend}, {settings.protocol.mode} mode)")
         run = run_federated(
             social,
@@ -235,6 +241,88 @@ class Experiment:
             )
             progress(f"report written to {out_dir}")
         return result
+
+
+def check_before_training(
+    social: PartyTable,
+    ecommerce: PartyTable,
+    settings: FederationSettings,
+    headline_budget: float | None = None,
+) -> int:
+    """Every check the tables and the aligned set allow, before any training; returns the
+    aligned count.
+
+    The experimenter holds both tables (a simulation), so it can compute the aligned set in
+    the clear here; the federated run still aligns by PSI. Raises InputError (one line) for:
+    a key duplicated after the agreed normalisation; labels without a positive or without a
+    negative (in the e-commerce table, then among the aligned training users); no or too few
+    users in common for the split and the headline budget.
+    """
+    from fedads.align import aligned_order, normalize_keys
+
+    where = "before training"
+    labels = ecommerce.labels()
+    # The label party knows this much before any alignment.
+    _check_both_classes(where, labels, "the e-commerce table")
+    norm = settings.normalization
+    for table in (social, ecommerce):
+        _check_unique_after_normalisation(where, table, norm)
+    social_keys = normalize_keys(social.keys(), norm, party="social")
+    ecommerce_keys = normalize_keys(ecommerce.keys(), norm, party="ecommerce")
+    common, _, ecommerce_idx = np.intersect1d(
+        social_keys, ecommerce_keys, assume_unique=True, return_indices=True
+    )
+    if common.size == 0:
+        raise fail(
+            where,
+            f"no users in common between the social ({social.n_rows} keys) and e-commerce "
+            f"({ecommerce.n_rows} keys) tables (key normalisation {norm.describe()})",
+            "check that both use the same key column and identifier; if only the case differs, "
+            "pass --key-lower (CLI) or FederationSettings(normalization=KeyNormalization("
+            "lower=True))",
+        )
+    from fedads.federation import check_aligned_users, split_positions
+
+    check_aligned_users(where, int(common.size), settings.test_share, headline_budget)
+    aligned_rows = ecommerce_idx[aligned_order(common)]
+    train, _ = split_positions(int(common.size), settings.test_share, settings.split_seed)
+    _check_both_classes(where, labels[aligned_rows[train]], "the aligned training users")
+    return int(common.size)
+
+
+def _check_unique_after_normalisation(where: str, table: PartyTable, norm: Any) -> None:
+    """Keys distinct in the file but equal after normalisation (e.g. ``"a"`` and ``" a "``):
+    a hint the CLI user can act on (the PSI party's own message suggests changing the rule)."""
+    keys = pd.Series(table.keys(), dtype=object)
+    if norm.strip:
+        keys = keys.str.strip()
+    if norm.lower:
+        keys = keys.str.lower()
+    repeated = keys[keys.duplicated(keep=False)]
+    if repeated.empty:
+        return
+    raw = pd.Series(table.keys(), dtype=object)[repeated.index]
+    first = repeated.iloc[0]
+    spellings = raw[repeated == first].tolist()[:3]
+    rule = "surrounding spaces removed" + (", lower-cased (--key-lower)" if norm.lower else "")
+    raise fail(
+        where,
+        f"the {table.party} table {table.source} has {repeated.nunique()} keys duplicated once "
+        f"compared as the parties align them ({rule}), e.g. {first!r} <- {spellings!r}",
+        f"keep one row per user in the {table.party} table",
+    )
+
+
+def _check_both_classes(where: str, labels: np.ndarray, whose: str) -> None:
+    positives = int(np.count_nonzero(labels == 1))
+    if positives == 0 or positives == labels.size:
+        missing = "positive (label 1)" if positives == 0 else "negative (label 0)"
+        raise fail(
+            where,
+            f"no {missing} among the {labels.size} users of {whose}; a model cannot learn "
+            "from one class",
+            "check the label column (--label) or bring users with both outcomes",
+        )
 
 
 def evaluate_held_out(

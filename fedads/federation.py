@@ -11,6 +11,7 @@ Everything the job and the factories need travels as a flat Flower run config
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -189,6 +190,40 @@ def split_valid(train: np.ndarray, valid_share: float, seed: int) -> tuple[np.nd
     n_valid = min(int(round(valid_share * train.size)), train.size - 1) if valid_share > 0 else 0
     order = np.random.default_rng([seed, 1]).permutation(train)
     return np.sort(order[n_valid:]).astype(np.int64), np.sort(order[:n_valid]).astype(np.int64)
+
+
+def check_aligned_users(
+    where: str, n_aligned: int, test_share: float, budget: float | None = None
+) -> tuple[int, int]:
+    """Refuse (InputError) an aligned set too small for the split and the budget.
+
+    Cheap, and meant to run as soon as the aligned count is known (after PSI, or in a
+    simulation from both tables) and before any training. Returns ``(n_train, n_test)``.
+
+    Args:
+        n_aligned: users in the PSI intersection.
+        test_share: share held out (:class:`FederationSettings`).
+        budget: the headline budget share; when given, it must select at least one held-out user.
+    """
+    from fedads.eval.targeting import budget_users
+
+    if n_aligned < 2:
+        raise fail(
+            where,
+            f"only {n_aligned} aligned user(s); the train / held-out split needs at least 2",
+            "check the key columns and key normalisation, or bring tables with more users in "
+            "common",
+        )
+    n_test = min(max(int(round(test_share * n_aligned)), 1), n_aligned - 1)
+    if budget is not None and budget_users(budget, n_test) < 1:
+        raise fail(
+            where,
+            f"{n_aligned} aligned users give {n_test} held-out users, and a budget of "
+            f"{budget:g} of them selects no one",
+            f"bring at least {math.ceil(0.5 / (budget * test_share))} users in common, or "
+            "raise the budget (--budget)",
+        )
+    return n_aligned - n_test, n_test
 
 
 # ---------------------------------------------------------------------------------- parties

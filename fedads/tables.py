@@ -22,6 +22,7 @@ Canonical frame (``PartyTable.frame``), in this column order:
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from collections.abc import Sequence
@@ -37,11 +38,13 @@ from pandas.api import types as ptypes
 from fedads._validation import (
     check_choice,
     check_columns_present,
+    check_magnitudes,
     check_row_indices,
     examples,
     fail,
     warn,
 )
+from fedads.errors import InputError
 
 PartyName = Literal["social", "ecommerce"]
 PARTIES: tuple[str, ...] = ("social", "ecommerce")
@@ -330,6 +333,7 @@ def load_party_table(
 
     frame = pd.DataFrame(columns)
     _warn_uninformative(where, frame, features)
+    check_magnitudes(where, {c: frame[c].to_numpy() for c in numeric_columns})
     return PartyTable(
         party=party,
         source=display,
@@ -479,8 +483,12 @@ def _read(source: Any, display: str, where: str, key: str, categorical: list[str
     try:
         if suffix in _CSV_SUFFIXES:
             text_columns = {key: str, **{column: str for column in categorical}}
-            return pd.read_csv(path, dtype=text_columns, low_memory=False)
+            frame = pd.read_csv(path, dtype=text_columns, low_memory=False)
+            _check_short_rows(where, path, len(frame.columns))
+            return frame
         return pd.read_parquet(path)
+    except InputError:
+        raise
     except pd.errors.EmptyDataError:
         raise fail(where, "the file has no header and no data", "write a header line") from None
     except UnicodeDecodeError:
@@ -493,6 +501,29 @@ def _read(source: Any, display: str, where: str, key: str, categorical: list[str
             f"cannot be read as {kind} ({type(exc).__name__}: {detail})",
             f"check that the file is a valid {kind} file",
         ) from None
+
+
+def _check_short_rows(where: str, path: Path, n_columns: int) -> None:
+    """Refuse CSV rows with fewer fields than the header: pandas would fill them with NaN
+    silently (a truncated export, a missing delimiter). Blank lines are skipped, as pandas does."""
+    short: list[int] = []
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)  # the header
+        row = 0
+        for fields in reader:
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue
+            row += 1
+            if len(fields) < n_columns:
+                short.append(row)
+    if short:
+        raise fail(
+            where,
+            f"{len(short)} rows have fewer fields than the header's {n_columns}: rows "
+            f"{examples(short)} ({_ROWS_NOTE})",
+            "write every field (leave a field empty between commas, e.g. a,,c, to mark it missing)",
+        )
 
 
 def _check_column_names(where: str, frame: pd.DataFrame) -> None:

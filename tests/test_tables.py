@@ -496,3 +496,38 @@ def test_role_table_column_names_come_from_the_party_side(tmp_path: Path) -> Non
     from fedads.flower.config import party_run_config
 
     assert "ecommerce-key" not in party_run_config("social", {"ecommerce-key": "k"})
+
+
+# -- never silent (issue #17): short CSV rows, absurd magnitudes ------------------------------
+
+
+def test_short_csv_rows_are_an_error_naming_the_count_and_rows(tmp_path: Path) -> None:
+    path = tmp_path / "short.csv"
+    path.write_text("key,likes,region\n0012,3,n\n0099,0\n\na9\n0100,,\n", encoding="utf-8")
+    with pytest.raises(
+        InputError, match=r"2 rows have fewer fields than the header's 3: rows \[2, 3\]"
+    ):
+        load_party_table(path, party="social", key="key")
+    # Empty fields written out (and blank lines) are fine: missing values, no error.
+    path.write_text("key,likes,region\n0012,3,n\n\n0099,,\n", encoding="utf-8")
+    table = load_party_table(path, party="social", key="key")
+    assert table.n_rows == 2 and np.isnan(table.numeric_matrix()[1, 0])
+
+
+def test_absurd_magnitudes_warn_naming_the_column() -> None:
+    frame = social_frame()
+    frame["income"] = [1e13, 5.0, 7.0]
+    with pytest.warns(DataWarning, match=r"absurd magnitudes.*'income'") as caught:
+        load_party_table(frame, party="social", key="key")
+    assert not any("'likes'" in str(w.message) for w in caught)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        load_party_table(social_frame(), party="social", key="key")  # ordinary values: silent
+
+
+def test_magnitudes_beyond_float32_are_an_error(tmp_path: Path) -> None:
+    frame = social_frame()
+    frame["income"] = [1e308, 5.0, 7.0]
+    path = write_csv(tmp_path, frame)
+    with pytest.raises(InputError, match=r"'income' has 1 values .*become infinite"):
+        load_party_table(path, party="social", key="key")

@@ -17,17 +17,28 @@ report.json contract (read by other tools; see docs/evaluation.md):
   under ``privacy.relay_label_leakage``, ``privacy.worst_leak_auc``, ``privacy.defense``
   (``name``, ``strength``, ``epsilon`` or null, ``undefended``) and ``privacy.feature_inference``
   (see docs/privacy.md);
+- ``warnings``: one-line warnings about the result (e.g. a small held-out set), also listed in
+  ``report.md``; empty when there is nothing to warn about;
 - richer detail in other keys. Strict JSON: NaN and inf are written as null.
+
+Atomic output: the report is written into a temporary sibling folder and renamed into place at
+the end, so ``out_dir`` holds a complete report or nothing new (a previous report in it is
+replaced as a whole). A non-empty ``out_dir`` that is not a previous fedads report is refused.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from fedads._validation import check_in_range, check_positive_int, fail
 from fedads.eval._json import to_jsonable
@@ -40,6 +51,12 @@ from fedads.report.scores import check_key_column, write_scores_csv
 
 SCHEMA_VERSION = 1
 REQUIRED_DATA_KEYS = ("social_rows", "ecommerce_rows", "aligned")
+REPORT_FILES = ("report.json", "report.md", "scores.csv")
+"""Files every report folder has (plots are ``*.png`` beside them)."""
+MIN_HELD_OUT_USERS = 200
+"""Fewer held-out users than this get a warning in the report."""
+MIN_NEW_CUSTOMER_CONVERSIONS = 10
+"""Fewer new-customer conversions among held-out users than this get a warning."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +219,7 @@ def build_report(
     files: Mapping[str, Any] | None = None,
     key_column: str = "key",
     privacy: Mapping[str, Any] | None = None,
+    warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The ``report.json`` document (strict-JSON-ready: NaN -> None)."""
     evaluation_dict = evaluation.to_dict()
@@ -253,6 +271,7 @@ def build_report(
         "notes": evaluation_dict["notes"],
         "seconds": evaluation_dict["seconds"],
         "files": dict(files or {}),
+        "warnings": [str(w) for w in warnings],
         "extra": dict(extra or {}),
     }
     if privacy is not None:
@@ -278,11 +297,16 @@ def write_report(
     claim: tuple[float, float] = DEFAULT_CLAIM,
     plots: bool = True,
     privacy: Mapping[str, Any] | None = None,
+    warnings: Sequence[str] = (),
 ) -> ReportPaths:
     """Write ``report.json``, ``report.md``, ``scores.csv`` and PNG plots into ``out_dir``.
 
     Args:
-        out_dir: created if missing; existing report files in it are overwritten.
+        out_dir: created if missing. The report is written into a temporary sibling folder
+            and renamed to ``out_dir`` at the end: ``out_dir`` holds a complete report or is
+            left as it was. An existing ``out_dir`` must be empty or a previous fedads report
+            (only report.json, report.md, scores.csv, ``*.png``), which is replaced as a whole;
+            any other non-empty folder is refused (InputError), so no file of yours is deleted.
         evaluation: the result of :func:`fedads.eval.evaluate`.
         data_summary: ``social_rows``, ``ecommerce_rows``, ``aligned`` (required, counts of
             rows) and optionally ``test_users`` (must equal the evaluated users); other keys are
@@ -293,9 +317,15 @@ def write_report(
         plots: write the PNG plots.
         privacy: the ``privacy`` block (:func:`fedads.privacy.leakage.privacy_report`), shown
             in ``report.md`` beside the lift.
+        warnings: extra one-line warnings for ``report.json``'s ``warnings`` and ``report.md``
+            (small held-out sets are added automatically, :func:`held_out_warnings`).
 
     Returns:
-        :class:`ReportPaths`.
+        :class:`ReportPaths` (paths inside ``out_dir``).
+
+    Raises:
+        InputError: bad arguments, or an ``out_dir`` that cannot be created or is refused.
+        OSError: writing failed midway (disk full, ...); nothing is left behind.
     """
     where = "write_report"
     if not isinstance(evaluation, Evaluation):
@@ -316,14 +346,159 @@ def write_report(
             f"extra or data_summary is not JSON-compatible ({exc})",
             "pass numbers, strings, lists and dicts only",
         ) from None
+    report_warnings = [*held_out_warnings(evaluation), *(str(w) for w in warnings)]
     out = Path(out_dir)
+    check_out_dir(where, out)
+    target = Path(os.path.abspath(out))  # "." or "a/.." have no usable name or parent
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+        staging.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; a report folder is not secret
     except OSError as exc:
         raise fail(
-            where, f"cannot create {str(out)!r} ({exc})", "pass a writable directory"
+            where, f"cannot create {str(out)!r} ({exc.strerror or exc})", "pass a writable folder"
         ) from None
+    try:
+        written = _write_files(
+            staging,
+            evaluation,
+            data_json,
+            extra_json,
+            claim=claim,
+            key_column=key_column,
+            plots=plots,
+            privacy=privacy,
+            warnings=report_warnings,
+        )
+        _swap_into_place(staging, target)
+    except BaseException:
+        # Nothing partial is left: the staging folder goes, a previous report stays as it was.
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ReportPaths(
+        out_dir=out,
+        json=out / written.json.name,
+        markdown=out / written.markdown.name,
+        scores=out / written.scores.name,
+        plots={name: out / path.name for name, path in written.plots.items()},
+    )
 
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def held_out_warnings(evaluation: Evaluation) -> list[str]:
+    """Warnings about a held-out set too small for stable numbers (see the MIN_* constants)."""
+    data = evaluation.data
+    out = []
+    if data.n < MIN_HELD_OUT_USERS:
+        out.append(
+            f"only {data.n} held-out users (fewer than {MIN_HELD_OUT_USERS}): metrics and lift "
+            "are very noisy; use more aligned users or a larger test_share"
+        )
+    label = np.asarray(data.label)
+    existing = np.asarray(data.is_existing_customer)
+    conversions = int(((label == 1) & (existing == 0)).sum())
+    if conversions < MIN_NEW_CUSTOMER_CONVERSIONS:
+        out.append(
+            f"only {conversions} new-customer conversions among held-out users (fewer than "
+            f"{MIN_NEW_CUSTOMER_CONVERSIONS}): the new-customer lift is not meaningful"
+        )
+    return out
+
+
+def is_report_dir(path: Path) -> bool:
+    """Whether ``path`` holds only a previous fedads report (report files and ``*.png``)."""
+    entries = list(path.iterdir())
+    if not (path / "report.json").is_file():
+        return False
+    return all(
+        entry.is_file() and (entry.name in REPORT_FILES or entry.suffix == ".png")
+        for entry in entries
+    )
+
+
+def check_out_dir(where: str, out: str | Path) -> None:
+    """Refuse (InputError) an ``out`` that cannot be created, is a file, or is a non-empty
+    folder that is not a fedads report (replacing it would delete the user's other files).
+
+    Cheap; :meth:`fedads.experiment.Experiment.run` calls it before training."""
+    out = Path(out)
+    target = Path(os.path.abspath(out))
+    cwd = Path(os.path.abspath(os.getcwd()))
+    if target == cwd or target in cwd.parents or target == target.parent:
+        raise fail(
+            where,
+            f"{str(out)!r} is the current folder (or contains it) and cannot be replaced",
+            "pass a new folder for the report, e.g. --out fedads-out",
+        )
+    if not out.exists():
+        ancestor = out.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+            raise fail(
+                where,
+                f"cannot create {str(out)!r}: {str(ancestor)!r} is not a writable folder",
+                "pass a folder path you can write to",
+            )
+        return
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise fail(
+            where,
+            f"cannot replace {str(out)!r}: its parent folder is not writable",
+            "pass a folder path you can write to",
+        )
+    if not out.is_dir():
+        raise fail(where, f"{str(out)!r} exists and is not a folder", "pass a folder path")
+    try:
+        empty = not any(out.iterdir())
+        if empty or is_report_dir(out):
+            return
+    except OSError as exc:
+        raise fail(
+            where, f"cannot read {str(out)!r} ({exc.strerror or exc})", "pass a readable folder"
+        ) from None
+    raise fail(
+        where,
+        f"{str(out)!r} is not empty and is not a previous fedads report",
+        "pass a new or empty folder (a previous report folder is replaced as a whole)",
+    )
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    """Rename the complete ``staging`` folder to ``out``; a previous report is moved aside first
+    and deleted only once the new one is in place (restored if the rename fails)."""
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    old.rmdir()  # a unique free name to move the previous report to
+    os.replace(out, old)
+    try:
+        os.replace(staging, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_files(
+    out: Path,
+    evaluation: Evaluation,
+    data_json: dict[str, Any],
+    extra_json: dict[str, Any],
+    *,
+    claim: tuple[float, float],
+    key_column: str,
+    plots: bool,
+    privacy: Mapping[str, Any] | None,
+    warnings: list[str],
+) -> ReportPaths:
+    """Every report file into the (new, empty) folder ``out``."""
     scores_path = write_scores_csv(out / "scores.csv", evaluation.data, key_column)
     plot_paths = write_plots(evaluation, out) if plots else {}
     files = {"scores": scores_path.name, "markdown": "report.md"}
@@ -337,21 +512,23 @@ def write_report(
         files=files,
         key_column=key_column,
         privacy=privacy,
+        warnings=warnings,
     )
     json_path = out / "report.json"
     json_path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    markdown_path = out / "report.md"
-    markdown_path.write_text(
-        render_markdown(
-            evaluation,
-            data_json,
-            claim=claim,
-            plots={name: path.name for name, path in plot_paths.items()},
-            key_column=key_column,
-            privacy=document.get("privacy"),
-        ),
-        encoding="utf-8",
+    markdown = render_markdown(
+        evaluation,
+        data_json,
+        claim=claim,
+        plots={name: path.name for name, path in plot_paths.items()},
+        key_column=key_column,
+        privacy=document.get("privacy"),
     )
+    if warnings:
+        lines = "\n".join(f"- {w}" for w in warnings)
+        markdown = f"{markdown.rstrip()}\n\n## Warnings\n\n{lines}\n"
+    markdown_path = out / "report.md"
+    markdown_path.write_text(markdown, encoding="utf-8")
     return ReportPaths(
         out_dir=out, json=json_path, markdown=markdown_path, scores=scores_path, plots=plot_paths
     )
