@@ -227,7 +227,14 @@ def inprocess_run(small_world_tables):
     from fedads.federation import run_federated
 
     social, ecommerce = small_world_tables
-    return run_federated(social, ecommerce, _settings(), backend="inprocess")
+    # One torch thread, as in Flower's Ray workers: float sums in the same order, so the two
+    # backends can be compared bit for bit.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run_federated(social, ecommerce, _settings(), backend="inprocess")
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_user_tower_federated_equals_centralized_reference(
