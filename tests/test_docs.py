@@ -117,6 +117,7 @@ def run_block(block: Block, workdir: Path) -> Outcome:
 
 def _run_once(block: Block, workdir: Path) -> Outcome:
     shutil.copytree(ROOT / "data", workdir / "data")
+    (workdir / "benchmarks").symlink_to(ROOT / "benchmarks")  # blocks that show a script's --help
     if block.language == "python":
         script = workdir / "block.py"
         script.write_text(block.code, encoding="utf-8")

@@ -216,7 +216,15 @@ def _settings():
     from fedads.protocol import ProtocolConfig
 
     protocol = ProtocolConfig(
-        mode="exact", batch_size=128, epochs=2, lr=5e-3, seed=1, model=USER_TOWERS
+        mode="exact",
+        batch_size=128,
+        epochs=2,
+        lr=5e-3,
+        seed=1,
+        model=USER_TOWERS,
+        # True gradients: exact mode then equals the centralized reference (the default label
+        # defense adds noise the centralized model does not have).
+        defense="none",
     )
     return FederationSettings(protocol=protocol, verbose=False)
 
