@@ -153,27 +153,6 @@ def test_split_is_by_user_and_seeded() -> None:
     assert not np.array_equal(split_positions(1000, 0.3, seed=6)[1], test)
 
 
-@pytest.mark.slow
-def test_deployment_engine_trains_the_split_model() -> None:
-    """``flwr run`` on a local SuperLink + 2 SuperNodes (loopback), the same apps and job.
-
-    Each party's table path goes only into its own SuperNode's node config. One chunk per epoch
-    keeps the message count (~9 s per round trip on this engine) small.
-    """
-    world = generate_world(WorldConfig(n_users=1_500, seed=5))
-    social, ecommerce = world.party_tables()
-    protocol = ProtocolConfig(mode="efficient", batch_size=256, chunk_batches=16, epochs=1, seed=5)
-    settings = FederationSettings(protocol=protocol, split_seed=5, verbose=False)
-    run = run_federated(social, ecommerce, settings, backend="deployment", timeout_s=120.0)
-    reference = run_federated(social, ecommerce, settings, backend="inprocess")
-    assert run.values["n_aligned"] == reference.values["n_aligned"] > 0
-    assert np.isfinite(run.values["epoch_losses"]).all()
-    scores = np.asarray(run.values["scores"])
-    assert scores.std() > 0 and ((scores > 0) & (scores < 1)).all()
-    np.testing.assert_allclose(scores, reference.values["scores"], rtol=1e-5)
-    assert run.traffic["social->coordinator"] > 0
-
-
 def _readme_shaped_tables(tmp_path: Path):  # noqa: ANN202
     """The README's bring-your-own-data shape: a key named ``phone_hash``, label ``converted``,
     a declared categorical column that looks numeric, one CSV and one Parquet file."""
