@@ -8,13 +8,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from fedads.models.nets import check_inputs  # re-exported: every zoo bottom checks its inputs
+from fedads._validation import fail
 
 if TYPE_CHECKING:
     from fedads.models.features import TowerSpec
     from fedads.models.nets import ModelConfig
-
-__all__ = ["CategoricalEmbedding", "bottom_tower", "check_inputs", "dense_input"]
 
 
 def bottom_tower(
@@ -30,6 +28,20 @@ def bottom_tower(
         cat_embedding_dim=config.cat_embedding_dim,
         **extra,
     )
+
+
+def check_inputs(where: str, n_numeric: int, cardinalities: Sequence[int]) -> list[int]:
+    """Validate a bottom's input description; return the cardinalities as ints."""
+    cards = [int(c) for c in cardinalities]
+    if n_numeric < 0 or any(c < 1 for c in cards):
+        raise fail(
+            where,
+            f"n_numeric={n_numeric}, cardinalities={cards}",
+            "give n_numeric >= 0 and cardinalities >= 1",
+        )
+    if n_numeric == 0 and not cards:
+        raise fail(where, "no input columns", "give the party at least one numeric or categorical")
+    return cards
 
 
 class CategoricalEmbedding(nn.Module):
