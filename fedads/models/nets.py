@@ -279,6 +279,22 @@ def flatten_logits(logits: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------- builders
+def default_bottom(spec: TowerSpec, config: ModelConfig) -> nn.Module:
+    """The default bottom factory: a :class:`BottomTower`."""
+    return BottomTower(
+        spec.n_numeric,
+        spec.cardinalities,
+        embedding_dim=config.embedding_dim,
+        hidden=config.bottom_hidden,
+        cat_embedding_dim=config.cat_embedding_dim,
+    )
+
+
+def default_top(input_dim: int, config: ModelConfig) -> nn.Module:
+    """The default top factory: a :class:`TopHead`."""
+    return TopHead(input_dim, hidden=config.top_hidden)
+
+
 def build_bottom(
     party: str,
     spec: TowerSpec,

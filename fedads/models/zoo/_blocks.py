@@ -3,31 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from fedads._validation import fail
-
-if TYPE_CHECKING:
-    from fedads.models.features import TowerSpec
-    from fedads.models.nets import ModelConfig
-
-
-def bottom_tower(
-    cls: type[nn.Module], spec: TowerSpec, config: ModelConfig, **extra: Any
-) -> nn.Module:
-    """``cls(n_numeric, cardinalities, embedding_dim=, hidden=, cat_embedding_dim=, **extra)``:
-    the constructor call every zoo bottom makes from a party's spec and the model settings."""
-    return cls(
-        spec.n_numeric,
-        spec.cardinalities,
-        embedding_dim=config.embedding_dim,
-        hidden=config.bottom_hidden,
-        cat_embedding_dim=config.cat_embedding_dim,
-        **extra,
-    )
 
 
 def check_inputs(where: str, n_numeric: int, cardinalities: Sequence[int]) -> list[int]:
