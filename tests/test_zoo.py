@@ -289,6 +289,10 @@ def test_user_tower_trains_through_flower_simulation_like_in_process(
     np.testing.assert_array_equal(
         flower.values["test_positions"], inprocess_run.values["test_positions"]
     )
-    np.testing.assert_array_equal(flower.values["scores"], inprocess_run.values["scores"])
+    # Equal to float32 rounding: Ray's worker and this process can order a sum differently
+    # (differences up to 4e-8 were seen in 2 of about 8 runs); any real difference is far larger.
+    np.testing.assert_allclose(
+        flower.values["scores"], inprocess_run.values["scores"], rtol=1e-6, atol=1e-7
+    )
     labels = ecommerce.labels(inprocess_run.ecommerce_rows[inprocess_run.values["test_positions"]])
     assert roc_auc_score(labels, inprocess_run.values["scores"]) > 0.5
