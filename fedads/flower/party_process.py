@@ -313,7 +313,6 @@ def main(argv: list[str] | None = None) -> int:
     for module in args.preload:
         importlib.import_module(module)
     set_verbosity("warning" if args.quiet else "info")
-    logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     server = PartyServer(read_node_config(args.node_config))
 
     def stop(signum: int, _frame: object) -> None:
