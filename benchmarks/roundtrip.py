@@ -218,7 +218,9 @@ def _jsonl(path: Path, kind: str) -> list[dict[str, Any]]:
     return [r for r in rows if r.get("kind") == kind]
 
 
-def run_deployment_timeline(sizes: list[int], reps: int, poll_s: float) -> dict[str, Any]:
+def run_deployment_timeline(
+    sizes: list[int], reps: int, poll_s: float, party_processes: bool = True
+) -> dict[str, Any]:
     """Run :func:`deployment_timeline_job` on a local deployment; medians per hop, in ms."""
     import tempfile
 
@@ -243,13 +245,44 @@ def run_deployment_timeline(sizes: list[int], reps: int, poll_s: float) -> dict[
         POLL_KEY: poll_s,
     }
     started = time.perf_counter()
-    with LocalDeployment(workdir=work / "deploy", verbose=False) as deployment:
+    with LocalDeployment(
+        workdir=work / "deploy", verbose=False, party_processes=party_processes
+    ) as deployment:
         up_s = time.perf_counter() - started
         result = deployment.run(config, run_timeout_s=3600.0)
         nodes = {p: _node_times(work / "deploy" / "logs" / f"supernode-{p}.log") for p in PARTIES}
     run_s = time.perf_counter() - started - up_s
-    forwarders = {p: _jsonl(stamps / f"forwarder-{p}.jsonl", ECHO) for p in PARTIES}
     out: dict[str, Any] = {"startup_s": round(up_s, 2), "run_s": round(run_s, 2)}
+    if not party_processes:  # no forwarder stamps: SuperNode and ServerApp times only
+        index = 0
+        for size in sizes:
+            rows = np.asarray(result.values[f"rows-{size}"])
+            n = len(rows)
+            for j, party in enumerate(PARTIES):
+                recv = np.asarray(nodes[party][0][index : index + n])
+                send = np.asarray(nodes[party][1][index : index + n])
+                t_start, t_end = rows[:, 2 + 2 * j], rows[:, 3 + 2 * j]
+                hops = {
+                    "push_to_node_pull": recv - rows[:, 0],
+                    "node_pull_to_party": t_start - recv,
+                    "party": t_end - t_start,
+                    "party_to_node_push": send - t_end,
+                    "node_push_to_serverapp": rows[:, 1] - send,
+                }
+                for name, values in hops.items():
+                    out[f"both_{size}_{party}_{name}_ms"] = round(float(np.median(values)) * 1e3, 1)
+            index += n
+            totals = (rows[:, 1] - rows[:, 0]) * 1000.0
+            out[f"both_{size}_total_ms"] = round(float(np.median(totals)), 1)
+            out[f"both_{size}_total_min_ms"] = round(float(totals.min()), 1)
+            print(
+                f"[roundtrip] deployment without party processes {size * 4 / 1e6:.3f} MB: "
+                f"round trip {out[f'both_{size}_total_ms']:.0f} ms (median)",
+                file=sys.stderr,
+                flush=True,
+            )
+        return out
+    forwarders = {p: _jsonl(stamps / f"forwarder-{p}.jsonl", ECHO) for p in PARTIES}
     index = 0
     for size in sizes:
         rows = np.asarray(result.values[f"rows-{size}"])
@@ -303,6 +336,12 @@ def main(argv: list[str] | None = None) -> int:
         default="simulation",
         help="deployment: local SuperLink + SuperNodes + party processes (always a timeline)",
     )
+    parser.add_argument(
+        "--no-party-processes",
+        action="store_true",
+        help="with --engine deployment: the party built in every message's flwr-clientapp "
+        "process from its checkpoint (the behaviour before issue #19), for comparison",
+    )
     parser.add_argument("--out", default=None, help="default: results/roundtrip[_timeline].json")
     args = parser.parse_args(argv)
     try:
@@ -315,16 +354,23 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()
     if args.engine == "deployment":
         poll_s = args.poll_interval if args.poll_interval != DEFAULT_POLL_S else 0.01
-        values = run_deployment_timeline(sizes, args.reps, poll_s)
+        party_processes = not args.no_party_processes
+        values = run_deployment_timeline(sizes, args.reps, poll_s, party_processes)
         report = {
             "benchmark": "roundtrip_deployment_timeline",
-            "settings": {"sizes": sizes, "reps": args.reps, "poll_interval_s": poll_s},
+            "settings": {
+                "sizes": sizes,
+                "reps": args.reps,
+                "poll_interval_s": poll_s,
+                "party_processes": party_processes,
+            },
             "hops": list(DEPLOYMENT_HOPS),
             "load_average_at_start": [round(x, 2) for x in load_start],
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "results_ms": values,
         }
-        out = Path(args.out or ROOT / "results" / "roundtrip_deployment_timeline.json")
+        default = "roundtrip_deployment_timeline" + ("" if party_processes else "_no_party_process")
+        out = Path(args.out or ROOT / "results" / f"{default}.json")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2, default=float) + "\n")
         print(f"[roundtrip] wrote {out}", file=sys.stderr)

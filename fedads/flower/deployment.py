@@ -257,9 +257,13 @@ class LocalDeployment:
     def __enter__(self) -> LocalDeployment:
         # A SIGTERM to this process (a CI timeout, `kill`) would end it without running
         # close(), leaving the SuperLink, SuperNodes and party processes (own sessions) behind:
-        # turn it into an exception while the deployment is open (main thread only).
+        # turn it into an exception while the deployment is open, unless the caller already
+        # handles SIGTERM (the CLI does; main thread only).
         self._old_sigterm: Any = None
-        if threading.current_thread() is threading.main_thread():
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        ):
             self._old_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             self.start()

@@ -23,6 +23,7 @@ the repository's project works with party processes too (it only pays its heavie
 from __future__ import annotations
 
 import os
+import time
 import traceback
 from pathlib import Path
 
@@ -45,17 +46,16 @@ _DEFAULT_TIMEOUT_S = 120.0
 
 
 def _process_start_time() -> float | None:
-    """Wall-clock start of this process (Linux ``/proc``; 10 ms ticks), for timelines."""
+    """Wall-clock start of this process (Linux ``/proc``, 10 ms ticks), for timelines.
+
+    From the start tick and the current uptime (not ``btime``, which is rounded to seconds).
+    """
     try:
         stat = Path("/proc/self/stat").read_text()
         ticks = int(stat.rsplit(")", 1)[1].split()[19])
-        btime = next(
-            int(line.split()[1])
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime")
-        )
-        return btime + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
         return None
 
 
