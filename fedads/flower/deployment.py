@@ -458,7 +458,7 @@ class LocalDeployment:
         run_config: Mapping[str, Any],
         *,
         project_dir: str | Path | None = None,
-        run_timeout_s: float = 600.0,
+        run_timeout_s: float | None = None,
     ) -> FederationResult:
         """Submit one run with ``flwr run`` and return its result (raise its failure).
 
@@ -467,7 +467,10 @@ class LocalDeployment:
                 ``<party>-path`` keys are refused: data paths belong in ``node_configs``.
             project_dir: a Flower app project to submit instead of the generated one (e.g. this
                 repo); its ``[tool.flwr.app.config]`` must declare every key of ``run_config``.
-            run_timeout_s: bound on the whole run, start-up included.
+            run_timeout_s: bound on the whole run, start-up included; ``None`` (default): none
+                beyond the run's own (every message is bounded by ``timeout-s``, and a run
+                whose ServerApp ends without a result fails), since a fixed bound fails long
+                runs that are making progress (a 5-epoch run on a loaded machine took > 600 s).
         """
         if not self.processes:
             raise ProtocolError("LocalDeployment is not started (use it as a context manager)")
@@ -521,7 +524,7 @@ class LocalDeployment:
                         f"flwr run exited with code {proc.popen.returncode} without a result in "
                         f"{out_dir}\n{self._diagnostics(run_log)}"
                     )
-                if time.monotonic() - start > run_timeout_s:
+                if run_timeout_s is not None and time.monotonic() - start > run_timeout_s:
                     raise ProtocolError(
                         f"the run did not finish within {run_timeout_s:g} s (run_timeout_s)\n"
                         f"{self._diagnostics(run_log)}"
@@ -556,7 +559,7 @@ def run_deployment(
     *,
     node_configs: Mapping[str, Mapping[str, Any]] | None = None,
     project_dir: str | Path | None = None,
-    run_timeout_s: float = 600.0,
+    run_timeout_s: float | None = None,
     startup_timeout_s: float = 60.0,
     keep: bool = False,
     verbose: bool = True,
@@ -637,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         help="extra run config entries (numbers and true/false are parsed)",
     )
     parser.add_argument("--timeout-s", type=float, default=float(DEFAULTS[TIMEOUT_KEY]))
-    parser.add_argument("--run-timeout-s", type=float, default=600.0)
+    parser.add_argument("--run-timeout-s", type=float, default=None)
     parser.add_argument("--project-dir", default=None, help="submit this app project instead")
     parser.add_argument("--keep", action="store_true", help="keep logs and results")
     parser.add_argument("--quiet", action="store_true")
