@@ -23,8 +23,9 @@ def test_deployment_engine_trains_the_split_model(monkeypatch: pytest.MonkeyPatc
 
     Each party's table path goes only into its own SuperNode's node config; each party lives in
     its own long-lived party process, reached through the thin forwarding ClientApp. One chunk
-    per epoch keeps the message count (a round trip costs 3.5-4.5 s on this engine, bound by
-    the SuperNode's idle sleep, docs/performance.md) small. Nothing it started may outlive it.
+    per epoch keeps the message count small (14 round trips, PSI included): a round trip costs
+    at least Flower's 3 s SuperNode idle sleep + its 0.5 s reply poll + one `flwr-clientapp`
+    start (docs/performance.md). Nothing it started may outlive it.
     """
     sessions = record_sessions(monkeypatch)
     world = generate_world(WorldConfig(n_users=1_500, seed=5))
