@@ -359,15 +359,31 @@ def prove_role(role: str, secret: bytes, meta: Mapping[str, Any]) -> dict[str, s
     return {"proof": proof.hex(), "public-key": public.hex()}
 
 
+def answer_challenge(
+    role: str, own_config: Mapping[str, Any], meta: Mapping[str, Any]
+) -> dict[str, str]:
+    """A node's answer to the ServerApp's ``hello`` challenge (:func:`prove_role`).
+
+    ``own_config`` is the node's own config only (its node config, or in simulation the config
+    the ClientApp was built with), never the run config; its ``<role>-secret-key`` names the
+    sealing secret key file. Without one the answer holds no proof (the ServerApp refuses the
+    node unless it trusts role claims).
+    """
+    from fedads.protocol.sealing import read_key
+
+    path = own_config.get(f"{role}-secret-key")
+    if not path:
+        return {}
+    return prove_role(role, read_key(str(path), kind="secret", role=role), meta)
+
+
 def check_role_proof(
     challenge: Challenge, role: str, expected_public: bytes, reply_meta: Mapping[str, Any]
 ) -> str | None:
     """``None`` if the reply proves possession of ``role``'s secret key, else why not."""
     proof_hex = str(reply_meta.get("proof", ""))
     if not proof_hex:
-        return (
-            f"claims {role!r} but proves no key (its node config has no '{role}-secret-key')"
-        )
+        return f"claims {role!r} but proves no key (its node config has no '{role}-secret-key')"
     try:
         proof = bytes.fromhex(proof_hex)
     except ValueError:
