@@ -396,3 +396,98 @@ def check_role_proof(
             f"'{public_key_key(role)}' (its proof does not verify)"
         )
     return None
+
+
+# ------------------------------------------------------------------- local deployment
+@dataclass
+class LocalSecurity:
+    """The security material of one :class:`~fedads.flower.deployment.LocalDeployment`.
+
+    Attributes:
+        insecure: no TLS, no node authentication, roles trusted (explicit opt-in only).
+        tls: the CA and SuperLink certificate (None when insecure).
+        auth_keys: ``{party: (private, public)}`` SuperNode authentication key files.
+        run_config: what the run config must carry: each party's sealing public key
+            (``<role>-public-key``), or ``trust-role-claims = true`` when insecure.
+    """
+
+    insecure: bool
+    tls: TlsFiles | None = None
+    auth_keys: dict[str, tuple[Path, Path]] | None = None
+    run_config: dict[str, Any] | None = None
+
+    def superlink_args(self) -> list[str]:
+        return superlink_args(self.tls)
+
+    def supernode_args(self, party: str) -> list[str]:
+        if self.tls is None or not self.auth_keys:
+            return supernode_args(None)
+        return supernode_args(self.tls.ca_cert, self.auth_keys[party][0])
+
+    def connection(self, address: str) -> dict[str, Any]:
+        return cli_connection(address, None if self.tls is None else self.tls.ca_cert)
+
+    def register(
+        self, address: str, admin_home: Path, env: Mapping[str, str], flwr: str | Path
+    ) -> dict[str, int]:
+        """Register every party's SuperNode key with the SuperLink at ``address`` (both at
+        once: each ``flwr`` call spends seconds importing); ``{party: node_id}``."""
+        if self.insecure or not self.auth_keys:
+            return {}
+        from concurrent.futures import ThreadPoolExecutor
+
+        import tomli_w
+
+        admin_home.mkdir(parents=True, exist_ok=True)
+        connection = "fedads-admin"
+        (admin_home / "config.toml").write_text(
+            tomli_w.dumps(
+                {"superlink": {"default": connection, connection: self.connection(address)}}
+            )
+        )
+        with ThreadPoolExecutor(max_workers=len(self.auth_keys)) as pool:
+            futures = {
+                party: pool.submit(register_supernode, keys[1], connection, env, flwr)
+                for party, keys in self.auth_keys.items()
+            }
+            return {party: future.result() for party, future in futures.items()}
+
+
+def prepare_local_security(
+    workdir: Path,
+    node_configs: dict[str, dict[str, Any]],
+    *,
+    insecure: bool = False,
+    hosts: Sequence[str] = ("127.0.0.1", "localhost"),
+) -> LocalSecurity:
+    """Make what a secure local deployment needs under ``workdir``; fill ``node_configs``.
+
+    Secure (default): a CA and SuperLink certificate (``workdir/certs``), one SuperNode
+    authentication key pair per party (``workdir/<party>/auth``), and, for a party whose node
+    config names no ``<role>-secret-key``, a fresh sealing key pair in ``workdir/<party>/keys``
+    (its node config gets its own secret key and, if missing, the peer's public key). The run
+    config then names both parties' sealing public keys, derived from their secret key files.
+    Insecure: nothing is made; a warning is logged; the run config trusts role claims.
+    """
+    from fedads.protocol.sealing import read_key, write_keypair
+
+    if insecure:
+        warn_insecure()
+        return LocalSecurity(insecure=True, run_config={TRUST_CLAIMS_KEY: True})
+    tls = write_certificates(workdir / "certs", hosts)
+    made: dict[str, Path] = {}
+    for role in ROLES:
+        if not node_configs[role].get(f"{role}-secret-key"):
+            secret, public = write_keypair(role, workdir / role / "keys")
+            node_configs[role][f"{role}-secret-key"] = str(secret)
+            made[role] = public
+    for role in made:
+        peer = ROLES[1] if role == ROLES[0] else ROLES[0]
+        if peer in made and not node_configs[role].get(f"{role}-peer-key"):
+            node_configs[role][f"{role}-peer-key"] = str(made[peer])
+    run_config: dict[str, Any] = {}
+    for role in ROLES:
+        secret = read_key(node_configs[role][f"{role}-secret-key"], kind="secret", role=role)
+        run_config[public_key_key(role)] = public_of(secret).hex()
+    auth = {role: write_node_auth_key(workdir / role / "auth", role) for role in ROLES}
+    return LocalSecurity(insecure=False, tls=tls, auth_keys=auth, run_config=run_config)
