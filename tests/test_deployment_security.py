@@ -288,8 +288,8 @@ def test_local_deployment_moves_or_refuses_node_only_keys(tmp_path: Path) -> Non
 
 
 # ----------------------------------------------------------------------------- the recipe
-def _recipe_blocks() -> tuple[str, str, str]:
-    """The recipe's three bash blocks in docs/flower.md: credentials, exchange, start + run."""
+def _recipe_blocks() -> tuple[str, str]:
+    """The recipe's two bash blocks in docs/flower.md: credentials + exchange, start + run."""
     from tests.test_docs import extract_blocks
 
     blocks = extract_blocks(ROOT / "docs" / "flower.md")
@@ -298,11 +298,7 @@ def _recipe_blocks() -> tuple[str, str, str]:
         (code,) = [b.code for b in blocks if marker in b.code]
         return code
 
-    return (
-        find("fedads certs --out link/certs"),
-        find("cp link/certs/ca.crt social/"),
-        find("flower-superlink --ssl-ca-certfile"),
-    )
+    return find("fedads certs --out link/certs"), find("flower-superlink --ssl-ca-certfile")
 
 
 def _free_port_block() -> int:
@@ -357,14 +353,13 @@ def test_recipe_runs_on_loopback_with_tls_node_auth_and_role_proofs(
     from fedads.flower.config import merged_config
     from fedads.flower.deployment import write_app_project
 
-    credentials, exchange, start = _recipe_blocks()
+    credentials, start = _recipe_blocks()
     shutil.copytree(ROOT / "data", tmp_path / "data")
-    for code in (credentials, exchange):
-        argv = ["bash", "-e", "-o", "pipefail", "-c", code]
-        done = subprocess.run(
-            argv, cwd=tmp_path, env=recipe_env, capture_output=True, text=True, timeout=300
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+    argv = ["bash", "-e", "-o", "pipefail", "-c", credentials]
+    done = subprocess.run(
+        argv, cwd=tmp_path, env=recipe_env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
     app = write_app_project(
         tmp_path / "echo-app",
         merged_config({"job": "fedads.flower.testing:echo_job", "echo-rounds": 1,
