@@ -199,7 +199,11 @@ def test_a_third_node_claiming_a_taken_role_is_refused(
         grid = _grid(tmp_path, {3: ("social", impostor_key), 1: ("social", k["social"][1]),
                                 2: ("ecommerce", k["ecommerce"][1])})  # fmt: skip
         found = discover_party_nodes(
-            grid, 1.0, 1.0, lines.append, role_keys=_role_keys(k)  # type: ignore[arg-type]
+            grid,
+            1.0,
+            1.0,
+            lines.append,
+            role_keys=_role_keys(k),  # type: ignore[arg-type]
         )
         assert found == {"social": 1, "ecommerce": 2}  # node 3 is not used
         why = "proves no key" if impostor_key is None else "does not hold the key"
@@ -362,8 +366,14 @@ def test_recipe_runs_on_loopback_with_tls_node_auth_and_role_proofs(
     assert done.returncode == 0, done.stdout + done.stderr
     app = write_app_project(
         tmp_path / "echo-app",
-        merged_config({"job": "fedads.flower.testing:echo_job", "echo-rounds": 1,
-                       "timeout-s": 400.0, "node-wait-s": 400.0}),  # fmt: skip
+        merged_config(
+            {
+                "job": "fedads.flower.testing:echo_job",
+                "echo-rounds": 1,
+                "timeout-s": 400.0,
+                "node-wait-s": 400.0,
+            }
+        ),  # fmt: skip
     )
     port = _free_port_block()
     env = {**recipe_env, "LINK": "127.0.0.1", "PORT": str(port), "APP": str(app),
