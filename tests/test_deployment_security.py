@@ -430,3 +430,31 @@ def test_recipe_runs_on_loopback_with_tls_node_auth_and_role_proofs(
         if intruder is not None:
             _stop_group(intruder)
         _stop_group(proc)
+
+
+def test_an_impostor_that_fails_its_hello_does_not_stop_discovery(
+    tmp_path: Path, task_identity: None, party_keys: dict[str, tuple[bytes, str]]
+) -> None:
+    """A failing node claiming a role another node proved is refused, not fatal."""
+    from fedads.flower.testing import EchoParty
+
+    def factory(role: str, run_config: dict, node_config: dict) -> EchoParty:
+        if node_config.get("broken"):
+            raise RuntimeError("impostor breaks on purpose")
+        return EchoParty(role, run_config, node_config)
+
+    k = party_keys
+    grid = _grid(tmp_path, {1: ("social", k["social"][1]), 2: ("ecommerce", k["ecommerce"][1]),
+                            3: ("social", None)})  # fmt: skip
+    grid.adapter = ClientAdapter(factory, {"state-dir": str(tmp_path)})
+    grid.contexts[3].node_config["broken"] = True
+    lines: list[str] = []
+    found = discover_party_nodes(grid, 1.0, 1.0, lines.append, role_keys=_role_keys(k))  # type: ignore[arg-type]
+    assert found == {"social": 1, "ecommerce": 2}
+    assert any("impostor breaks on purpose" in line for line in lines), lines
+    # without a proven social node, the same failure is the social party's and is raised
+    grid = _grid(tmp_path, {2: ("ecommerce", k["ecommerce"][1]), 3: ("social", None)})
+    grid.adapter = ClientAdapter(factory, {"state-dir": str(tmp_path)})
+    grid.contexts[3].node_config["broken"] = True
+    with pytest.raises(PartyError, match="impostor breaks on purpose"):
+        discover_party_nodes(grid, 1.0, 1.0, role_keys=_role_keys(k))  # type: ignore[arg-type]

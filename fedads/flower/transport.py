@@ -248,8 +248,13 @@ def _hello_batch(
             )
             continue
         party_nodes[party] = node
-    if failed:
-        raise failed[0]
+    # A node whose hello failed while another node proved that role is an impostor (or a stale
+    # duplicate): refused, not fatal. Otherwise its failure is the role's failure, raised now.
+    for error in failed:
+        if keys and error.party in party_nodes:
+            refused.append(f"a node claiming {error.party!r} failed on 'hello': {error.detail}")
+        else:
+            raise error
 
 
 class FlowerTransport:
