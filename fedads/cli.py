@@ -20,6 +20,7 @@ report. Not covered here: stopping Flower's engine processes on an interrupt (is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import math
 import os
@@ -467,8 +468,25 @@ def _install_signal_handlers() -> dict[int, Any]:
     return previous
 
 
+def console_main() -> None:
+    """The ``fedads`` console script: :func:`main`, then exit with its code.
+
+    After an interrupt the run is already cleaned up (engine stopped, staging folder removed),
+    but the interpreter's own shutdown could then take half a minute (native finalizers of the
+    Ray client left behind by a stopped simulation), which a user sees as a hung Ctrl-C: so an
+    interrupted run leaves with ``os._exit`` once the standard streams are flushed.
+    """
+    code = main()
+    if code in (EXIT_SIGINT, EXIT_SIGTERM):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()
 
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "console_main", "main"]

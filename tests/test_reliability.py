@@ -202,19 +202,27 @@ def test_current_folder_is_refused(
 
 @pytest.mark.slow  # ~25 s each on 2 busy cores (torch and Flower imports dominate)
 @pytest.mark.parametrize(
-    "signum, code, stage",
-    [("SIGINT", 130, "epoch 1/"), ("SIGTERM", 143, "aligning users")],
+    "signum, code, stage, backend",
+    [
+        ("SIGINT", 130, "epoch 1/", "inprocess"),
+        ("SIGTERM", 143, "aligning users", "inprocess"),
+        # Flower simulation: Ray, 2 actors and the ServerApp thread must all end too
+        ("SIGINT", 130, "epoch 1/", "simulation"),
+    ],
 )
 def test_signal_during_a_run_exits_fast_with_no_report(
-    signum: str, code: int, stage: str, tmp_path: Path
+    signum: str, code: int, stage: str, backend: str, tmp_path: Path
 ) -> None:
     """Fault injection: the signal arrives during PSI or training; the run ends within seconds
-    with 130 / 143 and one line, and neither the report folder nor a staging folder exists."""
+    with 130 / 143 and one line, neither the report folder nor a staging folder exists, and no
+    process the run started (Ray's, on the simulation backend) is left running."""
     import os
     import signal
     import subprocess
     import sys
     import time
+
+    import psutil
 
     sample = Path(__file__).resolve().parents[1] / "data" / "sample"
     out = tmp_path / "out"
@@ -222,7 +230,7 @@ def test_signal_during_a_run_exits_fast_with_no_report(
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), *sys.path])
     argv = [sys.executable, "-m", "fedads.cli", "run", "--social", str(sample / "social.csv")]
     argv += ["--ecommerce", str(sample / "ecommerce.csv"), "--key", "key", "--out", str(out)]
-    argv += ["--backend", "inprocess", "--epochs", "100", "--defense", "none"]
+    argv += ["--backend", backend, "--epochs", "100", "--defense", "none"]
     process = subprocess.Popen(
         argv,
         stdout=subprocess.DEVNULL,
@@ -240,10 +248,14 @@ def test_signal_during_a_run_exits_fast_with_no_report(
             break
     else:
         pytest.fail(f"the run ended before training: {''.join(lines)}")
+    started = psutil.Process(process.pid).children(recursive=True)
+    assert started or backend == "inprocess"  # Ray's processes are the run's children
     process.send_signal(getattr(signal, signum))
     start = time.monotonic()
     rest = process.communicate(timeout=60)[1]
     assert time.monotonic() - start < 10
+    _, alive = psutil.wait_procs(started, timeout=10)
+    assert not alive, [(p.pid, p.name()) for p in alive]
     assert process.returncode == code, rest
     tail = [line for line in rest.splitlines() if line.strip()]
     assert tail and tail[-1].startswith("fedads: ") and "Traceback" not in rest, rest

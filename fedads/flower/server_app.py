@@ -15,8 +15,9 @@ would otherwise log it as an engine crash.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flwr.app import Context
@@ -40,6 +41,43 @@ from fedads.flower.security import TRUST_CLAIMS_KEY, role_public_keys
 from fedads.flower.transport import FlowerTransport
 
 Outcome = FederationResult | BaseException
+
+
+class RunStopped(ProtocolError):
+    """The caller stopped the run (interrupt or engine failure) while the job was waiting."""
+
+
+class StoppableGrid:
+    """A ``Grid`` whose calls raise :class:`RunStopped` once ``stop`` is set.
+
+    The simulation runs the ServerApp in a non-daemon thread of the caller's process; after a
+    Ctrl-C the engine is gone but the job would wait out its reply timeout (600 s by default)
+    and keep the process alive. Every wait of the transport calls the grid at least every
+    fraction of a second, so setting ``stop`` ends the job within one poll.
+    """
+
+    def __init__(self, grid: Grid, stop: threading.Event) -> None:
+        self._grid = grid
+        self._stop = stop
+
+    def _check(self) -> None:
+        if self._stop.is_set():
+            raise RunStopped("the run was stopped by its caller (interrupt or engine failure)")
+
+    def push_messages(self, messages: Iterable[Any]) -> Iterable[str]:
+        self._check()
+        return self._grid.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Any]:
+        self._check()
+        return self._grid.pull_messages(message_ids)
+
+    def get_node_ids(self) -> Iterable[int]:
+        self._check()
+        return self._grid.get_node_ids()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._grid, name)
 
 
 def run_server(
@@ -129,11 +167,14 @@ def make_server_app(
     job: Job | str | None = None,
     run_config: dict[str, Any] | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
+    stop: threading.Event | None = None,
     *,
     require_role_proof: bool = False,
 ) -> ServerApp:
     """A ServerApp running ``job`` (``None``: run config ``job``) with ``run_config`` overrides.
 
+    ``stop``: once set, the job's next exchange raises :class:`RunStopped` (see
+    :class:`StoppableGrid`); the simulation sets it when the engine returns or is interrupted.
     ``require_role_proof``: refuse to bind roles without the parties' public keys (see
     :func:`run_server`).
     """
@@ -141,6 +182,8 @@ def make_server_app(
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
+        if stop is not None:
+            grid = StoppableGrid(grid, stop)  # type: ignore[assignment]
         run_server(grid, context, job, run_config, on_outcome, require_role_proof)
 
     return server_app

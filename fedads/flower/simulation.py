@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -235,7 +236,8 @@ def _simulate_in_env(
     # Ray actors live for the whole run, so a checkpoint can be written behind the reply.
     config.setdefault(STATE_STORE_KEY, "file-behind")
     outcomes: list[Outcome] = []
-    server_app = make_server_app(job=job, run_config=config, on_outcome=outcomes.append)
+    stop = threading.Event()
+    server_app = make_server_app(job=job, run_config=config, on_outcome=outcomes.append, stop=stop)
     client_app = make_client_app(party_factory=factory, run_config=config)
     flwr_logger = logging.getLogger("flwr")
     old_level = flwr_logger.level
@@ -260,6 +262,9 @@ def _simulate_in_env(
     except BaseException as exc:  # noqa: BLE001 - re-raised below, after cleanup
         engine_error = exc
     finally:
+        # The ServerApp thread is not a daemon: after an interrupt it must not wait out its
+        # reply timeout with the engine gone (the process would stay alive).
+        stop.set()
         flwr_logger.setLevel(old_level)
         for logger in noisy_loggers:
             logger.removeFilter(noise)
@@ -268,6 +273,8 @@ def _simulate_in_env(
         if state_dir is not None:
             state_dir.cleanup()
     progress(f"simulation: finished in {time.perf_counter() - start:.1f} s")
+    if engine_error is not None and not isinstance(engine_error, Exception):
+        raise engine_error  # KeyboardInterrupt, the CLI's SIGTERM exception: exit 130 / 143
     if outcomes:
         outcome = outcomes[0]
         if isinstance(outcome, BaseException):

@@ -167,6 +167,20 @@ def _mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def check_inputs(where: str, n_numeric: int, cardinalities: Sequence[int]) -> list[int]:
+    """Validate a bottom's input description; return the cardinalities as ints."""
+    cards = [int(c) for c in cardinalities]
+    if n_numeric < 0 or any(c < 1 for c in cards):
+        raise fail(
+            where,
+            f"n_numeric={n_numeric}, cardinalities={cards}",
+            "give n_numeric >= 0 and cardinalities >= 1",
+        )
+    if n_numeric == 0 and not cards:
+        raise fail(where, "no input columns", "give the party at least one numeric or categorical")
+    return cards
+
+
 class BottomTower(nn.Module):
     """A party's bottom model: categorical embeddings + numeric columns -> MLP -> ``[b, d]``.
 
@@ -190,19 +204,7 @@ class BottomTower(nn.Module):
         cat_embedding_dim: int = 8,
     ) -> None:
         super().__init__()
-        cards = [int(c) for c in cardinalities]
-        if n_numeric < 0 or any(c < 1 for c in cards):
-            raise fail(
-                "BottomTower",
-                f"n_numeric={n_numeric}, cardinalities={cards}",
-                "give n_numeric >= 0 and cardinalities >= 1",
-            )
-        if n_numeric == 0 and not cards:
-            raise fail(
-                "BottomTower",
-                "no input columns",
-                "give the party at least one numeric or categorical feature",
-            )
+        cards = check_inputs("BottomTower", n_numeric, cardinalities)
         self.n_numeric = int(n_numeric)
         self.n_categorical = len(cards)
         self.output_dim = int(embedding_dim)
@@ -279,22 +281,6 @@ def flatten_logits(logits: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------- builders
-def default_bottom(spec: TowerSpec, config: ModelConfig) -> nn.Module:
-    """The default bottom factory: a :class:`BottomTower`."""
-    return BottomTower(
-        spec.n_numeric,
-        spec.cardinalities,
-        embedding_dim=config.embedding_dim,
-        hidden=config.bottom_hidden,
-        cat_embedding_dim=config.cat_embedding_dim,
-    )
-
-
-def default_top(input_dim: int, config: ModelConfig) -> nn.Module:
-    """The default top factory: a :class:`TopHead`."""
-    return TopHead(input_dim, hidden=config.top_hidden)
-
-
 def build_bottom(
     party: str,
     spec: TowerSpec,

@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from fedads._validation import fail
+from fedads.models.nets import check_inputs  # re-exported: every zoo bottom checks its inputs
+
+if TYPE_CHECKING:
+    from fedads.models.features import TowerSpec
+    from fedads.models.nets import ModelConfig
+
+__all__ = ["CategoricalEmbedding", "bottom_tower", "check_inputs", "dense_input"]
 
 
-def check_inputs(where: str, n_numeric: int, cardinalities: Sequence[int]) -> list[int]:
-    """Validate a bottom's input description; return the cardinalities as ints."""
-    cards = [int(c) for c in cardinalities]
-    if n_numeric < 0 or any(c < 1 for c in cards):
-        raise fail(
-            where,
-            f"n_numeric={n_numeric}, cardinalities={cards}",
-            "give n_numeric >= 0 and cardinalities >= 1",
-        )
-    if n_numeric == 0 and not cards:
-        raise fail(where, "no input columns", "give the party at least one numeric or categorical")
-    return cards
+def bottom_tower(
+    cls: type[nn.Module], spec: TowerSpec, config: ModelConfig, **extra: Any
+) -> nn.Module:
+    """``cls(n_numeric, cardinalities, embedding_dim=, hidden=, cat_embedding_dim=, **extra)``:
+    the constructor call every zoo bottom makes from a party's spec and the model settings."""
+    return cls(
+        spec.n_numeric,
+        spec.cardinalities,
+        embedding_dim=config.embedding_dim,
+        hidden=config.bottom_hidden,
+        cat_embedding_dim=config.cat_embedding_dim,
+        **extra,
+    )
 
 
 class CategoricalEmbedding(nn.Module):

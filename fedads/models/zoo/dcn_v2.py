@@ -20,7 +20,7 @@ from torch import nn
 
 from fedads.models.features import TowerSpec
 from fedads.models.nets import ModelConfig, _mlp
-from fedads.models.zoo._blocks import CategoricalEmbedding, check_inputs, dense_input
+from fedads.models.zoo._blocks import CategoricalEmbedding, bottom_tower, check_inputs, dense_input
 
 
 class CrossNetworkV2(nn.Module):
@@ -78,14 +78,7 @@ class DCNv2Top(nn.Module):
 
 def bottom(spec: TowerSpec, config: ModelConfig) -> nn.Module:
     """DCN-v2 bottom over a party's encoded columns."""
-    return DCNv2Bottom(
-        spec.n_numeric,
-        spec.cardinalities,
-        embedding_dim=config.embedding_dim,
-        hidden=config.bottom_hidden,
-        cat_embedding_dim=config.cat_embedding_dim,
-        cross_layers=config.cross_layers,
-    )
+    return bottom_tower(DCNv2Bottom, spec, config, cross_layers=config.cross_layers)
 
 
 def top(input_dim: int, config: ModelConfig) -> nn.Module:

@@ -20,7 +20,7 @@ from torch import nn
 
 from fedads.models.features import TowerSpec
 from fedads.models.nets import ModelConfig, _mlp
-from fedads.models.zoo._blocks import CategoricalEmbedding, check_inputs
+from fedads.models.zoo._blocks import CategoricalEmbedding, bottom_tower, check_inputs
 
 _FACTOR_STD = 0.1  # small factors: the pairwise term starts near 0 and cannot swamp the rest
 
@@ -89,13 +89,7 @@ class DeepFMTop(nn.Module):
 
 def bottom(spec: TowerSpec, config: ModelConfig) -> nn.Module:
     """DeepFM bottom over a party's encoded columns."""
-    return DeepFMBottom(
-        spec.n_numeric,
-        spec.cardinalities,
-        embedding_dim=config.embedding_dim,
-        hidden=config.bottom_hidden,
-        cat_embedding_dim=config.cat_embedding_dim,
-    )
+    return bottom_tower(DeepFMBottom, spec, config)
 
 
 def top(input_dim: int, config: ModelConfig) -> nn.Module:

@@ -11,17 +11,12 @@ from torch import nn
 
 from fedads.models.features import TowerSpec
 from fedads.models.nets import BottomTower, ModelConfig, TopHead
+from fedads.models.zoo._blocks import bottom_tower
 
 
 def bottom(spec: TowerSpec, config: ModelConfig) -> nn.Module:
     """``(numeric [b, n_num], categorical [b, n_cat]) -> [b, embedding_dim]``."""
-    return BottomTower(
-        spec.n_numeric,
-        spec.cardinalities,
-        embedding_dim=config.embedding_dim,
-        hidden=config.bottom_hidden,
-        cat_embedding_dim=config.cat_embedding_dim,
-    )
+    return bottom_tower(BottomTower, spec, config)
 
 
 def top(input_dim: int, config: ModelConfig) -> nn.Module:

@@ -17,7 +17,7 @@ from torch import nn
 
 from fedads.models.features import TowerSpec
 from fedads.models.nets import ModelConfig, _mlp
-from fedads.models.zoo._blocks import CategoricalEmbedding, check_inputs, dense_input
+from fedads.models.zoo._blocks import CategoricalEmbedding, bottom_tower, check_inputs, dense_input
 
 
 class WideDeepBottom(nn.Module):
@@ -63,13 +63,7 @@ class WideDeepTop(nn.Module):
 
 def bottom(spec: TowerSpec, config: ModelConfig) -> nn.Module:
     """Wide & Deep bottom over a party's encoded columns."""
-    return WideDeepBottom(
-        spec.n_numeric,
-        spec.cardinalities,
-        embedding_dim=config.embedding_dim,
-        hidden=config.bottom_hidden,
-        cat_embedding_dim=config.cat_embedding_dim,
-    )
+    return bottom_tower(WideDeepBottom, spec, config)
 
 
 def top(input_dim: int, config: ModelConfig) -> nn.Module:
