@@ -6,6 +6,8 @@ Subcommands:
     written to DIR.
     ``fedads run --social PATH --ecommerce PATH --key COL ...``: bring-your-own party tables.
     ``fedads world --users N --seed S [--out DIR]``: write a synthetic world's tables.
+    ``fedads certs --out DIR --host HOST``: a local CA and the SuperLink's TLS certificate;
+    ``fedads certs --node-key NAME --out DIR``: a SuperNode's authentication key pair instead.
 
 Exit codes (one rule, README "Exit codes"): 0 success, 2 bad input (one line
 ``fedads: error: <what>; <how to fix>``), 1 internal failure (one line ``fedads: failed: ...``),
@@ -294,6 +296,26 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_certs(args: argparse.Namespace) -> int:
+    from fedads.flower.security import (
+        certificate_fingerprint,
+        write_certificates,
+        write_node_auth_key,
+    )
+
+    if args.node_key:
+        private, public = write_node_auth_key(args.out, args.node_key)
+        print(f"SuperNode auth private key: {private} (mode 0600; stays on the party's host)")
+        print(f"SuperNode auth public key: {public} (the link host registers it)")
+        return 0
+    files = write_certificates(args.out, args.host or ["127.0.0.1", "localhost"], days=args.days)
+    print(f"CA certificate: {files.ca_cert} (give it to every SuperNode and `flwr` user)")
+    print(f"CA private key: {files.ca_key} (mode 0600; keep it offline or delete it)")
+    print(f"SuperLink certificate: {files.server_cert}, key: {files.server_key} (mode 0600)")
+    print(f"CA fingerprint (SHA-256): {certificate_fingerprint(files.ca_cert)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fedads",
@@ -363,7 +385,25 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--peer", help="the peer's public key file: print its fingerprint too")
     keys.add_argument("-q", "--quiet", action="store_true")
     keys.set_defaults(handler=_cmd_keys)
-    for command in (demo, run, world, keys):
+    certs = sub.add_parser(
+        "certs", help="a local CA and the SuperLink's TLS certificate (docs/flower.md, Security)"
+    )
+    certs.add_argument("--out", default="fedads-certs", help="folder for ca.crt, server.pem, ...")
+    certs.add_argument(
+        "--host",
+        action="append",
+        help="name or IP address the SuperNodes use to reach the SuperLink (repeatable; "
+        "default 127.0.0.1 and localhost)",
+    )
+    certs.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
+    certs.add_argument(
+        "--node-key",
+        metavar="NAME",
+        help="instead: a SuperNode's authentication key pair, OUT/NAME-auth and NAME-auth.pub",
+    )
+    certs.add_argument("-q", "--quiet", action="store_true")
+    certs.set_defaults(handler=_cmd_certs)
+    for command in (demo, run, world, keys, certs):
         command.add_argument(
             "-v", "--verbose", action="store_true", help="also Flower's and Ray's own log lines"
         )

@@ -3,9 +3,12 @@
 Role: node config ``party`` (deployment: ``flower-supernode --node-config 'party="social"'``),
 else simulation ``partition-id`` (0 = ``social``, 1 = ``ecommerce``).
 
-Party object: built by the party factory named in run config ``party-factory`` (or passed to
-:func:`make_client_app`), which receives ``(role, run_config, node_config)``. The run config it
-receives has the *other* party's ``<role>-path`` removed, so a factory can only open its own data.
+Party object: built by the party factory passed to :func:`make_client_app`, else named in the
+node's own config ``party-factory`` (default: the real federation party), never in the run
+config; it receives ``(role, run_config, node_config)``. Flower's run config (written by whoever
+submits the run) may carry only shared settings: one that sets a factory, a data path, an output
+or state folder or a key is refused (:func:`fedads.flower.config.check_shared_run_config`). The
+run config the factory receives has the *other* party's private keys removed.
 
 State: Flower rebuilds the ClientApp for every message (the deployment engine even starts a new
 ``flwr-clientapp`` process per message), so the live party object is kept in a process-local
@@ -18,7 +21,9 @@ checkpoint is ``party.get_state()`` either in a party-private ``.npz`` file (``s
 (``state-store = "context"``).
 
 Messages: ``"train"`` carries a protocol envelope for ``party.handle``; ``"query"`` carries the
-adapter's control envelopes ``hello`` (answer the role) and ``close`` (drop cache and checkpoint).
+adapter's control envelopes ``hello`` (answer the role, and prove it with the party's sealing
+key when the ServerApp sends a challenge: :mod:`fedads.flower.security`) and ``close`` (drop
+cache and checkpoint).
 Both directions of a ``"train"`` message are checked against the message table
 (:func:`fedads.protocol.messages.check_envelope`): a request that breaks it is refused before
 the party sees it, and a reply that breaks it is never sent (an error reply goes instead).
@@ -54,18 +59,20 @@ from fedads.flower.codec import (
     state_to_record,
 )
 from fedads.flower.config import (
-    PARTY_FACTORY_KEY,
     STATE_DIR_KEY,
     STATE_STORE_KEY,
     STATE_STORES,
     TIMEOUT_KEY,
     PartyFactory,
+    check_shared_run_config,
     merged_config,
+    party_factory_spec,
     party_run_config,
     resolve_party_factory,
     resolve_role,
 )
 from fedads.flower.forwarder import forward_message, uses_party_process
+from fedads.flower.security import answer_challenge
 from fedads.protocol.envelope import Envelope
 from fedads.protocol.messages import MESSAGES, check_envelope
 from fedads.protocol.transport import Party
@@ -343,10 +350,13 @@ class ClientAdapter:
 
     # -- helpers ---------------------------------------------------------------------------
     def _config(self, context: Context) -> dict[str, Any]:
+        check_shared_run_config(context.run_config)  # node-only keys come from this node only
         return merged_config(dict(context.run_config), self.run_config)
 
     def _build(self, role: str, config: dict[str, Any], context: Context) -> Party:
-        spec = self.party_factory if self.party_factory is not None else config[PARTY_FACTORY_KEY]
+        spec = self.party_factory
+        if spec is None:
+            spec = party_factory_spec(context.node_config, self.run_config)
         return build_party(spec, role, config, dict(context.node_config))
 
     def _live(self, role: str, config: dict[str, Any], context: Context) -> _Live:
@@ -382,7 +392,12 @@ class ClientAdapter:
             config = self._config(context)
             if kind == HELLO:
                 self._live(role, config, context)  # build now: factory errors surface at discovery
-                reply = Envelope(HELLO, meta={"party": role, "pid": os.getpid()})
+                meta: dict[str, Any] = {"party": role, "pid": os.getpid()}
+                challenge = content_to_envelope(message.content).meta
+                if "challenge" in challenge:  # prove the role with this node's own key only
+                    own = {**self.run_config, **dict(context.node_config)}
+                    meta.update(answer_challenge(role, own, challenge))
+                reply = Envelope(HELLO, meta=meta)
             elif kind == CLOSE:
                 _CACHE.pop((context.run_id, context.node_id), None)
                 stats = context.state.config_records.get(STATS_RECORD)

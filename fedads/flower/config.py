@@ -2,7 +2,11 @@
 
 A *party factory* builds one party object: ``factory(role, run_config, node_config) -> Party``.
 A *job* drives the federation from the ServerApp: ``job(transport, run_config) -> JobResult``.
-Both are named in the run config (``party-factory``, ``job``) either as ``"module:attribute"``
+The job is named in the run config (``job``); the party factory only in the node's own config
+(``party-factory`` in the SuperNode's node config, or the config the ClientApp was built with in
+its own process; default :data:`DEFAULT_PARTY_FACTORY`), never in the run config, which whoever
+submits a run writes (:func:`check_shared_run_config`). Both are named either as
+``"module:attribute"``
 (imported where needed: Ray actors, ``flwr-clientapp`` / ``flwr-serverapp`` processes) or as a
 name registered in this process with :func:`register_party_factory` / :func:`register_job`.
 A registered name only resolves in processes that ran the registration, so across processes
@@ -55,23 +59,28 @@ STATE_STORES = ("file", "file-behind", "context")
 
 DEFAULTS: dict[str, Scalar] = {
     JOB_KEY: "fedads.flower.testing:echo_job",
-    PARTY_FACTORY_KEY: "fedads.flower.testing:echo_party_factory",
     OUT_DIR_KEY: "",
     TIMEOUT_KEY: DEFAULT_TIMEOUT_S,
     STATE_STORE_KEY: "file",
     POLL_KEY: DEFAULT_POLL_S,
+    # Each party's sealing public key (hex), to which the ServerApp binds its role
+    # (fedads.flower.security); the deployed ServerApp refuses to run without them unless
+    # trust-role-claims is set (insecure mode).
+    "social-public-key": "",
+    "ecommerce-public-key": "",
+    "trust-role-claims": False,
 }
 """Defaults of the adapter's own keys (the settings' defaults come from the dataclasses)."""
 
 #: What the repository's ``[tool.flwr.app.config]`` (``flwr run .``) sets beyond the
 #: flattened ``FederationSettings()`` defaults, and why: deployment round trips cost seconds, so
-#: the communication-efficient mode with 16 batches per message; the real job, not the fixture.
+#: the communication-efficient mode with 16 batches per message; the real job, not the fixture
+#: (the real party factory is the nodes' default, :data:`DEFAULT_PARTY_FACTORY`).
 #: ``tests/test_settings.py`` checks the pyproject section equals
 #: :func:`app_config` (print it with
 #: ``python -c 'from fedads.flower.config import app_config_toml as t; print(t())'``).
 APP_OVERRIDES: dict[str, Scalar] = {
     JOB_KEY: "fedads.federation:vfl_job",
-    PARTY_FACTORY_KEY: "fedads.federation:party_factory",
     POLL_KEY: 0.05,  # Flower's HttpGrid waits 3 s between checks
     "protocol-mode": "efficient",
     "protocol-chunk-batches": 16,
@@ -113,6 +122,10 @@ class Job(Protocol):
 
 _PARTY_FACTORIES: dict[str, Callable[..., Any]] = {}
 _JOBS: dict[str, Callable[..., Any]] = {}
+
+
+#: The party factory a node builds when its own config names none: the real federation party.
+DEFAULT_PARTY_FACTORY = "fedads.federation:party_factory"
 
 
 def register_party_factory(name: str, factory: PartyFactory) -> None:
@@ -246,10 +259,50 @@ def party_run_config(role: str, run_config: Mapping[str, Any]) -> dict[str, Scal
     return {k: v for k, v in run_config.items() if k not in hidden}
 
 
+def node_only_keys() -> frozenset[str]:
+    """Keys only a node's own config may set: the party factory, the state folder, and every
+    party-private key of both roles (data paths, output folders, columns, sealing keys)."""
+    private = {key for role in PARTIES for key in private_keys(role)}
+    return frozenset({PARTY_FACTORY_KEY, STATE_DIR_KEY, *private})
+
+
+def check_shared_run_config(run_config: Mapping[str, Any]) -> None:
+    """Refuse a run config that sets a node-only key (:func:`node_only_keys`).
+
+    The run config is written by whoever submits the run and reaches every process; letting it
+    choose the code a party runs, the files it reads or the folders it writes would hand that
+    person the party's machine. An empty value (a declared-but-unset key) passes.
+
+    Raises:
+        InputError: naming the keys and where they belong.
+    """
+    found = sorted(k for k in node_only_keys() if k in run_config and run_config[k] not in ("",))
+    if found:
+        raise InputError(
+            f"run config sets {found}: the party factory, data paths, output folders, state "
+            "folder and keys are each node's own business and are taken only from its node "
+            "config (flower-supernode --node-config), never from the run config; remove them "
+            "from the run config and set them in the owning SuperNode's node config"
+        )
+
+
+def party_factory_spec(
+    node_config: Mapping[str, Any], local_config: Mapping[str, Any] | None = None
+) -> str:
+    """The party factory a node builds: its node config ``party-factory``, else the config its
+    ClientApp was made with in this process (``local_config``), else
+    :data:`DEFAULT_PARTY_FACTORY`. Never the run config."""
+    spec = node_config.get(PARTY_FACTORY_KEY) or (local_config or {}).get(PARTY_FACTORY_KEY)
+    return str(spec or DEFAULT_PARTY_FACTORY)
+
+
 def party_data_path(
     role: str, run_config: Mapping[str, Any], node_config: Mapping[str, Any]
 ) -> str:
-    """``role``'s own data path: node config ``<role>-path`` (deployment), else run config.
+    """``role``'s own data path: node config ``<role>-path`` (deployment), else the run config
+    the ClientApp handed the factory, which holds private keys only from the ClientApp's own
+    process (simulation: what the caller passed); Flower's run config may not set them
+    (:func:`check_shared_run_config`).
 
     Returns ``""`` when neither sets it. Factories should read their data path only through this.
     """

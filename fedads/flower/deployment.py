@@ -1,7 +1,10 @@
 """Run a job on Flower's deployment engine on this machine: SuperLink + 2 SuperNodes + ``flwr run``.
 
-:class:`LocalDeployment` starts, on loopback ports, an insecure ``flower-superlink`` and one
-``flower-supernode`` per party. Each SuperNode gets its own node config (written to a TOML file):
+:class:`LocalDeployment` starts, on loopback ports, a ``flower-superlink`` and one
+``flower-supernode`` per party, secured by default (:mod:`fedads.flower.security`): TLS with a
+fresh local CA, SuperNode authentication (each node's key registered before it starts) and
+roles bound to the parties' sealing keys; ``insecure=True`` (``--insecure``) turns all three off
+and logs a warning. Each SuperNode gets its own node config (written to a TOML file):
 ``party``, the party's own data path ``<party>-path`` and a private ``state-dir``, and its own
 ``FLWR_HOME``, so no process of one party is told where the other party's data is.
 :meth:`LocalDeployment.run` then submits the app with ``flwr run <project> <connection> --stream``
@@ -23,7 +26,7 @@ Command line::
 
     python -m fedads.flower.deployment --social-path s.csv --ecommerce-path e.csv \\
         --job fedads.flower.testing:echo_job \\
-        --party-factory fedads.flower.testing:echo_party_factory
+        --party-factory fedads.flower.testing:echo_party_factory [--insecure]
 """
 
 from __future__ import annotations
@@ -55,16 +58,19 @@ from fedads.flower.config import (
     DEFAULTS,
     OUT_DIR_KEY,
     PARTIES,
+    PARTY_FACTORY_KEY,
     PARTY_KEY,
     POLL_KEY,
     STATE_DIR_KEY,
     TIMEOUT_KEY,
     data_path_key,
     merged_config,
+    node_only_keys,
     private_keys,
 )
 from fedads.flower.party_wire import PARTY_SOCKET_KEY, SOCKET_NAME
 from fedads.flower.result import RESULT_JSON, FederationResult, read_result
+from fedads.flower.security import LocalSecurity, prepare_local_security
 
 CONNECTION = "fedads-local"
 #: ClientApp components of the generated app project: the thin forwarder to the party's
@@ -225,6 +231,8 @@ class LocalDeployment:
             (:mod:`fedads.flower.party_process`; default) and submit the thin forwarding
             ClientApp; ``False``: build the party in every message's ``flwr-clientapp`` process
             from its checkpoint (seconds per message).
+        insecure: no TLS, no SuperNode authentication, roles taken on the nodes' word (logs a
+            warning). Default False: all three on (:mod:`fedads.flower.security`).
     """
 
     def __init__(
@@ -236,6 +244,7 @@ class LocalDeployment:
         verbose: bool = True,
         startup_timeout_s: float = 60.0,
         party_processes: bool = True,
+        insecure: bool = False,
     ) -> None:
         unknown = set(node_configs or {}) - set(PARTIES)
         if unknown:
@@ -252,6 +261,8 @@ class LocalDeployment:
         self.party_procs: dict[str, _Process] = {}
         self.superlink_port = 0
         self._runs = 0
+        self.insecure = insecure
+        self.security: LocalSecurity | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> LocalDeployment:
@@ -361,6 +372,9 @@ class LocalDeployment:
         logs = self.workdir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         bin_dir = Path(sys.executable).parent
+        self.security = prepare_local_security(
+            self.workdir, self.node_configs, insecure=self.insecure
+        )
         self.superlink_port = _free_port()
         link_home = self.workdir / "superlink-home"
         self.progress(f"deployment: starting SuperLink on {_LOOPBACK}:{self.superlink_port}")
@@ -368,7 +382,7 @@ class LocalDeployment:
             "flower-superlink",
             [
                 str(bin_dir / "flower-superlink"),
-                "--insecure",
+                *self.security.superlink_args(),
                 "--host",
                 _LOOPBACK,
                 "--port",
@@ -380,6 +394,12 @@ class LocalDeployment:
         )
         self.processes.append(link)
         self._wait_port(link, self.superlink_port)
+        self.security.register(
+            f"{_LOOPBACK}:{self.superlink_port}",
+            self.workdir / "admin-home",
+            flower_env(self.workdir / "admin-home"),
+            bin_dir / "flwr",
+        )
         nodes: list[tuple[_Process, int]] = []
         for party in PARTIES:
             party_dir = self.workdir / party
@@ -402,7 +422,7 @@ class LocalDeployment:
                 f"flower-supernode ({party})",
                 [
                     str(bin_dir / "flower-supernode"),
-                    "--insecure",
+                    *self.security.supernode_args(party),
                     "--superlink",
                     f"{_LOOPBACK}:{self.superlink_port}",
                     "--port",
@@ -426,10 +446,7 @@ class LocalDeployment:
                 {
                     "superlink": {
                         "default": CONNECTION,
-                        CONNECTION: {
-                            "address": f"{_LOOPBACK}:{self.superlink_port}",
-                            "insecure": True,
-                        },
+                        CONNECTION: self.security.connection(f"{_LOOPBACK}:{self.superlink_port}"),
                     }
                 }
             )
@@ -474,12 +491,15 @@ class LocalDeployment:
         """
         if not self.processes:
             raise ProtocolError("LocalDeployment is not started (use it as a context manager)")
-        leaked = [k for p in PARTIES for k in private_keys(p) if run_config.get(k)]
+        leaked = sorted(k for k in node_only_keys() if run_config.get(k))
         if leaked:
             raise InputError(
-                f"run config {leaked}: the run config reaches every party; pass party-private "
-                "keys as node config (node_configs={'social': {'social-path': ...}}) instead"
+                f"run config {leaked}: the run config reaches every party; pass the party "
+                "factory and party-private keys as node config (node_configs={'social': "
+                "{'social-path': ...}}) instead"
             )
+        assert self.security is not None  # set by start()
+        run_config = {**run_config, **(self.security.run_config or {})}
         self._runs += 1
         run_dir = self.workdir / "runs" / str(self._runs)
         out_dir = run_dir / "out"
@@ -564,6 +584,7 @@ def run_deployment(
     keep: bool = False,
     verbose: bool = True,
     party_processes: bool = True,
+    insecure: bool = False,
 ) -> FederationResult:
     """Start a local deployment, run once, tear down; return the result.
 
@@ -571,7 +592,8 @@ def run_deployment(
     to :data:`DEPLOYMENT_POLL_S` here.
 
     Party-private keys found in ``run_config`` (``<party>-path``, ``<party>-out``) are moved to
-    that party's node config (as absolute paths), so each SuperNode, and only it, knows them.
+    that party's node config (as absolute paths), so each SuperNode, and only it, knows them;
+    so is ``party-factory`` (to both). ``insecure``: see :class:`LocalDeployment`.
     """
     config = dict(run_config)
     config.setdefault(POLL_KEY, DEPLOYMENT_POLL_S)
@@ -581,12 +603,17 @@ def run_deployment(
             value = config.pop(key, "")
             if value:
                 nodes[party][key] = str(Path(str(value)).resolve())
+    factory = config.pop(PARTY_FACTORY_KEY, "")
+    for party in PARTIES:
+        if factory:
+            nodes[party].setdefault(PARTY_FACTORY_KEY, factory)
     with LocalDeployment(
         nodes,
         keep=keep,
         verbose=verbose,
         startup_timeout_s=startup_timeout_s,
         party_processes=party_processes,
+        insecure=insecure,
     ) as deployment:
         return deployment.run(config, project_dir=project_dir, run_timeout_s=run_timeout_s)
 
@@ -626,7 +653,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--job", default=str(DEFAULTS["job"]), help="module:function of the job")
     parser.add_argument(
-        "--party-factory", default=str(DEFAULTS["party-factory"]), help="module:function"
+        "--party-factory",
+        default="fedads.flower.testing:echo_party_factory",
+        help="module:function (given to each SuperNode's node config, never the run config)",
     )
     for party in PARTIES:
         parser.add_argument(
@@ -644,6 +673,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project-dir", default=None, help="submit this app project instead")
     parser.add_argument("--keep", action="store_true", help="keep logs and results")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="no TLS, no SuperNode authentication, roles on the nodes' word (prints a warning)",
+    )
     args = parser.parse_args(argv)
     set_verbosity("warning" if args.quiet else "info")
     config: dict[str, Any] = {
@@ -666,6 +700,7 @@ def main(argv: list[str] | None = None) -> int:
         run_timeout_s=args.run_timeout_s,
         keep=args.keep,
         verbose=not args.quiet,
+        insecure=args.insecure,
     )
     print(json.dumps(_summary(result), indent=2))
     return 0

@@ -54,8 +54,9 @@ from fedads.flower.client_app import (
     _call_with_deadline,
     build_party,
 )
-from fedads.flower.config import PARTY_FACTORY_KEY, TIMEOUT_KEY, merged_config, resolve_role
+from fedads.flower.config import TIMEOUT_KEY, merged_config, party_factory_spec, resolve_role
 from fedads.flower.party_wire import now, record_timeline, recv_frame, send_frame, socket_path
+from fedads.flower.security import answer_challenge
 from fedads.protocol.envelope import Envelope
 from fedads.protocol.messages import MESSAGES, check_envelope
 from fedads.protocol.transport import Party
@@ -216,13 +217,17 @@ class PartyServer:
                     _LOG.info("run %s: released (a new run %s said hello)", old, run_id)
                     del self._lives[old]
                 start = time.perf_counter()
-                party = build_party(config[PARTY_FACTORY_KEY], self.role, config, self.node_config)
+                spec = party_factory_spec(self.node_config)  # never the run config
+                party = build_party(spec, self.role, config, self.node_config)
                 live = _Live(party)
                 live.add(restores=1, restore_s=time.perf_counter() - start)
                 self._lives[run_id] = live
                 self._dropped.pop(run_id, None)
                 _LOG.info("run %s: party %r built", run_id, self.role)
-            return Envelope(HELLO, meta={"party": self.role, "pid": os.getpid()})
+            meta: dict[str, Any] = {"party": self.role, "pid": os.getpid()}
+            if "challenge" in envelope.meta:  # prove the role with this node's own key only
+                meta.update(answer_challenge(self.role, self.node_config, envelope.meta))
+            return Envelope(HELLO, meta=meta)
         if envelope.kind == CLOSE:
             gone = self._lives.pop(run_id, None)
             self._dropped.pop(run_id, None)

@@ -29,6 +29,7 @@ from fedads.flower.config import (
     JOB_KEY,
     NODE_WAIT_KEY,
     OUT_DIR_KEY,
+    PARTIES,
     TIMEOUT_KEY,
     Job,
     merged_config,
@@ -36,6 +37,7 @@ from fedads.flower.config import (
     resolve_job,
 )
 from fedads.flower.result import FederationResult, check_job_result, write_error, write_result
+from fedads.flower.security import TRUST_CLAIMS_KEY, role_public_keys
 from fedads.flower.transport import FlowerTransport
 
 Outcome = FederationResult | BaseException
@@ -84,8 +86,14 @@ def run_server(
     job: Job | str | None = None,
     run_config: dict[str, Any] | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
+    require_role_proof: bool = False,
 ) -> FederationResult | None:
-    """Body of the ServerApp's ``main`` (usable with any ``Grid``)."""
+    """Body of the ServerApp's ``main`` (usable with any ``Grid``).
+
+    Roles are bound to the parties' sealing keys whenever the run config names them
+    (``<role>-public-key``). With ``require_role_proof`` (the deployed ``app``) a run config
+    without both keys is refused, unless it sets ``trust-role-claims = true`` (insecure mode).
+    """
     config = merged_config(dict(context.run_config), run_config)
     verbose = bool(config.get("verbose", True))
     if on_outcome is None:
@@ -100,6 +108,17 @@ def run_server(
     try:
         job_fn = resolve_job(job if job is not None else config[JOB_KEY])
         timeout_s = float(config[TIMEOUT_KEY])
+        role_keys = role_public_keys(config)
+        if require_role_proof and len(role_keys) < len(PARTIES):
+            if not bool(config.get(TRUST_CLAIMS_KEY, False)):
+                raise ProtocolError(
+                    "the run config names no sealing public key for "
+                    f"{[p for p in PARTIES if p not in role_keys]}: without them any SuperNode "
+                    "could claim a role; set 'social-public-key' and 'ecommerce-public-key' (hex, "
+                    "the second line of each party's `fedads keys` .pub file), or set "
+                    "'trust-role-claims = true' to take the nodes' word (insecure)"
+                )
+            progress("ServerApp: WARNING: taking roles on the nodes' word (trust-role-claims)")
         progress("ServerApp: waiting for the social and ecommerce SuperNodes")
         transport = FlowerTransport.connect(
             grid,
@@ -107,6 +126,7 @@ def run_server(
             float(config[NODE_WAIT_KEY]),
             progress=progress,
             poll_s=poll_interval(config),
+            role_keys=role_keys,
         )
         discovery_s = time.perf_counter() - start
         job_name = getattr(job_fn, "__name__", str(job_fn))
@@ -148,11 +168,15 @@ def make_server_app(
     run_config: dict[str, Any] | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
     stop: threading.Event | None = None,
+    *,
+    require_role_proof: bool = False,
 ) -> ServerApp:
     """A ServerApp running ``job`` (``None``: run config ``job``) with ``run_config`` overrides.
 
     ``stop``: once set, the job's next exchange raises :class:`RunStopped` (see
     :class:`StoppableGrid`); the simulation sets it when the engine returns or is interrupted.
+    ``require_role_proof``: refuse to bind roles without the parties' public keys (see
+    :func:`run_server`).
     """
     server_app = ServerApp()
 
@@ -160,10 +184,11 @@ def make_server_app(
     def main(grid: Grid, context: Context) -> None:
         if stop is not None:
             grid = StoppableGrid(grid, stop)  # type: ignore[assignment]
-        run_server(grid, context, job, run_config, on_outcome)
+        run_server(grid, context, job, run_config, on_outcome, require_role_proof)
 
     return server_app
 
 
-#: ``flwr run`` entry point (``[tool.flwr.app.components] serverapp``).
-app = make_server_app()
+#: ``flwr run`` entry point (``[tool.flwr.app.components] serverapp``): SuperNodes anyone may
+#: start, so roles must be proven with the parties' keys (or trusted explicitly, insecure).
+app = make_server_app(require_role_proof=True)

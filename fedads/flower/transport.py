@@ -34,6 +34,7 @@ from fedads.flower.client_app import (
 from fedads.flower.codec import content_to_envelope, envelope_to_content
 from fedads.flower.config import DEFAULT_POLL_S, PARTIES
 from fedads.flower.engine import WAKEUP_FALLBACK_S, stored_signal
+from fedads.flower.security import check_role_proof, new_challenge
 from fedads.protocol.envelope import Envelope
 from fedads.protocol.messages import MESSAGES, check_envelope
 from fedads.protocol.transport import COORDINATOR, Traffic
@@ -137,49 +138,123 @@ def discover_party_nodes(
     node_wait_s: float,
     progress: Progress = SILENT,
     poll_s: float = DEFAULT_POLL_S,
+    *,
+    role_keys: Mapping[str, bytes] | None = None,
 ) -> dict[str, int]:
-    """``{party: node_id}``: wait for two nodes, then ask each its role (``hello`` envelope).
+    """``{party: node_id}``: wait for the nodes, ask each its role (``hello``), bind each role.
+
+    With ``role_keys`` (``{role: sealing public key}``, run config ``<role>-public-key``) a
+    role is bound only to a node that proves it holds that role's sealing secret key: each
+    ``hello`` carries a fresh challenge (:func:`fedads.flower.security.new_challenge`). A node
+    that claims a role without the key, or claims a role another node proved, is refused and
+    never sent anything else; discovery goes on until both roles are proven (nodes that connect
+    later are asked too) or the budget ends. Two nodes that both *prove* one role (the same key
+    on two nodes) end discovery with an error. Without ``role_keys`` a node's own claim is taken
+    (simulation, whose nodes are created in this process; tests), and two nodes claiming one
+    role are an error.
 
     ``node_wait_s`` bounds the whole discovery: nodes registering *and* the first replies, which
     come only once the engine has started its workers (Ray actors take ~10 s; a SuperNode
     installs the app first). The ``hello`` wait is never shorter than ``timeout_s``.
     """
+    keys = dict(role_keys or {})
     deadline = time.monotonic() + node_wait_s
     nodes = wait_for_nodes(grid, len(PARTIES), node_wait_s, progress)
-    hello_s = max(deadline - time.monotonic(), timeout_s)
-    replies = _exchange(
-        grid, {n: Envelope(HELLO) for n in nodes}, CONTROL_MESSAGE_TYPE, hello_s, "hello", poll_s
-    )
     party_nodes: dict[str, int] = {}
     problems: list[str] = []
+    refused: list[str] = []
+    asked: set[int] = set()
+    while True:
+        batch = [n for n in nodes if n not in asked]
+        if batch:
+            asked.update(batch)
+            _hello_batch(
+                grid,
+                batch,
+                keys,
+                max(deadline - time.monotonic(), timeout_s),
+                poll_s,
+                party_nodes,
+                problems,
+                refused,
+            )
+        if all(p in party_nodes for p in PARTIES) or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+        nodes = sorted(grid.get_node_ids())
+    for note in refused:
+        progress(f"role discovery: refused {note}")
+    missing = [p for p in PARTIES if p not in party_nodes]
+    if missing or (problems and not keys):
+        detail = "; ".join(
+            problems
+            + [f"refused {note}" for note in refused]
+            + ([f"no node {'proved' if keys else 'plays'} {missing}"] if missing else [])
+        )
+        raise ProtocolError(f"role discovery failed: {detail}")
+    return party_nodes
+
+
+def _hello_batch(
+    grid: Grid,
+    batch: list[int],
+    keys: Mapping[str, bytes],
+    hello_s: float,
+    poll_s: float,
+    party_nodes: dict[str, int],
+    problems: list[str],
+    refused: list[str],
+) -> None:
+    """Send ``hello`` to ``batch`` and bind the roles its replies prove (or claim, without
+    ``keys``) into ``party_nodes``; raise at once for a party whose start failed or for a role
+    proven twice."""
+    challenges = {n: new_challenge() for n in batch} if keys else {}
+    envelopes = {n: Envelope(HELLO, meta=challenges[n].meta() if keys else {}) for n in batch}
+    replies = _exchange(grid, envelopes, CONTROL_MESSAGE_TYPE, hello_s, "hello", poll_s)
     failed: list[PartyError] = []
-    for node in nodes:
+    for node in batch:
         reply = replies.get(node)
         if reply is None:
             problems.append(
                 f"node {node} did not answer 'hello' within {hello_s:.0f} s "
                 "(run config 'node-wait-s')"
             )
-        elif reply.has_error():
+            continue
+        if reply.has_error():
             role, text = split_reason(reply.error.reason)
             if role in PARTIES:
                 failed.append(PartyError(role, f"failed to start (node {node}): {text}"))
             problems.append(f"node {node} failed on 'hello': {reply.error.reason}")
-        else:
-            party = str(content_to_envelope(reply.content).meta.get("party"))
+            continue
+        meta = content_to_envelope(reply.content).meta
+        party = str(meta.get("party"))
+        if party not in PARTIES:
+            refused.append(f"node {node}: claims the role {party!r}, which is no party")
+            continue
+        if party in keys:
+            why = check_role_proof(challenges[node], party, keys[party], meta)
+            if why is not None:
+                refused.append(f"node {node}: {why}")
+                continue
             if party in party_nodes:
-                problems.append(
-                    f"nodes {party_nodes[party]} and {node} both play {party!r}; give each "
-                    "SuperNode its own --node-config party=..."
+                raise ProtocolError(
+                    f"role discovery failed: nodes {party_nodes[party]} and {node} both prove "
+                    f"{party!r} (the same sealing key on two SuperNodes); stop one of them"
                 )
-            party_nodes[party] = node
-    missing = [p for p in PARTIES if p not in party_nodes]
-    if failed:
-        raise failed[0]
-    if problems or missing:
-        detail = "; ".join(problems + ([f"no node plays {missing}"] if missing else []))
-        raise ProtocolError(f"role discovery failed: {detail}")
-    return party_nodes
+        elif party in party_nodes:
+            problems.append(
+                f"nodes {party_nodes[party]} and {node} both play {party!r}; give each "
+                "SuperNode its own --node-config party=..."
+            )
+            continue
+        party_nodes[party] = node
+    # A node whose hello failed while another node proved that role is an impostor (or a stale
+    # duplicate): refused, not fatal. Otherwise its failure is the role's failure, raised now.
+    for error in failed:
+        if keys and error.party in party_nodes:
+            refused.append(f"a node claiming {error.party!r} failed on 'hello': {error.detail}")
+        else:
+            raise error
 
 
 class FlowerTransport:
@@ -232,11 +307,15 @@ class FlowerTransport:
         *,
         progress: Progress = SILENT,
         poll_s: float = DEFAULT_POLL_S,
+        role_keys: Mapping[str, bytes] | None = None,
     ) -> FlowerTransport:
-        """Discover which node plays which party, then build the transport."""
+        """Discover which node plays which party (proven with ``role_keys`` when given,
+        :func:`discover_party_nodes`), then build the transport."""
         return cls(
             grid,
-            discover_party_nodes(grid, timeout_s, node_wait_s, progress, poll_s),
+            discover_party_nodes(
+                grid, timeout_s, node_wait_s, progress, poll_s, role_keys=role_keys
+            ),
             timeout_s,
             progress=progress,
             poll_s=poll_s,
