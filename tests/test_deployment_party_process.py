@@ -66,6 +66,7 @@ def node_config(root: Path, party: str) -> dict[str, str]:
         "state-dir": str(state),
         PARTY_SOCKET_KEY: str(state / SOCKET_NAME),
         f"{party}-path": f"/data/{party}.parquet",
+        "party-factory": ECHO_FACTORY,  # a node's own config names its factory, never the run's
     }
 
 
@@ -140,7 +141,7 @@ def test_echo_job_through_forwarder_and_party_processes(
 ) -> None:
     """The party stays live between messages (its counter grows in one pid), and each party
     process sees only its own data path (its own node config)."""
-    grid = ForwardingGrid(short_dir, {"party-factory": ECHO_FACTORY, "timeout-s": 10.0})
+    grid = ForwardingGrid(short_dir, {"timeout-s": 10.0})
     transport = FlowerTransport(grid, discover_party_nodes(grid, 10.0, 10.0), 10.0)  # type: ignore[arg-type]
     values = echo_job(transport, {"echo-rounds": 4})
     transport.close()
@@ -164,7 +165,7 @@ def test_party_process_refuses_the_other_role_and_forbidden_envelopes(
     servers: dict[str, PartyServer],
 ) -> None:
     path = servers["social"].path
-    config = {"party-factory": ECHO_FACTORY, "timeout-s": 5.0}
+    config = {"timeout-s": 5.0}
     header = {"role": "ecommerce", "run_id": 1, "message_type": "query", "run_config": config}
     answer, _ = forward(path, header, Envelope("hello"), 5.0)
     assert not answer["ok"] and "reached the 'social' party process" in answer["error"]
@@ -182,7 +183,6 @@ def test_party_error_names_the_party_and_drops_it(
     servers: dict[str, PartyServer], short_dir: Path, task_identity: None
 ) -> None:
     config = {
-        "party-factory": ECHO_FACTORY,
         "timeout-s": 5.0,
         "echo-fail-role": "ecommerce",
         "echo-fail-at": 2,
@@ -250,7 +250,6 @@ def test_party_process_dying_mid_call_is_reported_at_once(short_dir: Path) -> No
             assert time.monotonic() < deadline, "the party process did not start"
             time.sleep(0.1)
         run_config = {
-            "party-factory": ECHO_FACTORY,
             "timeout-s": 60.0,
             "echo-sleep-role": "social",
             "echo-sleep-s": 30.0,
