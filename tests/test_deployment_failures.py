@@ -26,14 +26,14 @@ def test_a_party_process_dying_mid_run_fails_the_run_naming_the_party(
     sessions = record_sessions(monkeypatch)
     config = {
         "job": "fedads.flower.testing:echo_job",
-        "party-factory": "fedads.flower.testing:echo_party_factory",
         "timeout-s": 120.0,
         "echo-rounds": 30,
         "echo-sleep-role": "social",
         "echo-sleep-s": 2.0,
     }
     killed: list[float] = []
-    with LocalDeployment(verbose=False) as deployment:
+    factory = {"party-factory": "fedads.flower.testing:echo_party_factory"}  # node config only
+    with LocalDeployment({"social": factory, "ecommerce": factory}, verbose=False) as deployment:
         victim = deployment.party_procs["social"]
         log = victim.log
 
