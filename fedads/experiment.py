@@ -161,6 +161,11 @@ class Experiment:
 
         ``alignment``: ``None`` runs the PSI; an earlier result over the same tables, or
         ``"clear"`` in a simulation, skips it (see :func:`fedads.federation.run_federated`).
+
+        Training and scoring in this process use one torch / OpenMP / BLAS thread, as a Flower
+        party in the simulation engine does; ``FEDADS_THREADS=N`` in the environment sets
+        another number, ``0`` leaves the process's settings (:mod:`fedads._threads`). The
+        numbers do not change with it (benchmarks/results/run_overhead.json compares them).
         """
         config = self.config.validate()
         # One torch / OpenMP thread while training and scoring, restored on return
