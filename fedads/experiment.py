@@ -164,8 +164,9 @@ class Experiment:
 
         Training and scoring in this process use one torch / OpenMP / BLAS thread, as a Flower
         party in the simulation engine does; ``FEDADS_THREADS=N`` in the environment sets
-        another number, ``0`` leaves the process's settings (:mod:`fedads._threads`). The
-        numbers do not change with it (benchmarks/results/run_overhead.json compares them).
+        another number, ``0`` leaves the process's settings (:mod:`fedads._threads`). On the
+        README example the scores were bit for bit the same either way
+        (benchmarks/results/run_overhead.json); torch does not promise that for every shape.
         """
         config = self.config.validate()
         # One torch / OpenMP thread while training and scoring, restored on return
