@@ -103,6 +103,59 @@ def child(backend: str, users: int, out: str) -> None:
     )
 
 
+def ray_child(mode: str) -> None:
+    """Ray start-up as Flower's (``mode="flower"``: ``runtime_env``) or fedads' ``start_ray``:
+    seconds to ``ray.init``, to two 1-CPU actors answering, and the worker processes used."""
+    import glob
+
+    import ray
+
+    from fedads.flower.simulation import _backend_config, quiet_flower_env, start_ray
+
+    init_args = _backend_config(num_cpus=2, chatty=False)["init_args"]
+    with quiet_flower_env():
+        start = time.perf_counter()
+        if mode == "flower":
+            path = os.pathsep.join(sys.path)
+            ray.init(runtime_env={"env_vars": {"PYTHONPATH": path}}, **init_args)
+        else:
+            start_ray(init_args)
+        up = time.perf_counter()
+
+        @ray.remote(num_cpus=1)
+        class Party:
+            def ready(self) -> int:
+                return os.getpid()
+
+        actors = [Party.remote() for _ in range(2)]
+        ray.get([a.ready.remote() for a in actors])
+        ready = time.perf_counter()
+        logs = ray._private.worker._global_node.get_logs_dir_path()  # noqa: SLF001
+        workers = len(glob.glob(os.path.join(logs, "worker-*.out")))
+        ray.shutdown()
+        down = time.perf_counter()
+    print(json.dumps({"mode": mode, "init_s": up - start, "actors_ready_s": ready - up,
+                      "shutdown_s": down - ready, "worker_processes": workers}))  # fmt: skip
+
+
+def ray_ab(repeats: int) -> list[dict]:
+    """Alternate Flower's and fedads' Ray start-up ``repeats`` times each (fresh processes)."""
+    rows = []
+    for _ in range(repeats):
+        for mode in ("flower", "fedads"):
+            load = os.getloadavg()[0]
+            proc = subprocess.run(
+                [sys.executable, __file__, "--ray-child", mode], capture_output=True, text=True,
+                env={**os.environ, "FLWR_TELEMETRY_ENABLED": "0"}, check=False,
+            )  # fmt: skip
+            lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
+            row = json.loads(lines[-1]) if lines else {"mode": mode, "error": proc.stderr[-300:]}
+            row["load_avg_1min_at_start"] = round(load, 2)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
 def stages(marks: list[tuple[float, str]], start: float, end: float) -> dict[str, float]:
     """Seconds per stage from the first message opening each stage to the next stage."""
     found: list[tuple[str, float]] = []
@@ -127,7 +180,8 @@ def stages(marks: list[tuple[float, str]], start: float, end: float) -> dict[str
 def parent(args: argparse.Namespace) -> None:
     import numpy as np
 
-    runs = []
+    runs: list[dict] = []
+    ray_rows = ray_ab(args.ray_ab) if args.ray_ab else []
     for backend in args.backends:
         scores = {}
         for variant in args.variants:
@@ -181,6 +235,7 @@ def parent(args: argparse.Namespace) -> None:
                 "cores": os.cpu_count(),
                 "note": "the machine is shared: see load_avg_1min_at_start per run",
                 "runs": runs,
+                "ray_start_ab": ray_rows,
             },
             indent=1,
         )
@@ -195,10 +250,16 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["before", "after"],
                         choices=list(VARIANTS))  # fmt: skip
     parser.add_argument("--users", type=int, default=5000)
+    parser.add_argument(
+        "--ray-ab", type=int, default=0, help="also time Ray start-up both ways, N times each"
+    )
+    parser.add_argument("--ray-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
+    if args.ray_child:
+        ray_child(args.ray_child)
+    elif args.child:
         child(args.child, args.users, args.out)
     else:
         parent(args)
