@@ -227,8 +227,9 @@ def parent(args: argparse.Namespace) -> None:
             runs.append({"backend": backend, "scores_identical_before_after": same,
                          "max_abs_score_diff": float(np.max(np.abs(a - b)))})  # fmt: skip
             print(json.dumps(runs[-1]), flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    results = Path(args.results)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(
         json.dumps(
             {
                 "what": "stages of one Experiment.run of the README example, before/after",
@@ -241,7 +242,7 @@ def parent(args: argparse.Namespace) -> None:
         )
         + "\n"
     )
-    print(f"wrote {RESULTS}")
+    print(f"wrote {results}")
 
 
 def main() -> None:
@@ -250,6 +251,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["before", "after"],
                         choices=list(VARIANTS))  # fmt: skip
     parser.add_argument("--users", type=int, default=5000)
+    parser.add_argument("--results", default=str(RESULTS), help="where to write the JSON")
     parser.add_argument(
         "--ray-ab", type=int, default=0, help="also time Ray start-up both ways, N times each"
     )
