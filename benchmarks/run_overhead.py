@@ -12,7 +12,10 @@ evaluation, the privacy report and the report files). Variants:
 * ``after``: the defaults now.
 
 The scores and metrics of both variants are compared bit for bit (same seed -> same numbers).
-Writes ``benchmarks/results/run_overhead.json``.
+Writes ``benchmarks/results/run_overhead.json`` (or ``--results``). The committed results:
+``run_overhead.json`` (in-process; there the ``flower:psi`` stage runs from the PSI to the
+first epoch's end) and ``run_overhead_simulation.json`` (``--backends simulation --ray-ab 1``),
+each on the shared 2-core machine under the load average recorded per run, one sample each.
 
     python benchmarks/run_overhead.py                      # both backends, both variants
     python benchmarks/run_overhead.py --backends inprocess --users 5000
