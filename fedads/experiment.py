@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from fedads._progress import Progress
+from fedads._threads import compute_threads
 from fedads._validation import check_choice, check_in_range, check_positive_int, fail
 from fedads.eval import EvalData, Evaluation, LiftUndefinedWarning, evaluate
 from fedads.federation import BACKENDS, FederatedRun, FederationSettings, run_federated
@@ -160,8 +161,27 @@ class Experiment:
 
         ``alignment``: ``None`` runs the PSI; an earlier result over the same tables, or
         ``"clear"`` in a simulation, skips it (see :func:`fedads.federation.run_federated`).
+
+        Training and scoring in this process use one torch / OpenMP / BLAS thread, as a Flower
+        party in the simulation engine does; ``FEDADS_THREADS=N`` in the environment sets
+        another number, ``0`` leaves the process's settings (:mod:`fedads._threads`). On the
+        README example the scores were bit for bit the same either way
+        (benchmarks/results/run_overhead.json); torch does not promise that for every shape.
         """
         config = self.config.validate()
+        # One torch / OpenMP thread while training and scoring, restored on return
+        # (fedads._threads: FEDADS_THREADS; the numbers do not depend on it).
+        with compute_threads():
+            return self._run(config, out_dir, verbose=verbose, alignment=alignment)
+
+    def _run(
+        self,
+        config: ExperimentConfig,
+        out_dir: str | Path | None,
+        *,
+        verbose: bool,
+        alignment: Any,
+    ) -> ExperimentResult:
         if out_dir is not None:
             from fedads.report.writer import check_out_dir
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from fedads._flat import flat_keys, flatten, unflatten
 from fedads._progress import SILENT, Progress
+from fedads._threads import compute_threads
 from fedads._validation import check_choice, check_in_range, check_positive_int, fail
 from fedads.align import DEFAULT_PSI_BACKEND, PSI_BACKENDS, KeyNormalization, coordinate_alignment
 from fedads.models import TrainingHistory
@@ -506,7 +507,10 @@ def run_federated(
             }
             transport = InProcessTransport(runtimes, timeout_s=timeout_s)
             try:
-                values = vfl_job(transport, {**settings.to_run_config(), **reuse_config})
+                # Both parties' threads at one torch thread each, as a Flower party in a Ray
+                # actor of one CPU (fedads._threads); restored on return.
+                with compute_threads():
+                    values = vfl_job(transport, {**settings.to_run_config(), **reuse_config})
             finally:
                 transport.close()
             traffic = transport.traffic.snapshot()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -68,6 +69,8 @@ FLOWER_ENV = (
 #: Largest Ray task argument / return value passed inline in the RPC instead of through the
 #: object store (Ray's default: 100 KiB). A chunk of embeddings is ~2 MB (docs/performance.md).
 RAY_INLINE_BYTES = 8 * 1024 * 1024
+#: Environment variable: ``flower`` lets Flower start Ray (the old way), see :func:`start_ray`.
+RAY_INIT_ENV = "FEDADS_RAY_INIT"
 
 
 class _DropNoise(logging.Filter):
@@ -97,6 +100,36 @@ def _backend_config(num_cpus: int, chatty: bool) -> dict[str, Any]:
             "configure_logging": True,
         },
     }
+
+
+def ray_init_mode() -> str:
+    """Who starts Ray for a simulation: ``"fedads"`` (default, :func:`start_ray`) or
+    ``"flower"`` (Flower's own ``ray.init``, what fedads did before; ``FEDADS_RAY_INIT=flower``,
+    kept to measure the difference: benchmarks/run_overhead.py)."""
+    mode = os.environ.get(RAY_INIT_ENV, "fedads").strip().lower() or "fedads"
+    if mode not in ("fedads", "flower"):
+        raise InputError(f"{RAY_INIT_ENV}={mode!r}: use 'fedads' (default) or 'flower'")
+    return mode
+
+
+def start_ray(init_args: Mapping[str, Any]) -> None:
+    """``ray.init(**init_args)`` with this process's ``sys.path`` in ``PYTHONPATH``.
+
+    Why not let Flower start Ray: Flower passes ``sys.path`` to the workers as a job
+    ``runtime_env`` (``env_vars``). Ray's raylet prestarts one Python worker per CPU when it
+    starts, before any job, with an empty runtime env; a job with a runtime env cannot use them,
+    so Ray started two *more* worker processes for the two ClientApp actors, and the actors
+    waited for them (each imports Ray: seconds of CPU on a 2-core machine) while the two
+    prestarted ones idled. Here ``PYTHONPATH`` is in the environment the raylet and so every
+    worker inherits (the caller, :func:`quiet_flower_env`, restores the environment), no
+    runtime env is needed, and the actors run in the prestarted workers: 2 worker processes
+    per simulation instead of 4. Flower skips its own ``ray.init`` when Ray is up.
+    """
+    import ray
+
+    paths = [*sys.path, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+    ray.init(**init_args)
 
 
 def run_federation(
@@ -253,11 +286,14 @@ def _simulate_in_env(
     try:
         # Flower waits for every ClientApp call in flight before it returns; the ClientApp
         # abandons a party call after `timeout-s`, so a hung party cannot hang us here.
+        backend_config = _backend_config(num_cpus=2, chatty=chatty)
+        if not ray.is_initialized() and ray_init_mode() == "fedads":
+            start_ray(backend_config["init_args"])
         run_simulation(
             server_app=server_app,
             client_app=client_app,
             num_supernodes=2,
-            backend_config=_backend_config(num_cpus=2, chatty=chatty),  # type: ignore[arg-type]
+            backend_config=backend_config,  # type: ignore[arg-type]
         )
     except BaseException as exc:  # noqa: BLE001 - re-raised below, after cleanup
         engine_error = exc

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fedads._progress import SILENT, Progress
+from fedads._threads import compute_threads
 from fedads._validation import (
     check_choice,
     check_in_range,
@@ -240,6 +241,24 @@ def train_local(
     )
     per_epoch = batches_per_epoch(len(train_rows), config.batch_size)
     optimizer = make_optimizer(model.parameters(), config.optimizer, config.lr, config.weight_decay)
+    # One torch thread unless FEDADS_THREADS says otherwise (fedads._threads: small models;
+    # the default threads spin against other work on a shared machine). Restored on return.
+    with compute_threads():
+        return _train_epochs(model, inputs, y, plan, per_epoch, optimizer, config, valid_rows,
+                             progress)  # fmt: skip
+
+
+def _train_epochs(
+    model: nn.Module,
+    inputs: Inputs,
+    y: torch.Tensor,
+    plan: list[np.ndarray],
+    per_epoch: int,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    valid_rows: np.ndarray | None,
+    progress: Progress,
+) -> TrainingHistory:
     history = TrainingHistory(mode="local")
     for epoch in range(config.epochs):
         model.train()

@@ -133,11 +133,16 @@ def privacy_report(
         "training_seconds": float(np.sum(run.values.get("epoch_seconds", []))),
     }
     if feature_inference:
+        from fedads._threads import compute_threads
         from fedads.privacy.feature_inference import feature_inference_report
 
         embeddings = run.party_outputs.get("received_embeddings")
         if embeddings is not None and len(embeddings):
-            block["feature_inference"] = feature_inference_report(
-                embeddings, social, ecommerce, run.social_rows, run.ecommerce_rows, seed=seed
-            )
+            # One BLAS/OpenMP thread for the small linear fits (fedads._threads): with one
+            # thread per core they spun against other work on a loaded machine
+            # (benchmarks/results/run_overhead.json, stage privacy+report).
+            with compute_threads():
+                block["feature_inference"] = feature_inference_report(
+                    embeddings, social, ecommerce, run.social_rows, run.ecommerce_rows, seed=seed
+                )
     return block

@@ -33,7 +33,6 @@ label party holds them); reproducible with the caller's seeded generator.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize
 
 
 def marvell_noise(
@@ -101,6 +100,10 @@ def optimal_covariances(
 
     def budget(x: np.ndarray) -> float:
         return float(strength - weights @ x)
+
+    # scipy.optimize is imported here, not at module level: every party process (each Flower
+    # ClientApp actor) imports this module, and scipy.optimize alone costs ~1-2 s of start-up.
+    from scipy.optimize import minimize
 
     # Start: the whole budget along u, split evenly between the classes.
     start = np.array([strength / 2 / max(1 - p, eps), strength / 2 / max(p, eps), 0.0, 0.0])
