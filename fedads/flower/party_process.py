@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from fedads._progress import set_verbosity
+from fedads._threads import compute_threads
 from fedads.errors import InputError, ProtocolError
 from fedads.flower.client_app import (
     CLOSE,
@@ -329,7 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.parent_pid is not None:
         threading.Thread(target=_watch_parent, args=(args.parent_pid, server), daemon=True).start()
     _LOG.warning("party %r ready on %s (pid %s)", server.role, server.path, os.getpid())
-    server.serve_forever()
+    # One compute thread per party, as in-process and in the Ray actors (fedads._threads): the
+    # two parties share the machine's cores with the relay's processes.
+    with compute_threads():
+        server.serve_forever()
     return 0
 
 
