@@ -37,6 +37,15 @@ Usage::
     python benchmarks/perf.py --quick --profile        # + pyinstrument profiles
     python benchmarks/perf.py --aligned 200000 --single-actor --poll-interval 0.1  # what-if
     python benchmarks/perf.py --e2e-users 1000000      # whole Experiment with PSI (~6 min)
+    python benchmarks/perf.py --engine deployment --quick  # deployment engine, 20k (~3 min)
+    python benchmarks/perf.py --engine deployment         # deployment engine, 200k aligned
+
+``--engine deployment`` runs the same world, model, split and batch order on the deployment
+engine (:class:`fedads.flower.deployment.LocalDeployment`: SuperLink, 2 SuperNodes, one
+long-lived party process per party; the job runs in ``flwr-serverapp`` as
+:func:`deployment_perf_job`) for the pipelined efficient variants of
+``--deployment-variants``, and centralized epochs before and after it in the same invocation;
+results in ``benchmarks/results/perf_deployment[_quick].json``.
 
 Results: ``benchmarks/results/perf.json`` (``--out``); profiles in
 ``benchmarks/results/perf_*.txt``.
@@ -737,6 +746,190 @@ def end_to_end(
     return report
 
 
+# ---------------------------------------------------------------------------------- deployment
+def deployment_perf_job(transport: Any, run_config: Any) -> dict[str, Any]:
+    """The deployment engine's job (runs in ``flwr-serverapp``, so it gets everything from the
+    run config): the alignment-reuse round, then per variant (``perf-variants``, e.g.
+    ``pipe8,eff16``) one fit of ``perf-epochs`` epochs and the held-out scoring. The split is
+    the library's (``split_positions``) over ``perf-n-aligned`` rows, as in :func:`prepare`."""
+    n_aligned = int(run_config["perf-n-aligned"])
+    settings = FederationSettings()
+    train, test = split_positions(n_aligned, settings.test_share, settings.split_seed)
+    summary = coordinate_reused_alignment(transport.send_all)
+    if summary.n_aligned != n_aligned:
+        raise RuntimeError(f"parties aligned {summary.n_aligned} rows, expected {n_aligned}")
+    b = {
+        "batch_size": int(run_config["perf-batch-size"]),
+        "epochs": int(run_config["perf-epochs"]),
+        "seed": int(run_config["perf-seed"]),
+    }
+    out: dict[str, Any] = {}
+    for name in str(run_config["perf-variants"]).split(","):
+        spec = VARIANTS[f"flwr_{name}"]
+        cfg = _protocol(spec, b)
+        coordinator = Coordinator(transport, cfg)
+        start = time.perf_counter()
+        history = coordinator.fit(train)
+        fit_s = time.perf_counter() - start
+        start = time.perf_counter()
+        coordinator.score(test)
+        out[f"{name}-epoch-seconds"] = np.asarray(history.epoch_seconds)
+        out[f"{name}-epoch-losses"] = np.asarray(history.epoch_losses)
+        out[f"{name}-setup-s"] = fit_s - sum(history.epoch_seconds)
+        out[f"{name}-predict-s"] = time.perf_counter() - start
+        per_epoch = -(-len(train) // cfg.batch_size)
+        chunks = -(-per_epoch // cfg.batches_per_round)
+        out[f"{name}-round-trips-per-epoch"] = (
+            chunks + 2 / cfg.epochs if cfg.pipeline else 2 * chunks + 1
+        )
+        print(
+            f"[perf] deployment {name}: epochs "
+            + " ".join(f"{x:.2f}" for x in history.epoch_seconds)
+            + " s",
+            file=sys.stderr,
+            flush=True,
+        )
+    probe = _probe(transport)
+    for party, values in probe.items():
+        out[f"{party}-handle-s"] = float(values["handle_s"])
+        out[f"{party}-calls"] = int(values["calls"])
+    return out
+
+
+def deployment_benchmark(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """``--engine deployment``: centralized epochs, then the deployment run, then centralized
+    again (same data, model, batch order), all in this one invocation."""
+    from fedads.flower.deployment import run_deployment
+
+    variants = [v.strip() for v in args.deployment_variants.split(",") if v.strip()]
+    for v in variants:
+        if f"flwr_{v}" not in VARIANTS:
+            parser_error = f"--deployment-variants: unknown {v!r} (e.g. pipe8, eff16)"
+            raise SystemExit(parser_error)
+    load_start = os.getloadavg()
+    started = time.perf_counter()
+    # "perf", not "benchmarks.perf": a site-packages package named "benchmarks" shadows this
+    # folder in the processes Flower starts.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        x for x in (str(ROOT), str(ROOT.parent), os.environ.get("PYTHONPATH", "")) if x
+    )
+    with tempfile.TemporaryDirectory(prefix="fedads-perf-") as tmp:
+        data = prepare(args.aligned, args.seed, Path(tmp))
+        b = {**data, "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed}
+        print(
+            f"[perf] deployment: {data['n_aligned']} aligned, train {len(data['train'])}",
+            file=sys.stderr,
+            flush=True,
+        )
+        central = []
+        for rep in range(2):  # before and after the deployment run (same background load)
+            if rep == 1:
+                run_config = {
+                    **FederationSettings(verbose=False).to_run_config(),
+                    "social-path": data["paths"]["social"],
+                    "ecommerce-path": data["paths"]["ecommerce"],
+                    "social-out": data["outs"]["social"],
+                    "ecommerce-out": data["outs"]["ecommerce"],
+                    "job": "perf:deployment_perf_job",
+                    "party-factory": "perf:perf_party_factory",
+                    "timeout-s": 1800.0,
+                    "perf-party-threads": args.party_threads,
+                    "perf-n-aligned": int(data["n_aligned"]),
+                    "perf-batch-size": args.batch_size,
+                    "perf-epochs": args.epochs,
+                    "perf-seed": args.seed,
+                    "perf-variants": ",".join(variants),
+                }
+                keys = fresh_keys()
+                for role in ("social", "ecommerce"):
+                    folder = Path(data["outs"][role]).parent / "keys"
+                    run_config.update(write_key_files(keys[role], folder))
+                t0 = time.perf_counter()
+                result = run_deployment(run_config, run_timeout_s=7200.0, verbose=False)
+                deploy_s = time.perf_counter() - t0
+                scores = np.load(Path(data["outs"]["ecommerce"]) / SCORES_FILE)[data["test"]]
+                last_auc = auc(data["labels"][data["test"]], scores)
+            for spec in (VARIANTS["central_t1"], VARIANTS["central_t2"]):
+                r = _run_central(spec, b)
+                central.append(
+                    {
+                        "threads": spec["threads"],
+                        "epoch_seconds": r["epoch_seconds"],
+                        "auc": r["auc"],
+                    }
+                )
+    # As in the simulation table: per repeat, the faster of the 1- and 2-thread runs (its
+    # median epoch), then the median over the two repeats (before / after the deployment run).
+    central_epoch = statistics.median(
+        min(statistics.median(c["epoch_seconds"]) for c in central[i : i + 2])
+        for i in range(0, len(central), 2)
+    )
+    values = result.values
+    per_variant = {}
+    for name in variants:
+        epochs = [float(x) for x in np.asarray(values[f"{name}-epoch-seconds"])]
+        median = statistics.median(epochs)
+        per_variant[name] = {
+            "epoch_seconds": [round(x, 3) for x in epochs],
+            "epoch_s_median": round(median, 3),
+            "vs_central": round(median / central_epoch, 1),
+            "round_trips_per_epoch": round(float(values[f"{name}-round-trips-per-epoch"]), 2),
+            "seconds_per_round_trip": round(
+                median / float(values[f"{name}-round-trips-per-epoch"]), 2
+            ),
+            "setup_s": round(float(values[f"{name}-setup-s"]), 2),
+            "predict_s": round(float(values[f"{name}-predict-s"]), 2),
+            "epoch_losses": [
+                round(float(x), 5) for x in np.asarray(values[f"{name}-epoch-losses"])
+            ],
+        }
+    report = {
+        "benchmark": "perf_deployment",
+        "issue": "#19 the deployment engine at practical speed",
+        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": "python benchmarks/perf.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": {
+            **_machine(),
+            "load_average_at_start": [round(x, 2) for x in load_start],
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        },
+        "engine": "local SuperLink + 2 SuperNodes + flwr run (loopback, insecure), one "
+        "long-lived party process per party, thin forwarding ClientApp "
+        "(fedads.flower.deployment.LocalDeployment)",
+        "world": {
+            "n_users": data["n_users"],
+            "n_aligned": data["n_aligned"],
+            "n_train": int(len(data["train"])),
+            "alignment": "in the clear, handed to each party's private folder (alignment reuse)",
+        },
+        "settings": {
+            "batch_size": args.batch_size,
+            "epochs_per_run": args.epochs,
+            "seed": args.seed,
+            "variants": variants,
+        },
+        "central": central,
+        "central_epoch_s_median": round(central_epoch, 4),
+        "deployment": per_variant,
+        "last_variant_auc": round(float(last_auc), 4),
+        "central_auc": round(float(central[-1]["auc"]), 4),
+        "deployment_run_s": round(deploy_s, 1),
+        "discovery_s": round(result.discovery_s, 2),
+        "messages": result.messages,
+        "party_stats": result.party_stats,
+        "total_s": round(time.perf_counter() - started, 1),
+    }
+    out = Path(args.out).parent / (
+        "perf_deployment_quick.json" if args.quick else "perf_deployment.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    print(json.dumps({"central_epoch_s": central_epoch, "deployment": per_variant}, indent=2))
+    print(f"[perf] wrote {out}", file=sys.stderr)
+    return 0
+
+
 # ---------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -780,7 +973,23 @@ def main(argv: list[str] | None = None) -> int:
         "--e2e-sequential", action="store_true", help="end to end: efficient mode, not pipelined"
     )
     parser.add_argument("--e2e-epochs", type=int, default=5)
+    parser.add_argument(
+        "--engine",
+        choices=("simulation", "deployment"),
+        default="simulation",
+        help="deployment: the deployment engine (local SuperLink + SuperNodes + party "
+        "processes) against centralized, writes perf_deployment[_quick].json",
+    )
+    parser.add_argument(
+        "--deployment-variants",
+        default="pipe8,pipe32",
+        help="with --engine deployment: comma-separated {eff,pipe}{4,8,16,32}[_f16|_int8]",
+    )
     args = parser.parse_args(argv)
+    if args.engine == "deployment":
+        if args.quick:
+            args.aligned = min(args.aligned, 20_000)
+        return deployment_benchmark(args, argv)
     if args.e2e_users:
         report = end_to_end(
             args.e2e_users,

@@ -71,6 +71,7 @@ from fedads.flower.config import (
     resolve_party_factory,
     resolve_role,
 )
+from fedads.flower.forwarder import forward_message, uses_party_process
 from fedads.flower.security import answer_challenge
 from fedads.protocol.envelope import Envelope
 from fedads.protocol.messages import MESSAGES, check_envelope
@@ -314,6 +315,23 @@ def _error_reply(message: Message, role: str, kind: str, exc: BaseException) -> 
     )
 
 
+def build_party(
+    spec: PartyFactory | str, role: str, config: dict[str, Any], node_config: dict[str, Any]
+) -> Party:
+    """The party ``role`` built by factory ``spec`` from ``config`` without the other party's
+    private keys and this node's own ``node_config``; checked to be a party playing ``role``."""
+    factory = resolve_party_factory(spec)
+    party = factory(role, party_run_config(role, config), node_config)
+    if not callable(getattr(party, "handle", None)) or not callable(
+        getattr(party, "get_state", None)
+    ):
+        raise ProtocolError(f"party factory {spec!r} returned {type(party).__name__}, not a Party")
+    name = getattr(party, "name", role)
+    if name != role:
+        raise ProtocolError(f"party factory {spec!r} built party {name!r} for role {role!r}")
+    return party
+
+
 class ClientAdapter:
     """Translates Flower messages for one node into calls on its party object.
 
@@ -339,18 +357,7 @@ class ClientAdapter:
         spec = self.party_factory
         if spec is None:
             spec = party_factory_spec(context.node_config, self.run_config)
-        factory = resolve_party_factory(spec)
-        party = factory(role, party_run_config(role, config), dict(context.node_config))
-        if not callable(getattr(party, "handle", None)) or not callable(
-            getattr(party, "get_state", None)
-        ):
-            raise ProtocolError(
-                f"party factory {spec!r} returned {type(party).__name__}, not a Party"
-            )
-        name = getattr(party, "name", role)
-        if name != role:
-            raise ProtocolError(f"party factory {spec!r} built party {name!r} for role {role!r}")
-        return party
+        return build_party(spec, role, config, dict(context.node_config))
 
     def _live(self, role: str, config: dict[str, Any], context: Context) -> _Live:
         key = (context.run_id, context.node_id)
@@ -376,6 +383,8 @@ class ClientAdapter:
 
     # -- message handlers -----------------------------------------------------------------
     def handle_control(self, message: Message, context: Context) -> Message:
+        if uses_party_process(context):  # deployment with a long-lived party process
+            return forward_message(message, context)
         role, kind = "?", "?"
         try:
             role = resolve_role(context.node_config)
@@ -405,6 +414,8 @@ class ClientAdapter:
             return _error_reply(message, role, kind, exc)
 
     def handle_protocol(self, message: Message, context: Context) -> Message:
+        if uses_party_process(context):
+            return forward_message(message, context)
         role, kind = "?", "?"
         key = (context.run_id, context.node_id)
         try:

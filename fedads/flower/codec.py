@@ -17,8 +17,8 @@ from collections.abc import Mapping
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
+from fedads.envelope import Envelope, Scalar  # not fedads.protocol: no torch (forwarder)
 from fedads.errors import ProtocolError
-from fedads.protocol.envelope import Envelope, Scalar
 
 ENVELOPE_KEY = "fedads.envelope"
 ARRAYS_KEY = "fedads.arrays"

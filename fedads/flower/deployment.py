@@ -41,6 +41,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 from collections.abc import Mapping
@@ -52,13 +53,14 @@ import numpy as np
 import tomli_w
 
 from fedads._progress import Progress, set_verbosity
-from fedads.errors import InputError, ProtocolError
+from fedads.errors import InputError, PartyError, ProtocolError
 from fedads.flower.config import (
     DEFAULTS,
     OUT_DIR_KEY,
     PARTIES,
     PARTY_FACTORY_KEY,
     PARTY_KEY,
+    POLL_KEY,
     STATE_DIR_KEY,
     TIMEOUT_KEY,
     data_path_key,
@@ -66,10 +68,22 @@ from fedads.flower.config import (
     node_only_keys,
     private_keys,
 )
+from fedads.flower.party_wire import PARTY_SOCKET_KEY, SOCKET_NAME
 from fedads.flower.result import RESULT_JSON, FederationResult, read_result
 from fedads.flower.security import LocalSecurity, prepare_local_security
 
 CONNECTION = "fedads-local"
+#: ClientApp components of the generated app project: the thin forwarder to the party's
+#: long-lived process (default), or the ClientApp that builds the party in every message's
+#: own ``flwr-clientapp`` process (``party_processes=False``, the behaviour before issue #19).
+FORWARDER_CLIENTAPP = "fedads.flower.forwarder:app"
+INPROCESS_CLIENTAPP = "fedads.flower.client_app:app"
+SUPEREXEC_POLL_ENV = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"
+SUPEREXEC_POLL_S = 0.05
+#: ServerApp reply polling for deployment runs (run config ``poll-interval-s``) unless set: each
+#: check is a call to the SuperLink, and the SuperNode itself only looks for a finished reply
+#: every 0.5 s, so 2 ms (the simulation default) would only burn CPU.
+DEPLOYMENT_POLL_S = 0.01
 PROTOBUF_WARNING_FILTER = "ignore:Protobuf gencode version:UserWarning"
 _LOOPBACK = "127.0.0.1"
 
@@ -78,6 +92,10 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((_LOOPBACK, 0))
         return int(sock.getsockname()[1])
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(f"terminated by signal {signum}; stopping the local deployment")
 
 
 def _tail(path: Path, lines: int = 25) -> str:
@@ -98,13 +116,18 @@ def flower_env(flwr_home: Path) -> dict[str, str]:
     env["FLWR_HOME"] = str(flwr_home)
     env["FLWR_TELEMETRY_ENABLED"] = "0"
     env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] = "1"
+    # SuperExec (started by each SuperNode) checks for new tasks every 1 s by default; its
+    # public knob (0.01-60 s) makes a message start its ClientApp within 50 ms instead.
+    env.setdefault(SUPEREXEC_POLL_ENV, str(SUPEREXEC_POLL_S))
     warnings_spec = env.get("PYTHONWARNINGS", "")
     if PROTOBUF_WARNING_FILTER not in warnings_spec:
         env["PYTHONWARNINGS"] = ",".join(x for x in (warnings_spec, PROTOBUF_WARNING_FILTER) if x)
     return env
 
 
-def write_app_project(project_dir: Path, run_config: Mapping[str, Any]) -> Path:
+def write_app_project(
+    project_dir: Path, run_config: Mapping[str, Any], clientapp: str = INPROCESS_CLIENTAPP
+) -> Path:
     """A minimal Flower app project whose defaults are ``run_config`` (code comes from the env)."""
     project_dir.mkdir(parents=True, exist_ok=True)
     pyproject = {
@@ -122,7 +145,7 @@ def write_app_project(project_dir: Path, run_config: Mapping[str, Any]) -> Path:
                     "publisher": "fedads",
                     "components": {
                         "serverapp": "fedads.flower.server_app:app",
-                        "clientapp": "fedads.flower.client_app:app",
+                        "clientapp": clientapp,
                     },
                     "config": dict(run_config),
                 }
@@ -204,6 +227,10 @@ class LocalDeployment:
             close unless ``keep``).
         keep: keep ``workdir`` after close (logs for debugging).
         startup_timeout_s: bound on each process coming up.
+        party_processes: run each party in a long-lived process next to its SuperNode
+            (:mod:`fedads.flower.party_process`; default) and submit the thin forwarding
+            ClientApp; ``False``: build the party in every message's ``flwr-clientapp`` process
+            from its checkpoint (seconds per message).
         insecure: no TLS, no SuperNode authentication, roles taken on the nodes' word (logs a
             warning). Default False: all three on (:mod:`fedads.flower.security`).
     """
@@ -216,6 +243,7 @@ class LocalDeployment:
         keep: bool = False,
         verbose: bool = True,
         startup_timeout_s: float = 60.0,
+        party_processes: bool = True,
         insecure: bool = False,
     ) -> None:
         unknown = set(node_configs or {}) - set(PARTIES)
@@ -229,6 +257,8 @@ class LocalDeployment:
         self.verbose = verbose
         self.startup_timeout_s = startup_timeout_s
         self.processes: list[_Process] = []
+        self.party_processes = party_processes
+        self.party_procs: dict[str, _Process] = {}
         self.superlink_port = 0
         self._runs = 0
         self.insecure = insecure
@@ -236,6 +266,16 @@ class LocalDeployment:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> LocalDeployment:
+        # A SIGTERM to this process (a CI timeout, `kill`) would end it without running
+        # close(), leaving the SuperLink, SuperNodes and party processes (own sessions) behind:
+        # turn it into an exception while the deployment is open, unless the caller already
+        # handles SIGTERM (the CLI does; main thread only).
+        self._old_sigterm: Any = None
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        ):
+            self._old_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             self.start()
         except BaseException:
@@ -249,7 +289,12 @@ class LocalDeployment:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        try:
+            self.close()
+        finally:
+            if self._old_sigterm is not None:
+                signal.signal(signal.SIGTERM, self._old_sigterm)
+                self._old_sigterm = None
 
     def _wait_port(self, proc: _Process, port: int) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
@@ -268,6 +313,59 @@ class LocalDeployment:
             f"{proc.name} did not listen on {_LOOPBACK}:{port} within "
             f"{self.startup_timeout_s:g} s; log {proc.log}:\n{_tail(proc.log)}"
         )
+
+    def _start_party_process(self, party: str, config_file: Path) -> None:
+        """Start ``party``'s long-lived process on the same node config as its SuperNode."""
+        self.progress(f"deployment: starting the {party!r} party process")
+        proc = _Process(
+            f"party process ({party})",
+            [
+                sys.executable,
+                "-m",
+                "fedads.flower.party_process",
+                "--node-config",
+                str(config_file),
+                "--parent-pid",
+                str(os.getpid()),
+            ],
+            flower_env(self.workdir / party / "home"),
+            self.workdir / "logs" / f"party-{party}.log",
+        )
+        self.processes.append(proc)
+        self.party_procs[party] = proc
+
+    def _wait_socket(self, proc: _Process, path: Path) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise ProtocolError(
+                    f"{proc.name} exited with code {proc.popen.returncode} while starting; "
+                    f"log {proc.log}:\n{_tail(proc.log)}"
+                )
+            if path.exists():
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                    if sock.connect_ex(str(path)) == 0:
+                        return
+            time.sleep(0.1)
+        raise ProtocolError(
+            f"{proc.name} did not listen on {path} within {self.startup_timeout_s:g} s; "
+            f"log {proc.log}:\n{_tail(proc.log)}"
+        )
+
+    def _check_party_processes(self) -> None:
+        """Raise :class:`PartyError` naming the first party whose process has exited."""
+        for party, proc in self.party_procs.items():
+            if not proc.alive():
+                raise PartyError(
+                    party,
+                    f"its party process (pid {proc.popen.pid}) exited with code "
+                    f"{proc.popen.returncode} during the run; the party's live state is lost "
+                    f"(start a new run); log {proc.log}:\n{_tail(proc.log)}",
+                )
+
+    def pids(self) -> dict[str, int]:
+        """Process id of every process this deployment started (each leads its own group)."""
+        return {proc.name: proc.popen.pid for proc in self.processes}
 
     def start(self) -> None:
         """Start the SuperLink, then the two SuperNodes; wait until each listens."""
@@ -312,8 +410,12 @@ class LocalDeployment:
                 PARTY_KEY: party,
                 STATE_DIR_KEY: str(state_dir),
             }
+            if self.party_processes:
+                node_config[PARTY_SOCKET_KEY] = str(state_dir / SOCKET_NAME)
             config_file = party_dir / "node-config.toml"
             config_file.write_text(tomli_w.dumps(node_config))
+            if self.party_processes:
+                self._start_party_process(party, config_file)
             port = _free_port()
             self.progress(f"deployment: starting SuperNode {party!r} (node config {config_file})")
             node = _Process(
@@ -335,6 +437,8 @@ class LocalDeployment:
             nodes.append((node, port))
         for node, port in nodes:
             self._wait_port(node, port)
+        for party, proc in self.party_procs.items():
+            self._wait_socket(proc, self.workdir / party / "state" / SOCKET_NAME)
         cli_home = self.workdir / "cli-home"
         cli_home.mkdir(parents=True, exist_ok=True)
         (cli_home / "config.toml").write_text(
@@ -371,7 +475,7 @@ class LocalDeployment:
         run_config: Mapping[str, Any],
         *,
         project_dir: str | Path | None = None,
-        run_timeout_s: float = 600.0,
+        run_timeout_s: float | None = None,
     ) -> FederationResult:
         """Submit one run with ``flwr run`` and return its result (raise its failure).
 
@@ -380,7 +484,10 @@ class LocalDeployment:
                 ``<party>-path`` keys are refused: data paths belong in ``node_configs``.
             project_dir: a Flower app project to submit instead of the generated one (e.g. this
                 repo); its ``[tool.flwr.app.config]`` must declare every key of ``run_config``.
-            run_timeout_s: bound on the whole run, start-up included.
+            run_timeout_s: bound on the whole run, start-up included; ``None`` (default): none
+                beyond the run's own (every message is bounded by ``timeout-s``, and a run
+                whose ServerApp ends without a result fails), since a fixed bound fails long
+                runs that are making progress (a 5-epoch run on a loaded machine took > 600 s).
         """
         if not self.processes:
             raise ProtocolError("LocalDeployment is not started (use it as a context manager)")
@@ -400,7 +507,8 @@ class LocalDeployment:
         config = merged_config(run_config, {OUT_DIR_KEY: str(out_dir)})
         cmd = [str(Path(sys.executable).parent / "flwr"), "run"]
         if project_dir is None:
-            project = write_app_project(run_dir / "app", config)
+            clientapp = FORWARDER_CLIENTAPP if self.party_processes else INPROCESS_CLIENTAPP
+            project = write_app_project(run_dir / "app", config, clientapp)
             cmd += [str(project), CONNECTION, "--stream"]
         else:
             project = Path(project_dir).resolve()
@@ -426,6 +534,7 @@ class LocalDeployment:
             while True:
                 if (out_dir / RESULT_JSON).exists():
                     break
+                self._check_party_processes()
                 if not proc.alive():
                     # --stream returns when the run ends; give the result file a moment
                     time.sleep(1.0)
@@ -435,7 +544,7 @@ class LocalDeployment:
                         f"flwr run exited with code {proc.popen.returncode} without a result in "
                         f"{out_dir}\n{self._diagnostics(run_log)}"
                     )
-                if time.monotonic() - start > run_timeout_s:
+                if run_timeout_s is not None and time.monotonic() - start > run_timeout_s:
                     raise ProtocolError(
                         f"the run did not finish within {run_timeout_s:g} s (run_timeout_s)\n"
                         f"{self._diagnostics(run_log)}"
@@ -470,19 +579,24 @@ def run_deployment(
     *,
     node_configs: Mapping[str, Mapping[str, Any]] | None = None,
     project_dir: str | Path | None = None,
-    run_timeout_s: float = 600.0,
+    run_timeout_s: float | None = None,
     startup_timeout_s: float = 60.0,
     keep: bool = False,
     verbose: bool = True,
+    party_processes: bool = True,
     insecure: bool = False,
 ) -> FederationResult:
     """Start a local deployment, run once, tear down; return the result.
+
+    ``party_processes``: see :class:`LocalDeployment`. Run config ``poll-interval-s`` defaults
+    to :data:`DEPLOYMENT_POLL_S` here.
 
     Party-private keys found in ``run_config`` (``<party>-path``, ``<party>-out``) are moved to
     that party's node config (as absolute paths), so each SuperNode, and only it, knows them;
     so is ``party-factory`` (to both). ``insecure``: see :class:`LocalDeployment`.
     """
     config = dict(run_config)
+    config.setdefault(POLL_KEY, DEPLOYMENT_POLL_S)
     nodes = {p: dict((node_configs or {}).get(p, {})) for p in PARTIES}
     for party in PARTIES:
         for key in private_keys(party):
@@ -498,6 +612,7 @@ def run_deployment(
         keep=keep,
         verbose=verbose,
         startup_timeout_s=startup_timeout_s,
+        party_processes=party_processes,
         insecure=insecure,
     ) as deployment:
         return deployment.run(config, project_dir=project_dir, run_timeout_s=run_timeout_s)
@@ -554,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
         help="extra run config entries (numbers and true/false are parsed)",
     )
     parser.add_argument("--timeout-s", type=float, default=float(DEFAULTS[TIMEOUT_KEY]))
-    parser.add_argument("--run-timeout-s", type=float, default=600.0)
+    parser.add_argument("--run-timeout-s", type=float, default=None)
     parser.add_argument("--project-dir", default=None, help="submit this app project instead")
     parser.add_argument("--keep", action="store_true", help="keep logs and results")
     parser.add_argument("--quiet", action="store_true")
