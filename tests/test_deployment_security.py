@@ -458,3 +458,19 @@ def test_an_impostor_that_fails_its_hello_does_not_stop_discovery(
     grid.contexts[3].node_config["broken"] = True
     with pytest.raises(PartyError, match="impostor breaks on purpose"):
         discover_party_nodes(grid, 1.0, 1.0, role_keys=_role_keys(k))  # type: ignore[arg-type]
+
+
+def test_the_party_process_refuses_node_only_keys_in_the_run_config(tmp_path: Path) -> None:
+    """Long-lived party processes get the run config from the forwarder: the same rule."""
+    from fedads.flower.party_process import PartyServer
+    from fedads.protocol.envelope import Envelope
+
+    server = PartyServer({"party": "social", "state-dir": str(tmp_path),
+                          "party-factory": "fedads.flower.testing:echo_party_factory"})  # fmt: skip
+    header = {"role": "social", "run_id": 1, "message_type": "query",
+              "run_config": {"social-path": "/etc/shadow"}}  # fmt: skip
+    answer, reply = server.dispatch(header, Envelope("hello"))
+    assert not answer["ok"] and reply is None
+    assert "taken only from its node config" in answer["error"]
+    answer, reply = server.dispatch({**header, "run_config": {}}, Envelope("hello"))
+    assert answer["ok"] and reply is not None and reply.meta["party"] == "social"

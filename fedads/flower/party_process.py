@@ -55,7 +55,13 @@ from fedads.flower.client_app import (
     _call_with_deadline,
     build_party,
 )
-from fedads.flower.config import TIMEOUT_KEY, merged_config, party_factory_spec, resolve_role
+from fedads.flower.config import (
+    TIMEOUT_KEY,
+    check_shared_run_config,
+    merged_config,
+    party_factory_spec,
+    resolve_role,
+)
 from fedads.flower.party_wire import now, record_timeline, recv_frame, send_frame, socket_path
 from fedads.flower.security import answer_challenge
 from fedads.protocol.envelope import Envelope
@@ -190,7 +196,9 @@ class PartyServer:
                     "SuperNode must point at its own party's socket"
                 )
             run_id = int(header["run_id"])
-            config = merged_config(dict(header.get("run_config") or {}))
+            run_config = dict(header.get("run_config") or {})
+            check_shared_run_config(run_config)  # node-only keys come from this node only
+            config = merged_config(run_config)
             message_type = str(header.get("message_type", ""))
             with self._lock:
                 if message_type == CONTROL_MESSAGE_TYPE:
