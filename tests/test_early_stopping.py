@@ -20,8 +20,8 @@ from fedads.errors import InputError
 from fedads.federation import run_federated
 from fedads.protocol import Coordinator, Envelope, InProcessTransport
 from fedads.protocol import messages as msg
-from fedads.protocol.parties import EcommerceParty, SocialParty
 from fedads.protocol.config import EARLY_STOPPING_MIN_DELTA
+from fedads.protocol.parties import EcommerceParty, SocialParty
 from fedads.world import generate_world
 
 PROTOCOL = ProtocolConfig(
@@ -69,9 +69,7 @@ def test_stops_after_patience_and_keeps_the_best_epoch(stopped) -> None:
 def test_restored_scores_equal_a_run_of_exactly_the_best_epochs(tables, stopped) -> None:
     social, ecommerce = tables
     best = int(stopped.values["best_epoch"])
-    fixed = replace(
-        SETTINGS, protocol=replace(PROTOCOL, epochs=best, early_stopping_patience=None)
-    )
+    fixed = replace(SETTINGS, protocol=replace(PROTOCOL, epochs=best, early_stopping_patience=None))
     run = run_federated(social, ecommerce, fixed, backend="inprocess", alignment=stopped)
     assert "best_epoch" not in run.values
     np.testing.assert_array_equal(
