@@ -22,11 +22,12 @@ PSI's rows and order) and every other cell of that seed reuses that alignment
 with each seed's bootstrap SE (both variances kept).
 
     python benchmarks/claim_map.py                 # full map (20k users, 2 seeds)
+    python benchmarks/claim_map.py --reduced       # 10k users, 4 x 3 grid, 2 seeds
     python benchmarks/claim_map.py --quick         # CI size (~1 min): the pipeline, not evidence
 
 Writes ``<out>/claim_map.json`` and heatmaps ``<out>/claim_map_<budget>.png`` (15% and 25%
 contours) and ``<out>/claim_map_axes.png`` (default out: ``benchmarks/results/claim_map/``;
-``--quick``: ``benchmarks/results/claim_map_quick/``).
+``--reduced``: ``.../claim_map_reduced/``; ``--quick``: ``.../claim_map_quick/``).
 """
 
 from __future__ import annotations
@@ -92,6 +93,18 @@ FULL = Size(
     max_epochs=20,
     n_bootstrap=200,
 )
+REDUCED = Size(
+    n_users=10_000,
+    seeds=2,
+    social=(0.25, 0.5, 0.75, 1.0),
+    ecommerce=(0.3, 0.5, 0.7),
+    brand_rates=((1.5, 0.3), (6.0, 1.0)),
+    ecommerce_skew=(1.2, 2.0),
+    social_skew=(1.0, 1.6),
+    max_epochs=20,
+    n_bootstrap=200,
+)
+"""What fits a shared machine: 10k users, a 4 x 3 grid, one value off the default per axis."""
 QUICK = Size(
     n_users=4_000,  # 20% validation of the aligned train users >= min_query_rows (256)
     seeds=2,
@@ -317,6 +330,9 @@ def _ci(row: dict[str, Any]) -> tuple[float, float]:
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI size: pipeline check only")
+    parser.add_argument(
+        "--reduced", action="store_true", help="10k users, 4 x 3 grid (a shared machine)"
+    )
     parser.add_argument("--users", type=int, default=None)
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
@@ -324,9 +340,10 @@ def main(argv: Iterable[str] | None = None) -> int:
         "--summarize-only", action="store_true", help="summary and plots from <out>/runs.jsonl"
     )
     args = parser.parse_args(list(argv) if argv is not None else None)
-    size = QUICK if args.quick else FULL
+    size = QUICK if args.quick else REDUCED if args.reduced else FULL
     size = replace(size, n_users=args.users or size.n_users, seeds=args.seeds or size.seeds)
-    out = args.out or RESULTS / ("claim_map_quick" if args.quick else "claim_map")
+    name = "claim_map_quick" if args.quick else "claim_map_reduced" if args.reduced else "claim_map"
+    out = args.out or RESULTS / name
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     started = time.time()
@@ -350,6 +367,7 @@ def main(argv: Iterable[str] | None = None) -> int:
                       f"{record['best_epoch']}, lift {lifts}", flush=True)  # fmt: skip
     summary = summarize(records)
     document = {
+        "preset": "quick" if args.quick else "reduced" if args.reduced else "full",
         "what": f"lift of the federated model vs {BASELINE}, expected new-customer conversions, "
         f"pool {POOL!r}" + (" (QUICK: CI size, not evidence)" if args.quick else ""),
         "size": {**{k: v for k, v in size.__dict__.items()}, "budgets": list(BUDGETS),
