@@ -368,6 +368,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     summary = summarize(records)
     document = {
         "preset": "quick" if args.quick else "reduced" if args.reduced else "full",
+        "complete": len(records) == len(cells(size)) * size.seeds,
+        "experiments": {"done": len(records), "planned": len(cells(size)) * size.seeds},
         "what": f"lift of the federated model vs {BASELINE}, expected new-customer conversions, "
         f"pool {POOL!r}" + (" (QUICK: CI size, not evidence)" if args.quick else ""),
         "size": {**{k: v for k, v in size.__dict__.items()}, "budgets": list(BUDGETS),
