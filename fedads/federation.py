@@ -121,6 +121,12 @@ class FederationSettings:
         )
         check_positive_int(_WHERE, "split_seed", self.split_seed, minimum=0)
         check_in_range(_WHERE, "valid_share", self.valid_share, 0.0, 1.0, high_inclusive=False)
+        if self.protocol.early_stopping_patience is not None and self.valid_share <= 0:
+            raise fail(
+                _WHERE,
+                "protocol.early_stopping_patience is set but valid_share=0",
+                "set valid_share > 0 (e.g. 0.2): early stopping needs validation users",
+            )
         check_choice(_WHERE, "psi_backend", self.psi_backend, PSI_BACKENDS)
         check_positive_int(_WHERE, "min_query_rows", self.min_query_rows)
         return self
@@ -347,7 +353,8 @@ def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
     ``n_aligned``, ``train_positions`` int64 (the positions the model was fitted on),
     ``test_positions`` int64, with ``settings.valid_share > 0`` also ``valid_positions`` int64
     and ``epoch_valid_losses`` float64 ``[epochs]`` (mean BCE of the validation users after
-    each epoch), ``n_scored`` (the
+    each epoch; with early stopping ``[epochs trained]`` and ``best_epoch``, 1-based, the
+    epoch whose parameters scored), ``n_scored`` (the
     held-out scores themselves stay in the label party's private output,
     :data:`~fedads.protocol.runtime.SCORES_FILE`), ``epoch_losses``, ``epoch_seconds``,
     ``epoch_bytes`` float64 ``[epochs]`` (payload bytes per epoch, all links),
@@ -375,6 +382,8 @@ def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
     history = coordinator.fit(train, valid)
     if valid is not None:
         valid_values["epoch_valid_losses"] = np.asarray(history.valid_losses, dtype=np.float64)
+    if coordinator.best_epoch is not None:
+        valid_values["best_epoch"] = int(coordinator.best_epoch)
     n_scored = coordinator.score(test)
     return {
         "n_social": summary.n_social,

@@ -16,6 +16,9 @@ DEFAULT_DEFENSE = "gaussian"
 """The default label defense (with ``DEFAULT_STRENGTHS``): chosen from the frontier benchmark as
 the cheapest setting whose worst attack AUC is at most 0.60 (docs/privacy.md)."""
 DEFAULT_CHUNK_BATCHES = 4
+EARLY_STOPPING_MIN_DELTA = 1e-6
+"""A validation loss counts as an improvement only if it is lower than the best by more than
+this (the same rule as the practitioner network, ``fedads.models.baselines``)."""
 DEFAULT_TIMEOUT_S = 600.0
 """Default seconds a party may take to answer one message (``ProtocolConfig.timeout_s``)."""
 _WHERE = "ProtocolConfig"
@@ -38,7 +41,14 @@ class ProtocolConfig:
             concurrently and an epoch of ``n`` chunks takes ``n + 2`` round trips instead of
             ``2n + 1``. The price: embeddings up to ``2B - 1`` social steps stale instead of
             ``B - 1`` (see ``docs/protocol.md``).
-        epochs: passes over the train rows (default 5).
+        epochs: passes over the train rows (default 5); with early stopping, the most.
+        early_stopping_patience: ``None`` (default): train all ``epochs``. An int ``k >= 1``:
+            after every epoch the coordinator asks the label party for the validation loss
+            (mean BCE of the validation rows, an aggregate answer under its query policy),
+            stops after ``k`` epochs without an improvement of more than
+            :data:`EARLY_STOPPING_MIN_DELTA`, and has both parties restore the parameters of the
+            best epoch before scoring. Needs validation rows
+            (``FederationSettings.valid_share > 0``); see ``docs/protocol.md``.
         lr: learning rate of every party's optimizer (default 2e-3).
         seed: seeds model init and batch order (default 0).
         compression: ``"none"`` (default), ``"float16"`` or ``"int8"`` for exchanged embeddings
@@ -66,6 +76,7 @@ class ProtocolConfig:
     chunk_batches: int | None = None
     pipeline: bool = False
     epochs: int = 5
+    early_stopping_patience: int | None = None
     lr: float = 2e-3
     seed: int = 0
     compression: str = "none"
@@ -103,6 +114,8 @@ class ProtocolConfig:
         check_choice(_WHERE, "compression", self.compression, COMPRESSIONS)
         check_in_range(_WHERE, "timeout_s", self.timeout_s, 0.0, float("inf"), low_inclusive=False)
         check_positive_int(_WHERE, "predict_rows", self.predict_rows)
+        if self.early_stopping_patience is not None:
+            check_positive_int(_WHERE, "early_stopping_patience", self.early_stopping_patience)
         check_choice(_WHERE, "defense", self.defense, DEFENSES)
         Defense(self.defense, self.defense_strength)  # checks the strength's range
         if not isinstance(self.model, ModelConfig):

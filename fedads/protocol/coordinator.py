@@ -39,13 +39,14 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from fedads._progress import SILENT, Progress
+from fedads._validation import fail
 from fedads.errors import PartyError, ProtocolError
 from fedads.models.train import TrainingHistory, batch_plan, batches_per_epoch, check_positions
 from fedads.privacy.defenses import Defense
 from fedads.privacy.observe import AttackLog
 from fedads.protocol import messages as msg
 from fedads.protocol.codec import unpack
-from fedads.protocol.config import ProtocolConfig
+from fedads.protocol.config import EARLY_STOPPING_MIN_DELTA, ProtocolConfig
 from fedads.protocol.envelope import Envelope
 from fedads.protocol.transport import Transport
 
@@ -74,6 +75,9 @@ class Coordinator:
             transport.timeout_s = self.config.timeout_s  # type: ignore[attr-defined]
         self.n_rows: int | None = None
         self.embedding_dim: int | None = None
+        self.best_epoch: int | None = None
+        """With early stopping, the 1-based epoch whose parameters the parties kept (after
+        :meth:`fit`); ``None`` without."""
         self._ready = False
         # The relay's view: the same label attacks on the gradients as this coordinator relays
         # them (fedads.privacy); the job result carries the scores, never a label.
@@ -141,18 +145,34 @@ class Coordinator:
     def fit(
         self, train_positions: np.ndarray, valid_positions: np.ndarray | None = None
     ) -> TrainingHistory:
-        """Set up fresh models and train for ``config.epochs`` epochs.
+        """Set up fresh models and train for ``config.epochs`` epochs (early stopping: at most).
+
+        With ``config.early_stopping_patience = k`` the validation loss after each epoch decides:
+        an epoch that lowers the best loss by more than ``EARLY_STOPPING_MIN_DELTA`` has both
+        parties keep their state (``checkpoint`` ``keep``); after ``k`` epochs without one,
+        training stops; then both parties go back to the best epoch's state (``restore``) unless
+        it is the last one trained. :attr:`best_epoch` says which epoch that was.
 
         Args:
             train_positions: int64 positions (aligned order) of the train rows, distinct.
             valid_positions: optional positions whose mean BCE is computed after every epoch
-                (by the e-commerce party; only the scalar comes back).
+                (by the e-commerce party; only the scalar comes back). Required with early
+                stopping.
 
         Returns:
             :class:`~fedads.models.train.TrainingHistory` with per-batch and per-epoch losses,
             per-epoch wall time and per-epoch payload bytes per link.
         """
         cfg = self.config
+        patience = cfg.early_stopping_patience
+        if patience is not None and valid_positions is None:
+            raise fail(
+                "Coordinator.fit",
+                f"early_stopping_patience={patience} without validation positions",
+                "pass valid_positions (FederationSettings.valid_share > 0), or set "
+                "early_stopping_patience=None",
+            )
+        self.best_epoch = None
         before = self.transport.traffic.snapshot()
         self.setup(train_positions)
         train = np.asarray(train_positions, dtype=np.int64)
@@ -184,7 +204,10 @@ class Coordinator:
             start, first = time.perf_counter(), len(history.batch_losses)
             bytes_before = self.transport.traffic.snapshot()
 
-        if cfg.pipeline and valid is None:
+        if patience is not None:
+            assert valid is not None
+            self._fit_early_stopping(epochs, history, close_epoch, bar.update, patience)
+        elif cfg.pipeline and valid is None:
             # One pipeline over all epochs: the next epoch's first chunks fill the pipeline
             # while the last ones drain, instead of n+2 rounds per epoch with the first and
             # last rounds half idle. Validation needs the parties in sync at each epoch end,
@@ -201,6 +224,53 @@ class Coordinator:
                 )
         bar.close()
         return history
+
+    def _fit_early_stopping(
+        self,
+        epochs: list[list[np.ndarray]],
+        history: TrainingHistory,
+        close_epoch: Callable[[int], None],
+        on_batches: Callable[[int], object],
+        patience: int,
+    ) -> None:
+        """One epoch at a time; keep the best epoch's state, stop after ``patience`` misses."""
+        best_loss, best_epoch, waited = float("inf"), 0, 0
+        for epoch, batches in enumerate(epochs):
+            self._train_chunks(
+                [batches], history, lambda _, e=epoch: close_epoch(e), on_batches, epoch
+            )
+            loss = history.valid_losses[-1]
+            if loss < best_loss - EARLY_STOPPING_MIN_DELTA:
+                best_loss, best_epoch, waited = loss, epoch + 1, 0
+                self._checkpoint("keep")
+            else:
+                waited += 1
+                if waited >= patience:
+                    self.progress(
+                        f"early stopping after epoch {epoch + 1}: no validation improvement in "
+                        f"{patience} epoch(s); keeping epoch {best_epoch}"
+                    )
+                    break
+        trained = len(history.valid_losses)
+        if 0 < best_epoch < trained:
+            self._checkpoint("restore")
+        # No epoch improved on infinity (every validation loss NaN): the last state stays.
+        self.best_epoch = best_epoch or trained
+
+    def _checkpoint(self, action: str) -> None:
+        """Both parties keep (or restore) their best-epoch state; their steps must agree."""
+        replies = self._exchange(
+            {
+                party: Envelope(msg.CHECKPOINT, {}, {"action": action})
+                for party in (msg.SOCIAL, msg.ECOMMERCE)
+            }
+        )
+        steps = {party: int(reply.meta["step"]) for party, reply in replies.items()}
+        if steps[msg.SOCIAL] != steps[msg.ECOMMERCE]:
+            raise ProtocolError(
+                f"parties out of step after checkpoint {action!r}: social at "
+                f"{steps[msg.SOCIAL]}, ecommerce at {steps[msg.ECOMMERCE]}"
+            )
 
     def _train_chunks(
         self,

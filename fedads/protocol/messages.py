@@ -35,6 +35,9 @@ Kind (receiver): request arrays [request meta] -> reply arrays [reply meta]
     ``positions`` int64 [m], ``embeddings`` [m, d] -> ``scores`` float32 [m] (probabilities)
 ``evaluate`` (ecommerce)
     ``positions`` int64 [m], ``embeddings`` [m, d] -> nothing [``loss_sum``, ``n_rows``]
+``checkpoint`` (both; early stopping)
+    nothing [``action``: ``"keep"`` (remember the current parameters as the best epoch's) or
+    ``"restore"`` (go back to them)] -> nothing [``step``]. The parameters never leave the party.
 
 A chunk of ``m`` positions holds ``B`` consecutive batches of ``batch_size`` rows (the last may be
 shorter); ``B = 1`` in exact mode. With ``pipeline`` (efficient mode) the same kinds carry the same
@@ -60,6 +63,8 @@ TRAIN = "train"
 EMBED = "embed"
 SCORE = "score"
 EVALUATE = "evaluate"
+CHECKPOINT = "checkpoint"
+CHECKPOINT_ACTIONS: tuple[str, ...] = ("keep", "restore")
 
 SOCIAL = "social"
 ECOMMERCE = "ecommerce"
@@ -114,6 +119,7 @@ MESSAGES: dict[str, MessageSpec] = {
     EVALUATE: MessageSpec(
         frozenset({ECOMMERCE}), frozenset({POSITIONS, EMBEDDINGS, SEALED}), frozenset()
     ),
+    CHECKPOINT: MessageSpec(frozenset({SOCIAL, ECOMMERCE}), frozenset(), frozenset()),
 }
 """The message table above, as data."""
 

@@ -41,8 +41,14 @@ graph of a chunk queued behind another is never valid (the older chunk's steps c
 it is not kept and batch 0 is recomputed: "recompute the forward with the current weights,
 backpropagate the received gradient" holds for every batch.
 
+Early stopping (``checkpoint`` messages): on ``keep`` a party remembers a copy of its own state
+(parameters, optimizer state, step) as the best epoch's; on ``restore`` it goes back to that copy.
+The coordinator sends both to both parties at an epoch end (nothing pending), on its reading of the
+validation loss; no parameter leaves a party.
+
 State: :meth:`get_state` returns a flat ``dict[str, np.ndarray]`` (setup config as UTF-8 JSON bytes,
-encoder, model parameters, optimizer state, step counter, every pending chunk in FIFO order) and
+encoder, model parameters, optimizer state, step counter, every pending chunk in FIFO order, and
+the kept best-epoch copy under ``best.``, if any) and
 :meth:`set_state` restores it into a freshly built party over the same data, so a stateless host
 (a Flower ``ClientApp`` rebuilt per message) can persist a party between messages. A restored
 social party recomputes the forward of a pending batch 0 instead of reusing the graph (same
@@ -84,6 +90,7 @@ from fedads.protocol.envelope import Envelope
 _SETUP_KEY = "setup.meta"
 _STEP_KEY = "counter.step"
 _PENDING_PREFIX = "pending."
+_BEST_PREFIX = "best."
 
 
 @dataclass(frozen=True)
@@ -144,10 +151,15 @@ class _BaseParty:
         self._x_cat: torch.Tensor | None = None  # int64 [n, n_cat], encoded, cached
         self._setup_meta: dict[str, Any] | None = None
         self._compression = "none"
+        self._best: dict[str, np.ndarray] | None = None  # get_state() at the best epoch
 
     # ------------------------------------------------------------------ dispatch
     def _handlers(self) -> dict[str, Callable[[Envelope], Envelope]]:
-        return {msg.HELLO: self._on_hello, msg.SETUP: self._on_setup}
+        return {
+            msg.HELLO: self._on_hello,
+            msg.SETUP: self._on_setup,
+            msg.CHECKPOINT: self._on_checkpoint,
+        }
 
     def handle(self, envelope: Envelope) -> Envelope:
         """Answer one envelope (see ``fedads.protocol.messages``)."""
@@ -178,6 +190,7 @@ class _BaseParty:
         )
         self._build(meta)
         self.step = 0
+        self._best = None
         return Envelope(
             msg.SETUP,
             {},
@@ -187,6 +200,25 @@ class _BaseParty:
                 "n_parameters": self.n_parameters,
             },
         )
+
+    def _on_checkpoint(self, envelope: Envelope) -> Envelope:
+        """Early stopping: ``keep`` the current state as the best epoch's, or ``restore`` it."""
+        action = envelope.meta.get("action")
+        if action == "keep":
+            self._best = None  # not nested into the new copy
+            self._best = self.get_state()
+        elif action == "restore":
+            if self._best is None:
+                raise ProtocolError(f"{self.name} party got 'restore' before any 'keep'")
+            best = self._best
+            self.set_state(best)
+            self._best = best
+        else:
+            raise ProtocolError(
+                f"{self.name} party: checkpoint action {action!r} is not one of "
+                f"{list(msg.CHECKPOINT_ACTIONS)}"
+            )
+        return Envelope(msg.CHECKPOINT, {}, {"step": self.step})
 
     # ------------------------------------------------------------------ building
     def _install_encoder(self, encoder: FeatureEncoder) -> bool:
@@ -280,12 +312,17 @@ class _BaseParty:
                 )
                 state[f"optim.{index}.{key}"] = array
         state.update(self._extra_state())
+        if self._best is not None:
+            state.update({_BEST_PREFIX + k: v for k, v in self._best.items()})
         return state
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore :meth:`get_state` output (``{}`` leaves the party as it is)."""
         if not state:
             return
+        best = {k[len(_BEST_PREFIX) :]: v for k, v in state.items() if k.startswith(_BEST_PREFIX)}
+        self._best = best or None
+        state = {k: v for k, v in state.items() if not k.startswith(_BEST_PREFIX)}
         meta = json.loads(np.asarray(state[_SETUP_KEY], dtype=np.uint8).tobytes().decode())
         changed = self._install_encoder(
             FeatureEncoder.from_state(
