@@ -7,11 +7,11 @@ Two things in pytest-xdist (3.8) decide which file starts when:
   unless ``--no-loadscope-reorder`` is given; a one-test file (the deployment federation, six
   minutes) then went last and ran alone at the end. :func:`pytest_configure` turns that
   re-ordering off, so the files go out in collection order, set here by :data:`LONG_FIRST`.
-* A worker runs a test only once it holds the next one (pytest needs ``nextitem``), so the
-  scheduler hands a worker a second file while its first has 2 or fewer tests left. The file
-  after a one-test file therefore waits behind that test on the same worker:
-  :data:`BEHIND_THE_LONGEST` puts a short file there, and the other worker starts the next long
-  one.
+* The scheduler first hands each worker one file (worker 0 the first, worker 1 the second),
+  then a second file to every worker whose first has 2 or fewer tests left: a worker runs a
+  test only once it holds the next one (pytest needs ``nextitem``). So the third file waits on
+  worker 0 behind the one-test deployment file: :data:`BEHIND_THE_LONGEST` puts a short file
+  there (for ``-n 2``, the Makefile's), while worker 1 starts the second-longest.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _rank(name: str) -> int:
-    order = (LONG_FIRST[0], BEHIND_THE_LONGEST, *LONG_FIRST[1:])
+    order = (*LONG_FIRST[:2], BEHIND_THE_LONGEST, *LONG_FIRST[2:])
     return order.index(name) if name in order else len(order)
 
 
