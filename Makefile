@@ -20,6 +20,7 @@ demo: $(STAMP)
 # pytest exits 5 when it collects no test; that is not a failure of the suite.
 # Two workers (pytest-xdist), one test file each at a time: much of the suite waits on Flower,
 # Ray and subprocess start-up, so two run in about 15 min what one runs in about 20 (2 cores).
+# tests/conftest.py sets the file order (longest first, xdist's re-sort by test count off).
 test: $(STAMP)
 	FLWR_TELEMETRY_ENABLED=0 $(PY) -m pytest -q -n 2 --dist loadfile; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 

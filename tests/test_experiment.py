@@ -1,4 +1,13 @@
-"""End to end: world -> PSI -> federated training through Flower -> references -> report."""
+"""End to end: world -> PSI -> federated training through Flower -> references -> report.
+
+One Flower simulation serves the file (``flower_run``): the README's bring-your-own-data shape
+(a key named ``phone_hash``, a label named ``converted``, a CSV and a Parquet file) in exact mode
+through the default backend with the default references, written as a report. It is checked
+against the report contract, the in-process transport (same scores), centralized training of
+the same split model (same losses and scores) and the bring-your-own-data column roles. The
+default world's AUC ordering needs 40k users but not Flower (Flower = in process, above): it
+trains in process.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
-from fedads.experiment import Experiment, ExperimentConfig, ExperimentResult
+from fedads.experiment import Experiment, ExperimentConfig, ExperimentResult, train_references
 from fedads.federation import FederationSettings, run_federated, split_positions
 from fedads.models import FeatureEncoder, build_model, predict_local, train_local
 from fedads.protocol import ProtocolConfig
@@ -17,42 +27,89 @@ from fedads.report import recompute_lift_from_scores
 from fedads.world import WorldConfig, generate_world
 
 MODELS = ("federated", "ecommerce_only", "social_only", "centralized")
+#: Exact mode, undefended: the same updates as centralized training (and, on any transport,
+#: the same scores), so one Flower run is checked against both.
+EXACT = FederationSettings(
+    protocol=ProtocolConfig(mode="exact", batch_size=256, epochs=2, seed=3, defense="none"),
+    split_seed=3,
+    verbose=False,
+)
 
 
-def _config(backend: str) -> ExperimentConfig:
-    protocol = ProtocolConfig(mode="efficient", batch_size=512, chunk_batches=8, epochs=4, seed=0)
-    return ExperimentConfig(
-        world=WorldConfig(n_users=40_000, seed=0),
-        federation=FederationSettings(protocol=protocol, verbose=False),
-        backend=backend,
-        n_bootstrap=300,
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Small models: threads only add contention on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _readme_shaped_tables(tmp_path: Path):  # noqa: ANN202
+    """The README's bring-your-own-data shape: a key named ``phone_hash``, label ``converted``,
+    a declared categorical column that looks numeric, one CSV and one Parquet file."""
+    from fedads.tables import load_party_table
+
+    world = generate_world(WorldConfig(n_users=2_000, seed=3))
+    social = world.social.rename(columns={"key": "phone_hash"})
+    shop = world.ecommerce.rename(columns={"key": "phone_hash", "label": "converted"})
+    social.to_csv(tmp_path / "social.csv", index=False)
+    shop.to_parquet(tmp_path / "shop.parquet", index=False)
+    social_table = load_party_table(
+        tmp_path / "social.csv",
+        party="social",
+        key="phone_hash",
+        categorical=["active_days_30d"],  # integers, declared categorical: must stay so
     )
+    shop_table = load_party_table(
+        tmp_path / "shop.parquet",
+        party="ecommerce",
+        key="phone_hash",
+        label="converted",
+        existing="is_existing_customer",
+        numeric=["brand_orders"],
+    )
+    return social_table, shop_table
 
 
 @pytest.fixture(scope="module")
-def flower_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[ExperimentResult, Path]:
+def tables(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    return _readme_shaped_tables(tmp_path_factory.mktemp("tables"))
+
+
+@pytest.fixture(scope="module")
+def flower_run(tables, tmp_path_factory: pytest.TempPathFactory) -> tuple[ExperimentResult, Path]:
     """One small federation through Flower's simulation engine, shared by the tests below."""
     out = tmp_path_factory.mktemp("report")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        result = Experiment.from_world(_config("simulation")).run(out, verbose=False)
-    finally:
-        torch.set_num_threads(threads)
-    return result, out
+    social, shop = tables
+    config = ExperimentConfig(federation=EXACT, n_bootstrap=100)
+    assert config.backend == "simulation"  # the default backend (where issue 16's bug was)
+    return Experiment.from_tables(social, shop, config).run(out, verbose=False), out
 
 
-def test_federated_auc_beats_ecommerce_only_on_default_world(flower_run) -> None:
-    result, _ = flower_run
-    headline = result.evaluation.headline()
+def test_federated_auc_beats_ecommerce_only_on_default_world() -> None:
+    """The default world, in process (the transport does not change scores, see below)."""
+    protocol = ProtocolConfig(mode="efficient", batch_size=512, chunk_batches=8, epochs=4, seed=0)
+    settings = FederationSettings(protocol=protocol, verbose=False)
+    social, ecommerce = generate_world(WorldConfig(n_users=40_000, seed=0)).party_tables()
+    run = run_federated(social, ecommerce, settings, backend="inprocess")
+    train = np.asarray(run.values["train_positions"])
+    test = np.asarray(run.values["test_positions"])
+    scores = train_references(
+        social, ecommerce, run.social_rows, run.ecommerce_rows, train, test, settings
+    )
+    scores["federated"] = np.asarray(run.values["scores"])
+    labels = ecommerce.labels(run.ecommerce_rows[test])
+    auc = {model: roc_auc_score(labels, scores[model]) for model in MODELS}
     # The default world gives social features a modest share of brand intent (docs/world.md):
     # the joint model must see it on held-out users; a margin keeps the test meaningful.
-    assert headline["auc.federated"] > headline["auc.ecommerce_only"] + 0.003, headline
+    assert auc["federated"] > auc["ecommerce_only"] + 0.003, auc
     # The centralized upper bound trains the same architecture on pooled data, without the
     # default label defense (noise on the gradients the label party sends, docs/privacy.md):
     # close to federated, less the defense's measured cost (0.015 at this size, 0.005 at 30k).
-    assert 0.0 <= headline["auc.centralized"] - headline["auc.federated"] < 0.025, headline
-    assert headline["auc.social_only"] < headline["auc.ecommerce_only"], headline
+    assert 0.0 <= auc["centralized"] - auc["federated"] < 0.025, auc
+    assert auc["social_only"] < auc["ecommerce_only"], auc
+    assert all(0.5 < auc[model] < 1.0 for model in MODELS if model != "social_only"), auc
 
 
 def test_report_contract_and_lift_recomputed_from_scores(flower_run) -> None:
@@ -62,8 +119,8 @@ def test_report_contract_and_lift_recomputed_from_scores(flower_run) -> None:
     assert data["aligned"] == result.federated.values["n_aligned"]
     assert data["social_rows"] > data["aligned"] and data["ecommerce_rows"] > data["aligned"]
     assert data["test_users"] == len(result.federated.values["test_positions"])
-    for model in MODELS:
-        assert 0.5 < report["models"][model]["auc"] < 1.0 or model == "social_only"
+    for model in (*MODELS, "ecommerce_gbdt"):  # the default references
+        assert 0.0 < report["models"][model]["auc"] < 1.0, model
         assert report["models"][model]["logloss"] > 0
     for pool in ("all", "prospecting"):
         lift = report["lift"][pool]
@@ -74,26 +131,27 @@ def test_report_contract_and_lift_recomputed_from_scores(flower_run) -> None:
     scores = (out / "scores.csv").read_text().splitlines()
     assert len(scores) == data["test_users"] + 1
     header = scores[0].split(",")
-    assert {"key", "label", "is_existing_customer", *MODELS} <= set(header)
+    assert header[0] == "phone_hash"  # the party's own key name, not the settings'
+    assert {"label", "is_existing_customer", *MODELS} <= set(header)
     assert any(p.suffix == ".png" for p in out.iterdir())
 
 
-def test_inprocess_transport_reproduces_flower_scores(flower_run) -> None:
-    """Same seed, same parties, same job: the in-process transport gives Flower's numbers."""
+def test_inprocess_transport_reproduces_flower_scores(tables, flower_run) -> None:
+    """Same seed, same parties, same job: the in-process transport gives Flower's numbers.
+
+    Column names live with each party's table, not in shared settings (issue #16): the Flower
+    simulation reloads each table from its party-private Parquet file with the same roles, so
+    it trains exactly what the in-process run trains."""
     result, _ = flower_run
-    config = _config("inprocess")
-    world = generate_world(config.world)
-    social, ecommerce = world.party_tables()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        run = run_federated(social, ecommerce, config.federation, backend="inprocess")
-    finally:
-        torch.set_num_threads(threads)
+    social, shop = tables
+    assert "active_days_30d" in social.categorical_columns
+    run = run_federated(social, shop, EXACT, backend="inprocess")
+    assert result.federated.backend == "simulation"
     np.testing.assert_array_equal(run.ecommerce_rows, result.federated.ecommerce_rows)
     np.testing.assert_array_equal(
         run.values["test_positions"], result.federated.values["test_positions"]
     )
+    assert len(run.values["test_positions"]) > 100
     np.testing.assert_allclose(
         run.values["epoch_losses"], result.federated.values["epoch_losses"], rtol=1e-6
     )
@@ -117,21 +175,20 @@ def _centralized_reference(social, ecommerce, run, protocol: ProtocolConfig):
     return history, predict_local(model, inputs, test)
 
 
-def test_exact_mode_through_flower_equals_centralized_training() -> None:
+def test_exact_mode_through_flower_equals_centralized_training(tables, flower_run) -> None:
     """Exact mode = the same updates as centralized training of the same split model.
 
     Tolerance: relative 1e-5 on epoch losses and scores (float32 arithmetic in the same order;
     observed differences are 0). Efficient mode on the same data must differ, so the check bites.
     """
-    world = generate_world(WorldConfig(n_users=2_000, seed=3))
-    social, ecommerce = world.party_tables()
-    # Undefended: exact mode equals centralized training only on true gradients.
-    protocol = ProtocolConfig(mode="exact", batch_size=256, epochs=2, seed=3, defense="none")
-    settings = FederationSettings(protocol=protocol, split_seed=3, verbose=False)
-    run = run_federated(social, ecommerce, settings, backend="simulation")
-    history, scores = _centralized_reference(social, ecommerce, run, protocol)
+    result, _ = flower_run
+    social, ecommerce = tables
+    run = result.federated  # undefended: exact mode equals centralized only on true gradients
+    history, scores = _centralized_reference(social, ecommerce, run, EXACT.protocol)
     np.testing.assert_allclose(run.values["epoch_losses"], history.epoch_losses, rtol=1e-5)
     np.testing.assert_allclose(run.values["scores"], scores, rtol=1e-5, atol=1e-7)
+    # and the experiment's own centralized reference is that model
+    np.testing.assert_allclose(result.scores["centralized"], scores, rtol=1e-5, atol=1e-7)
 
     efficient = FederationSettings(
         protocol=ProtocolConfig(
@@ -151,54 +208,3 @@ def test_split_is_by_user_and_seeded() -> None:
     again = split_positions(1000, 0.3, seed=5)
     np.testing.assert_array_equal(again[1], test)
     assert not np.array_equal(split_positions(1000, 0.3, seed=6)[1], test)
-
-
-def _readme_shaped_tables(tmp_path: Path):  # noqa: ANN202
-    """The README's bring-your-own-data shape: a key named ``phone_hash``, label ``converted``,
-    a declared categorical column that looks numeric, one CSV and one Parquet file."""
-    from fedads.tables import load_party_table
-
-    world = generate_world(WorldConfig(n_users=1_200, seed=2))
-    social = world.social.rename(columns={"key": "phone_hash"})
-    shop = world.ecommerce.rename(columns={"key": "phone_hash", "label": "converted"})
-    social.to_csv(tmp_path / "social.csv", index=False)
-    shop.to_parquet(tmp_path / "shop.parquet", index=False)
-    social_table = load_party_table(
-        tmp_path / "social.csv",
-        party="social",
-        key="phone_hash",
-        categorical=["active_days_30d"],  # integers, declared categorical: must stay so
-    )
-    shop_table = load_party_table(
-        tmp_path / "shop.parquet",
-        party="ecommerce",
-        key="phone_hash",
-        label="converted",
-        existing="is_existing_customer",
-        numeric=["brand_orders"],
-    )
-    return social_table, shop_table
-
-
-def test_readme_bring_your_own_data_shape_runs_on_every_backend(tmp_path: Path) -> None:
-    """Column names live with each party's table, not in shared settings (issue #16): the
-    Flower simulation reloads each table from its party-private Parquet file with the same
-    roles, so it trains exactly what the in-process run trains."""
-    social, shop = _readme_shaped_tables(tmp_path)
-    assert "active_days_30d" in social.categorical_columns
-    protocol = ProtocolConfig(mode="efficient", batch_size=256, chunk_batches=4, epochs=1, seed=1)
-    config = ExperimentConfig(
-        federation=FederationSettings(protocol=protocol, verbose=False),
-        references=("ecommerce_only",),
-        n_bootstrap=50,
-    )
-    assert config.backend == "simulation"  # the default backend, where the bug was
-    simulated = Experiment.from_tables(social, shop, config).run(tmp_path / "sim", verbose=False)
-    inprocess = Experiment.from_tables(social, shop, config.replace(backend="inprocess")).run(
-        verbose=False
-    )
-    sim_scores = simulated.federated.values["scores"]
-    assert len(sim_scores) > 100
-    np.testing.assert_allclose(sim_scores, inprocess.federated.values["scores"], rtol=1e-5)
-    scores_csv = (tmp_path / "sim" / "scores.csv").read_text().splitlines()[0]
-    assert scores_csv.startswith("phone_hash,")

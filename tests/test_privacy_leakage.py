@@ -21,11 +21,13 @@ from fedads.protocol.parties import EcommerceParty, SocialParty
 DEFAULT = ProtocolConfig()  # the default defense and strength come from the protocol defaults
 
 
-def _settings(defense: str, strength: float | None = None, epochs: int = 3) -> FederationSettings:
+def _settings(
+    defense: str, strength: float | None = None, epochs: int = 3, chunk_batches: int = 4
+) -> FederationSettings:
     protocol = ProtocolConfig(
         mode="efficient",
         batch_size=128,
-        chunk_batches=4,
+        chunk_batches=chunk_batches,
         epochs=epochs,
         defense=defense,
         defense_strength=strength,
@@ -234,7 +236,9 @@ def test_leak_auc_per_epoch_and_retries() -> None:
 def test_leak_is_the_same_through_flower_simulation(small_world, tmp_path) -> None:
     # With the default defense: its noise must not depend on the party being rebuilt between
     # messages (Flower restores it from a checkpoint), only on the seed and the step.
-    settings = _settings(DEFAULT.defense, DEFAULT.defense_strength, epochs=1)
+    # 16 batches a chunk: one training message an epoch (the Flower run's cost is per
+    # message); two epochs, so the defense's noise is drawn again after a restore.
+    settings = _settings(DEFAULT.defense, DEFAULT.defense_strength, epochs=2, chunk_batches=16)
     _, inprocess = _leak(small_world, settings)
     run, simulated = _leak(small_world, settings, backend="simulation", tmp=tmp_path)
     assert run.backend == "simulation"
