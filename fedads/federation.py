@@ -297,6 +297,11 @@ def party_factory(role: str, run_config: Any, node_config: Any) -> PartyRuntime:
     out_dir = node_config.get(f"{role}-out") or run_config.get(f"{role}-out") or None
     if "min-query-rows" in node_config:  # the label party's own policy beats the run config's
         settings = replace(settings, min_query_rows=int(node_config["min-query-rows"]))
+    elif "party" in node_config:
+        # A real SuperNode (deployment): the run config comes through the untrusted relay, so it
+        # may raise the label party's query floor but never lower it below the default.
+        floor = FederationSettings.min_query_rows
+        settings = replace(settings, min_query_rows=max(settings.min_query_rows, floor))
     table = load_role_table(role, path, {**dict(run_config), **dict(node_config)})
     return party_runtime(table, settings, out_dir, party_keys(role, run_config, node_config))
 

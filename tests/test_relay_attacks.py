@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rbcl
@@ -193,3 +195,23 @@ def test_small_held_out_sets_are_scored_whole(tmp_path) -> None:
     assert 1 < test.size < 256 and result["n_scored"] == test.size
     with pytest.raises(PartyError, match=f"at least {test.size} distinct rows"):
         _oracle_query(transport, "evaluate", test[:1])
+
+
+@pytest.mark.parametrize(
+    "node_config, expected",
+    [
+        ({"party": "ecommerce"}, 256),  # a SuperNode: the relay's run config cannot lower it
+        ({"party": "ecommerce", "min-query-rows": 10}, 10),  # the label party's own choice
+        ({"partition-id": 1}, 1),  # simulation: the caller is the only one configuring
+    ],
+)
+def test_relay_cannot_lower_the_label_partys_query_floor(
+    node_config: dict[str, object], expected: int
+) -> None:
+    from fedads.federation import FederationSettings, party_factory
+
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample" / "ecommerce.csv"
+    run_config = {**FederationSettings().to_run_config(), "min-query-rows": 1, "sealing": False}
+    runtime = party_factory("ecommerce", run_config, {**node_config, "ecommerce-path": str(sample)})
+    assert runtime.party_config is not None
+    assert runtime.party_config.min_query_rows == expected
