@@ -332,6 +332,28 @@ def build_party(
     return party
 
 
+def check_request(envelope: Envelope, role: str) -> None:
+    """Refuse a request the message table does not allow for ``role`` (before the party sees it)."""
+    problem = check_envelope(envelope, role, reply=False)
+    if problem:
+        raise ProtocolError(f"refused a request: coordinator -> {role}: {problem}")
+
+
+def checked_handle(party: Party, envelope: Envelope, role: str) -> Envelope:
+    """``party.handle(envelope)``, its reply checked against the message table before it may
+    leave: an Envelope, allowed for ``role``, of the request's own kind."""
+    kind = envelope.kind
+    reply = party.handle(envelope)
+    if not isinstance(reply, Envelope):
+        raise ProtocolError(f"handle({kind!r}) returned {type(reply).__name__}, not an Envelope")
+    problem = check_envelope(reply, role, reply=True)
+    if problem is None and kind in MESSAGES and reply.kind != kind:
+        problem = f"answered {kind!r} with {reply.kind!r}"
+    if problem:
+        raise ProtocolError(f"reply not sent: {role} -> coordinator: {problem}")
+    return reply
+
+
 class ClientAdapter:
     """Translates Flower messages for one node into calls on its party object.
 
@@ -428,23 +450,12 @@ class ClientAdapter:
                 raise ProtocolError(
                     f"run config {STATE_STORE_KEY!r}: {store!r} not in {list(STATE_STORES)}"
                 )
-            problem = check_envelope(envelope, role, reply=False)
-            if problem:
-                raise ProtocolError(f"refused a request: coordinator -> {role}: {problem}")
+            check_request(envelope, role)
             live = self._live(role, config, context)
             start = time.perf_counter()
 
             def serve() -> tuple[RecordDict, dict[str, np.ndarray], float]:
-                reply = live.party.handle(envelope)
-                if not isinstance(reply, Envelope):
-                    raise ProtocolError(
-                        f"handle({kind!r}) returned {type(reply).__name__}, not an Envelope"
-                    )
-                problem = check_envelope(reply, role, reply=True)
-                if problem is None and kind in MESSAGES and reply.kind != kind:
-                    problem = f"answered {kind!r} with {reply.kind!r}"
-                if problem:
-                    raise ProtocolError(f"reply not sent: {role} -> coordinator: {problem}")
+                reply = checked_handle(live.party, envelope, role)
                 handled = time.perf_counter()
                 return envelope_to_content(reply), live.party.get_state(), handled
 

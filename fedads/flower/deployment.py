@@ -296,7 +296,9 @@ class LocalDeployment:
                 signal.signal(signal.SIGTERM, self._old_sigterm)
                 self._old_sigterm = None
 
-    def _wait_port(self, proc: _Process, port: int) -> None:
+    def _wait_listening(self, proc: _Process, family: int, address: Any, where: str) -> None:
+        """Wait until ``proc`` accepts connections at ``address`` (an ``(host, port)`` pair or
+        a Unix socket path), at most ``startup_timeout_s``; fail at once if it exits."""
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if not proc.alive():
@@ -304,15 +306,18 @@ class LocalDeployment:
                     f"{proc.name} exited with code {proc.popen.returncode} while starting; "
                     f"log {proc.log}:\n{_tail(proc.log)}"
                 )
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
                 sock.settimeout(0.5)
-                if sock.connect_ex((_LOOPBACK, port)) == 0:
+                if sock.connect_ex(address) == 0:
                     return
-            time.sleep(0.2)
+            time.sleep(0.1)
         raise ProtocolError(
-            f"{proc.name} did not listen on {_LOOPBACK}:{port} within "
-            f"{self.startup_timeout_s:g} s; log {proc.log}:\n{_tail(proc.log)}"
+            f"{proc.name} did not listen on {where} within {self.startup_timeout_s:g} s; "
+            f"log {proc.log}:\n{_tail(proc.log)}"
         )
+
+    def _wait_port(self, proc: _Process, port: int) -> None:
+        self._wait_listening(proc, socket.AF_INET, (_LOOPBACK, port), f"{_LOOPBACK}:{port}")
 
     def _start_party_process(self, party: str, config_file: Path) -> None:
         """Start ``party``'s long-lived process on the same node config as its SuperNode."""
@@ -335,22 +340,7 @@ class LocalDeployment:
         self.party_procs[party] = proc
 
     def _wait_socket(self, proc: _Process, path: Path) -> None:
-        deadline = time.monotonic() + self.startup_timeout_s
-        while time.monotonic() < deadline:
-            if not proc.alive():
-                raise ProtocolError(
-                    f"{proc.name} exited with code {proc.popen.returncode} while starting; "
-                    f"log {proc.log}:\n{_tail(proc.log)}"
-                )
-            if path.exists():
-                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                    if sock.connect_ex(str(path)) == 0:
-                        return
-            time.sleep(0.1)
-        raise ProtocolError(
-            f"{proc.name} did not listen on {path} within {self.startup_timeout_s:g} s; "
-            f"log {proc.log}:\n{_tail(proc.log)}"
-        )
+        self._wait_listening(proc, socket.AF_UNIX, str(path), str(path))
 
     def _check_party_processes(self) -> None:
         """Raise :class:`PartyError` naming the first party whose process has exited."""

@@ -54,6 +54,8 @@ from fedads.flower.client_app import (
     PartyTimeout,
     _call_with_deadline,
     build_party,
+    check_request,
+    checked_handle,
 )
 from fedads.flower.config import (
     TIMEOUT_KEY,
@@ -65,7 +67,6 @@ from fedads.flower.config import (
 from fedads.flower.party_wire import now, record_timeline, recv_frame, send_frame, socket_path
 from fedads.flower.security import answer_challenge
 from fedads.protocol.envelope import Envelope
-from fedads.protocol.messages import MESSAGES, check_envelope
 from fedads.protocol.transport import Party
 
 _LOG = logging.getLogger("fedads.flower.party_process")
@@ -255,22 +256,10 @@ class PartyServer:
         if live is None:
             why = self._dropped.get(run_id, "no 'hello' for this run reached this process")
             raise ProtocolError(f"no live party for run {run_id}: {why}")
-        problem = check_envelope(envelope, role, reply=False)
-        if problem:
-            raise ProtocolError(f"refused a request: coordinator -> {role}: {problem}")
+        check_request(envelope, role)
 
         def serve() -> Envelope:
-            reply = live.party.handle(envelope)
-            if not isinstance(reply, Envelope):
-                raise ProtocolError(
-                    f"handle({kind!r}) returned {type(reply).__name__}, not an Envelope"
-                )
-            problem = check_envelope(reply, role, reply=True)
-            if problem is None and kind in MESSAGES and reply.kind != kind:
-                problem = f"answered {kind!r} with {reply.kind!r}"
-            if problem:
-                raise ProtocolError(f"reply not sent: {role} -> coordinator: {problem}")
-            return reply
+            return checked_handle(live.party, envelope, role)
 
         start = time.perf_counter()
         try:
