@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Iterable
@@ -30,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from _results import machine, write_json
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import OrdinalEncoder
@@ -113,10 +113,9 @@ def main(argv: Iterable[str] | None = None) -> int:
         "size": {"n_users": args.users, "seed": args.seed, "test_share": 0.3, "gbdt": GBDT},
         "results": results,
         "wall_seconds": round(time.time() - started, 1),
-        "machine": {"cpus": os.cpu_count(), "load_average": list(os.getloadavg())},
+        "machine": machine(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(document, indent=1) + "\n")
+    write_json(args.out, document)
     print(f"wrote {args.out}")
     return 0
 

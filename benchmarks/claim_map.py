@@ -35,8 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import sys
 import time
 import warnings
@@ -47,6 +45,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _results import machine, strict, write_json
 
 from fedads import (
     Experiment,
@@ -361,7 +360,7 @@ def main(argv: Iterable[str] | None = None) -> int:
                 aligned[seed], record = run_cell(changes, seed, size, aligned[seed])
                 records.append(record)
                 with log.open("a") as handle:
-                    handle.write(json.dumps(_clean(record)) + "\n")
+                    handle.write(json.dumps(strict(record)) + "\n")
                 lifts = ", ".join(f"{b}: {v:+.3f}" for b, v in record["lift"].items())
                 print(f"seed {seed} {record['cell']}: {record['seconds']} s, best epoch "
                       f"{record['best_epoch']}, lift {lifts}", flush=True)  # fmt: skip
@@ -380,23 +379,12 @@ def main(argv: Iterable[str] | None = None) -> int:
         "runs": records,
         "wall_seconds": round(time.time() - started, 1),
         "run_seconds": round(sum(r["seconds"] for r in records), 1),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "torch": torch.__version__, "load_average": list(os.getloadavg())},
-    }  # fmt: skip
-    (out / "claim_map.json").write_text(json.dumps(_clean(document), indent=1) + "\n")
+        "machine": machine(),
+    }
+    write_json(out / "claim_map.json", document)
     paths = plot(summary, size, out)
     print(f"wrote {out / 'claim_map.json'} and {len(paths)} plots in {document['wall_seconds']} s")
     return 0
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 if __name__ == "__main__":

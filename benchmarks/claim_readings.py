@@ -24,10 +24,6 @@ Writes ``benchmarks/results/claim_readings_<users>.json``. This is not the full 
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
-import platform
 import sys
 import time
 import warnings
@@ -36,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _results import machine, write_json
 
 from fedads import (
     Experiment,
@@ -130,23 +127,11 @@ def main(argv: Iterable[str] | None = None) -> int:
         "summary": table,
         "runs": runs,
         "wall_seconds": round(time.time() - started, 1),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "torch": torch.__version__, "load_average": list(os.getloadavg())},
-    }  # fmt: skip
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(_clean(document), indent=1, allow_nan=False) + "\n")
+        "machine": machine(),
+    }
+    write_json(out, document)
     print(f"wrote {out}")
     return 0
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import warnings
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import machine, write_json
 
 from fedads import (
     Experiment,
@@ -123,11 +123,9 @@ def main(argv: Iterable[str] | None = None) -> int:
         "size": {"n_users": args.users, "seeds": args.seeds},
         "summary": summary.to_dict()["summary"],
         "runs": runs,
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
-                    "load_average": list(os.getloadavg())},
-    }  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(document, indent=1) + "\n")
+        "machine": machine(),
+    }
+    write_json(args.out, document)
     print(f"wrote {args.out}")
     return 0
 

@@ -24,7 +24,12 @@ def claim_map():
     spec = importlib.util.spec_from_file_location("claim_map", ROOT / "benchmarks/claim_map.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["claim_map"] = module
-    spec.loader.exec_module(module)
+    # as when run as a script: its own folder first on sys.path (for benchmarks/_results.py)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
     return module
 
 
