@@ -894,7 +894,8 @@ def deployment_benchmark(args: argparse.Namespace, argv: list[str] | None) -> in
             "load_average_at_start": [round(x, 2) for x in load_start],
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         },
-        "engine": "local SuperLink + 2 SuperNodes + flwr run (loopback, insecure), one "
+        "engine": "local SuperLink + 2 SuperNodes + flwr run (loopback; TLS, SuperNode "
+        "auth and role proofs on: the LocalDeployment default), one "
         "long-lived party process per party, thin forwarding ClientApp "
         "(fedads.flower.deployment.LocalDeployment)",
         "world": {
