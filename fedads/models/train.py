@@ -27,6 +27,7 @@ from fedads._validation import (
     check_positive_int,
     fail,
 )
+from fedads.models.optim import Optimizer
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 _BATCH_STREAM = 0x0BA7C4  # separates the batch-order RNG stream from anything else seeded by `seed`
@@ -153,18 +154,15 @@ def batches_per_epoch(n_train: int, batch_size: int) -> int:
 
 def make_optimizer(
     parameters: Iterable[nn.Parameter], name: str, lr: float, weight_decay: float = 0.0
-) -> torch.optim.Optimizer:
-    """The optimizer every runner uses (per-parameter update rules only)."""
-    params = list(parameters)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=False)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=False)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, foreach=False)
-    raise fail(
-        "make_optimizer", f"optimizer={name!r} is not supported", f"use one of {list(OPTIMIZERS)}"
-    )
+) -> Optimizer:
+    """The optimizer every runner uses (per-parameter update rules only, :mod:`.optim`)."""
+    if name not in OPTIMIZERS:
+        raise fail(
+            "make_optimizer",
+            f"optimizer={name!r} is not supported",
+            f"use one of {list(OPTIMIZERS)}",
+        )
+    return Optimizer(parameters, name, lr, weight_decay)
 
 
 def batch_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -254,7 +252,7 @@ def _train_epochs(
     y: torch.Tensor,
     plan: list[np.ndarray],
     per_epoch: int,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     config: TrainConfig,
     valid_rows: np.ndarray | None,
     progress: Progress,

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from fedads.privacy.attacks import ATTACKS
 from fedads.privacy.observe import (
@@ -89,6 +88,10 @@ def worst_leak(leakage: dict[str, dict[str, dict[str, Any]]]) -> float | None:
 def _auc(y: np.ndarray, scores: np.ndarray) -> float | None:
     if y.size == 0 or y.all() or not y.any():
         return None
+    # Imported here: every party process imports this module (through fedads.federation), and
+    # scikit-learn costs ~1.5 s of start-up there; AUCs are computed only by the report.
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(y, np.nan_to_num(scores.astype(np.float64))))
 
 

@@ -80,6 +80,7 @@ from fedads.models.nets import (
     flatten_logits,
     output_dim,
 )
+from fedads.models.optim import Optimizer
 from fedads.models.train import batch_loss, batches_per_epoch, check_positions, make_optimizer
 from fedads.privacy.defenses import Defense
 from fedads.privacy.observe import AttackLog, EmbeddingLog
@@ -144,7 +145,7 @@ class _BaseParty:
         self.step = 0
         self.embedding_dim = 0
         self.bottom: nn.Module | None = None
-        self.optimizer: torch.optim.Optimizer | None = None
+        self.optimizer: Optimizer | None = None
         self._encoder: FeatureEncoder | None = None
         self._encoder_state: dict[str, np.ndarray] | None = None
         self._x_num: torch.Tensor | None = None  # float32 [n, n_num], encoded, cached
