@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from fedads._progress import set_verbosity
+from fedads._timeout import DEFAULT_TIMEOUT_S
 from fedads.errors import FedadsError, InputError
-from fedads.protocol.config import DEFAULT_TIMEOUT_S
 
 DEFAULT_OUT = "fedads-out"
 EXIT_INPUT = 2

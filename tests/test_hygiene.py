@@ -50,6 +50,25 @@ def test_import_fedads_align_loads_neither_torch_nor_protocol_nor_flower() -> No
     assert loaded == []
 
 
+def test_cli_world_and_help_load_neither_torch_nor_sklearn_nor_flower(tmp_path: Path) -> None:
+    """``fedads --help`` and ``fedads world`` take about a second: torch (seconds per process)
+    and scikit-learn are imported only by the commands that train."""
+    out = str(tmp_path / "w")
+    loaded = json.loads(
+        _python(
+            "import sys, json, contextlib, io\n"
+            "from fedads.cli import main\n"
+            "quiet = io.StringIO()\n"
+            "with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):\n"
+            f"    code = main(['world', '--users', '300', '--seed', '1', '--out', {out!r}])\n"
+            "print(json.dumps([code] + [m for m in ('torch', 'sklearn', 'flwr', 'ray', 'opacus') "
+            "if m in sys.modules]))"
+        )
+    )
+    assert loaded == [0]
+    assert (tmp_path / "w" / "social.csv").is_file()
+
+
 def test_align_sources_do_not_import_protocol() -> None:
     # data flows one way: align -> protocol, never back (the envelope lives in fedads.envelope)
     imports = re.compile(r"^\s*(from|import)\s+fedads\.protocol\b", re.MULTILINE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fedads._flat import RUN_CONFIG_KEY
+from fedads._timeout import DEFAULT_TIMEOUT_S
 from fedads._validation import check_choice, check_in_range, check_positive_int, fail
 from fedads.models.nets import ModelConfig
 from fedads.models.train import TrainConfig, check_training_fields
@@ -19,8 +20,6 @@ DEFAULT_CHUNK_BATCHES = 4
 EARLY_STOPPING_MIN_DELTA = 1e-6
 """A validation loss counts as an improvement only if it is lower than the best by more than
 this (the same rule as the practitioner network, ``fedads.models.baselines``)."""
-DEFAULT_TIMEOUT_S = 600.0
-"""Default seconds a party may take to answer one message (``ProtocolConfig.timeout_s``)."""
 _WHERE = "ProtocolConfig"
 
 
