@@ -21,6 +21,7 @@ from fedads.protocol import (
     EcommerceParty,
     Envelope,
     InProcessTransport,
+    PartyConfig,
     ProtocolConfig,
     SocialParty,
     pack,
@@ -94,14 +95,28 @@ def _config(**kw: object) -> ProtocolConfig:
     # Protocol mechanics are checked undefended: exact mode equals centralized training only
     # when the label party sends its true gradients (defenses: tests/test_privacy_leakage.py).
     base: dict[str, object] = {
-        "batch_size": 128, "epochs": 2, "lr": 5e-3, "seed": 3, "defense": "none"
+        "batch_size": 128,
+        "epochs": 2,
+        "lr": 5e-3,
+        "seed": 3,
+        "defense": "none",
     }
     base.update(kw)
     return ProtocolConfig(**base)  # type: ignore[arg-type]
 
 
-def _federated(data: Data, config: ProtocolConfig, **transport_kw: object):
-    parties = data.parties()
+#: The arithmetic tests read every batch's loss: the label party's loss floor is lowered to
+#: one row (by default it releases only means over at least 256 rows: test below).
+EVERY_BATCH = PartyConfig(min_query_rows=1)
+
+
+def _federated(
+    data: Data,
+    config: ProtocolConfig,
+    party_config: PartyConfig = EVERY_BATCH,
+    **transport_kw: object,
+):
+    parties = data.parties(config=party_config)
     with InProcessTransport(parties, **transport_kw) as transport:  # type: ignore[arg-type]
         coordinator = Coordinator(transport, config)
         history = coordinator.fit(TRAIN, HELD_OUT)
@@ -145,6 +160,47 @@ def test_exact_mode_equals_centralized_and_efficient_differs(data: Data) -> None
         central.batch_losses
     )
     assert rel.max() > 1e-3
+
+
+def _windows(losses: list[float], rows: list[int], floor: int) -> tuple[list[float], list[int]]:
+    """Per-batch losses as the label party releases them: a batch of ``floor`` rows or more
+    alone, smaller consecutive batches pooled (row-weighted) until they reach ``floor``."""
+    out_losses, out_rows, pooled, pooled_rows = [], [], 0.0, 0
+    for loss, n in zip(losses, rows, strict=True):
+        if pooled_rows == 0 and n >= floor:
+            out_losses.append(loss)
+            out_rows.append(n)
+            continue
+        pooled, pooled_rows = pooled + loss * n, pooled_rows + n
+        if pooled_rows >= floor:
+            out_losses.append(pooled / pooled_rows)
+            out_rows.append(pooled_rows)
+            pooled, pooled_rows = 0.0, 0
+    return out_losses, out_rows
+
+
+@pytest.mark.parametrize("batch_size", [128, 1])
+def test_training_losses_leave_only_as_means_over_the_query_floor(
+    data: Data, batch_size: int
+) -> None:
+    """The coordinator (the relay) picks the batch size; a batch of one row would give it that
+    row's label through the loss. With the default floor (256 rows) every released loss is a
+    mean over at least 256 rows, and (exact mode) it is exactly the centralized run's mean over
+    the same rows."""
+    config = _config(batch_size=batch_size, epochs=1, mode="efficient", chunk_batches=64)
+    if batch_size == 128:
+        config = _config()  # exact mode, 2 epochs: windows span the epoch boundary
+    history, _, _ = _federated(data, config, party_config=PartyConfig())
+    floor = PartyConfig().min_query_rows
+    assert history.batch_rows and min(history.batch_rows) >= floor
+    trained = config.epochs * TRAIN.size
+    assert trained - floor < sum(history.batch_rows) <= trained  # a remainder stays inside
+    if batch_size == 128:
+        central, _, _ = _centralized(data, config)
+        expected, rows = _windows(central.batch_losses, central.batch_rows, floor)
+        assert history.batch_rows == rows
+        np.testing.assert_allclose(history.batch_losses, expected, rtol=EXACT_RTOL)
+        assert np.isfinite(history.epoch_losses).all()
 
 
 def test_efficient_mode_trains(data: Data) -> None:
@@ -396,8 +452,10 @@ class _Rebuilt:
 
 @pytest.mark.parametrize("pipeline", [False, True])
 def test_stateless_host_gives_the_same_run(data: Data, pipeline: bool) -> None:
-    config = _config(mode="efficient", chunk_batches=2, epochs=1, pipeline=pipeline)
-    reference, ref_scores, _ = _federated(data, config)
+    config = _config(mode="efficient", chunk_batches=3, epochs=1, pipeline=pipeline)
+    # The default loss floor (256 rows = 2 batches of 3 per message): the loss window left
+    # pending between messages is part of the state the rebuilt parties restore.
+    reference, ref_scores, _ = _federated(data, config, party_config=PartyConfig())
     parties = {
         "social": _Rebuilt(lambda: SocialParty(data.s_num, data.s_cat)),
         "ecommerce": _Rebuilt(lambda: EcommerceParty(data.e_num, data.e_cat, data.labels)),

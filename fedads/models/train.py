@@ -8,6 +8,7 @@ comparable step for step: :func:`batch_plan` (the batch order), :func:`make_opti
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -82,9 +83,13 @@ class TrainingHistory:
 
     Attributes:
         mode: ``"local"``, ``"exact"`` or ``"efficient"``.
-        batch_losses: training loss (mean BCE) of every optimizer step, in order.
-        batch_rows: rows in each of those batches.
-        epoch_losses: per epoch, the row-weighted mean of its batch losses.
+        batch_losses: training loss (mean BCE) of every optimizer step, in order. In a
+            federated run, the losses the label party released: one per batch of at least
+            ``PartyConfig.min_query_rows`` rows (default 256), else one row-weighted mean per
+            run of consecutive smaller batches that reaches that many rows.
+        batch_rows: rows behind each of those losses.
+        epoch_losses: per epoch, the row-weighted mean of the losses recorded in it (NaN if
+            none was released in that epoch).
         epoch_seconds: per epoch, wall time of the training steps (seconds; validation excluded).
         valid_losses: per epoch, mean BCE on the validation rows (empty without validation rows).
         bytes_by_epoch: per epoch, payload bytes per link ``"sender->receiver"`` sent during that
@@ -105,7 +110,8 @@ class TrainingHistory:
         """Append the epoch loss of batches ``first_batch:`` and the epoch time."""
         losses = np.asarray(self.batch_losses[first_batch:], dtype=np.float64)
         rows = np.asarray(self.batch_rows[first_batch:], dtype=np.float64)
-        self.epoch_losses.append(float((losses * rows).sum() / rows.sum()))
+        total = rows.sum()
+        self.epoch_losses.append(float((losses * rows).sum() / total) if total else math.nan)
         self.epoch_seconds.append(float(seconds))
 
     def bytes_per_epoch(self) -> list[int]:

@@ -326,10 +326,11 @@ class Coordinator:
                         f"trained {trained.meta.get('n_batches')} batches "
                         f"of a {len(chunk)}-batch chunk",
                     )
-                history.batch_losses.extend(
-                    float(trained.meta[f"loss_{j}"]) for j in range(len(chunk))
-                )
-                history.batch_rows.extend(int(b.size) for b in chunk)
+                # The losses the label party released: one per batch of at least its query
+                # floor's rows, else row-weighted means over consecutive batches that reach it.
+                released = range(int(trained.meta.get("n_losses", 0)))
+                history.batch_losses.extend(float(trained.meta[f"loss_{k}"]) for k in released)
+                history.batch_rows.extend(int(trained.meta[f"loss_rows_{k}"]) for k in released)
                 on_batches(len(chunk))
                 gradients[train] = _only(trained.arrays, msg.GRADIENTS)
                 self._observe_relay(

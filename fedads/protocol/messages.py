@@ -28,7 +28,8 @@ Kind (receiver): request arrays [request meta] -> reply arrays [reply meta]
     ``gradients`` [m', d] of the pending chunk -> nothing [``step``]
 ``train`` (ecommerce)
     ``positions`` int64 [m], ``embeddings`` [m, d] [``batch_size``]
-    -> ``gradients`` [m, d] [``n_batches``, ``loss_0`` ... ``loss_{B-1}``, ``step``]
+    -> ``gradients`` [m, d] [``n_batches``, ``step``, ``n_losses``, ``loss_k``, ``loss_rows_k``: the
+    training losses released, each a mean over at least ``min_query_rows`` rows]
 ``embed`` (social)
     ``positions`` int64 [m] -> ``embeddings`` [m, d]
 ``score`` (ecommerce)

@@ -610,6 +610,9 @@ class EcommerceParty(_BaseParty):
         # question about any of them at the same step is refused (no differencing).
         self._evaluated = np.zeros(self.n_rows, dtype=bool)
         self._evaluated_step = -1
+        # Training losses not yet released: they leave only as means over at least the query
+        # floor's rows (a batch of one row would reveal that row's label through its loss).
+        self._loss_window = _LossWindow()
 
     def attach_output(self, out_dir: Any) -> None:
         """Write the social embeddings received for scoring to ``out_dir`` (private folder)."""
@@ -642,6 +645,7 @@ class EcommerceParty(_BaseParty):
     def _on_setup(self, envelope: Envelope) -> Envelope:
         reply = super()._on_setup(envelope)
         self.embedding_log.reset(self.peer_embedding_dim)
+        self._loss_window = _LossWindow()
         return reply
 
     def _build_extra(self, model_config: ModelConfig, seed: int, meta: dict[str, Any]) -> None:
@@ -681,16 +685,19 @@ class EcommerceParty(_BaseParty):
         return flatten_logits(self.top(torch.cat([h_social, h_own], dim=1)))  # PARTY_ORDER
 
     def _on_train(self, envelope: Envelope) -> Envelope:
-        """One optimizer step per batch of the chunk; return ``dL/dH_s`` per row and the losses."""
+        """One optimizer step per batch of the chunk; return ``dL/dH_s`` per row and the
+        training losses released so far (:meth:`_LossWindow.add`)."""
         assert self.bottom is not None and self.top is not None and self.optimizer is not None
         positions = self._positions(envelope)
         batch_size = int(envelope.meta["batch_size"])
         h_social = self._peer_embeddings(envelope, positions.size)
         gradients = np.empty((positions.size, self.peer_embedding_dim), dtype=np.float32)
-        losses: dict[str, float] = {}
+        floor = self._loss_floor()
+        released: list[tuple[float, int]] = []
+        n_batches = 0
         self.bottom.train()
         self.top.train()
-        for j, start in enumerate(range(0, positions.size, batch_size)):
+        for start in range(0, positions.size, batch_size):
             stop = min(start + batch_size, positions.size)
             rows = positions[start:stop]
             leaf = h_social[start:stop].detach().requires_grad_(True)
@@ -701,16 +708,32 @@ class EcommerceParty(_BaseParty):
             loss.backward()
             self.optimizer.step()
             self.step += 1
+            n_batches += 1
             assert leaf.grad is not None
             # The defense runs here, inside the label party, before the rows leave it.
             gradients[start:stop] = self._protect(leaf.grad.numpy(), labels, logits)
-            losses[f"loss_{j}"] = float(loss.detach())
+            released.extend(self._loss_window.add(float(loss.detach()), int(rows.size), floor))
         meta: dict[str, int | float | str | bool] = {
-            "n_batches": len(losses),
+            "n_batches": n_batches,
             "step": self.step,
-            **losses,
+            "n_losses": len(released),
         }
+        for k, (mean, n_rows) in enumerate(released):
+            meta[f"loss_{k}"] = mean
+            meta[f"loss_rows_{k}"] = n_rows
         return Envelope(msg.TRAIN, pack(msg.GRADIENTS, gradients, self._compression), meta)
+
+    def _loss_floor(self) -> int:
+        """Fewest rows a released training loss may average: the query floor, capped by the
+        training set (a smaller training set releases one mean over all of it)."""
+        n_train = int((self._setup_meta or {}).get("n_train", 0))
+        return max(1, min(int(self.config.min_query_rows), n_train))
+
+    def _extra_state(self) -> dict[str, np.ndarray]:
+        return {_LOSS_WINDOW_KEY: self._loss_window.to_array()}
+
+    def _restore_extra(self, state: dict[str, np.ndarray]) -> None:
+        self._loss_window = _LossWindow.from_array(state.get(_LOSS_WINDOW_KEY))
 
     def _protect(
         self, gradients: np.ndarray, labels: torch.Tensor, logits: torch.Tensor
@@ -792,6 +815,46 @@ class EcommerceParty(_BaseParty):
                 f"{self.n_rows - n_train} rows outside training); ask about more rows at once"
             )
         return positions
+
+
+_LOSS_WINDOW_KEY = "loss_window"
+
+
+@dataclass
+class _LossWindow:
+    """Training losses the e-commerce party holds back until they cover enough rows.
+
+    A batch with at least ``floor`` rows releases its own mean loss (the usual case: batches of
+    hundreds of rows, so nothing changes); smaller batches accumulate, in order, into one window
+    released as the row-weighted mean once it covers ``floor`` rows. The coordinator chooses the
+    batch size, so without this a relay asking for batches of one row would read every training
+    label from the losses. A remainder under the floor at the end of training is never released.
+    """
+
+    loss_sum: float = 0.0  # sum over the pending rows of their batch's mean BCE
+    rows: int = 0
+
+    def add(self, mean: float, rows: int, floor: int) -> list[tuple[float, int]]:
+        """Account one batch (its mean BCE and row count); the ``(mean, rows)`` released now."""
+        if self.rows == 0 and rows >= floor:
+            return [(mean, rows)]  # exactly the batch's loss, as before
+        self.loss_sum += mean * rows
+        self.rows += rows
+        if self.rows < floor:
+            return []
+        out = [(self.loss_sum / self.rows, self.rows)]
+        self.loss_sum, self.rows = 0.0, 0
+        return out
+
+    def to_array(self) -> np.ndarray:
+        return np.array([self.loss_sum, float(self.rows)], dtype=np.float64)
+
+    @classmethod
+    def from_array(cls, array: np.ndarray | None) -> _LossWindow:
+        if array is None:
+            return cls()
+        values = np.asarray(array, dtype=np.float64)
+        return cls(float(values[0]), int(values[1]))
 
 
 def _n_rows(numeric: Any, categorical: Any, where: str) -> int:
