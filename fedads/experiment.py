@@ -21,14 +21,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fedads._progress import Progress
+from fedads._progress import SILENT, Progress
 from fedads._threads import compute_threads
 from fedads._validation import check_choice, check_in_range, check_positive_int, fail
 from fedads.eval import EvalData, Evaluation, LiftUndefinedWarning, evaluate
+from fedads.eval.campaign import CampaignSplit, campaign_block, campaign_split, combine_scores
 from fedads.federation import BACKENDS, FederatedRun, FederationSettings, run_federated
 from fedads.models import FeatureEncoder, build_model, predict_local, train_local
-from fedads.models.baselines import PRACTITIONER_MODELS, practitioner_references
+from fedads.models.baselines import (
+    PRACTITIONER_MODELS,
+    practitioner_references,
+    train_practitioner_baselines,
+)
 from fedads.privacy.leakage import privacy_report
+from fedads.serving import LOCAL_SERVING, LocalServingModel, fit_local_serving
 from fedads.tables import PartyTable
 from fedads.world import WorldConfig, generate_world
 
@@ -58,6 +64,12 @@ class ExperimentConfig:
         headline_budget: the budget the headline lift is reported at (default 0.10).
         n_bootstrap: paired bootstrap resamples (default 1000).
         eval_seed: seed of the bootstrap and tie-breaking.
+        campaign: also evaluate the whole campaign (docs/evaluation.md, "Campaign view"): the
+            label party scores its training users too, distils the local serving model
+            (:mod:`fedads.serving`, reported as ``local_serving``), and every held-out
+            e-commerce user, aligned or not, is ranked in one budget against an e-commerce-only
+            gradient boosting trained on all other e-commerce users (``report.json``'s
+            ``campaign`` block). Off by default: it adds a scoring pass and two fits.
     """
 
     world: WorldConfig = field(default_factory=WorldConfig)
@@ -68,6 +80,7 @@ class ExperimentConfig:
     headline_budget: float = 0.10
     n_bootstrap: int = 1000
     eval_seed: int = 0
+    campaign: bool = False
 
     def validate(self) -> ExperimentConfig:
         self.federation.validate()
@@ -94,6 +107,7 @@ class ExperimentResult:
         report_paths: files written, when an output folder was given.
         privacy: label leakage per attack, the defense and feature inference
             (:func:`fedads.privacy.leakage.privacy_report`; ``report.json``'s ``privacy``).
+        campaign: with ``config.campaign``, the campaign evaluation (:class:`CampaignResult`).
     """
 
     evaluation: Evaluation
@@ -102,6 +116,7 @@ class ExperimentResult:
     scores: pd.DataFrame
     report_paths: Any = None
     privacy: dict[str, Any] | None = None
+    campaign: CampaignResult | None = None
 
     def headline(self) -> dict[str, Any]:
         """The headline lift per pool at the headline budget (see ``Evaluation.headline``)."""
@@ -204,6 +219,7 @@ class Experiment:
             backend=config.backend,
             progress=progress,
             alignment=alignment,
+            score_train=config.campaign,
         )
         train = np.asarray(run.values["train_positions"], dtype=np.int64)
         test = np.asarray(run.values["test_positions"], dtype=np.int64)
@@ -226,6 +242,14 @@ class Experiment:
             settings.protocol, config.references, progress=progress,
         )  # fmt: skip
         scores.update(practitioner.scores)
+        local_model = None
+        if config.campaign:
+            # The e-commerce side's own computation: its features and its private scores.
+            local_model = fit_local_serving(
+                ecommerce, run.ecommerce_rows[train], run.values["train_scores"],
+                settings.protocol, progress=progress,
+            )  # fmt: skip
+            scores[LOCAL_SERVING] = local_model.predict_proba(ecommerce, run.ecommerce_rows[test])
         progress(
             f"evaluating {len(test)} held-out users ({config.n_bootstrap} bootstrap resamples)"
         )
@@ -248,6 +272,17 @@ class Experiment:
         # The harness (which knows the labels) turns the observers' attack scores into leak AUCs.
         privacy = privacy_report(run, social, ecommerce, settings.protocol, seed=config.eval_seed)
         result = ExperimentResult(evaluation, run, summary, frame, privacy=privacy)
+        if local_model is not None:
+            result.campaign = evaluate_campaign(
+                social,
+                ecommerce,
+                run,
+                local_model,
+                config,
+                truth=truth,
+                progress=progress,
+                aligned=evaluation,
+            )
         if out_dir is not None:
             from fedads.report import write_report
 
@@ -258,9 +293,139 @@ class Experiment:
                 extra={**_extra(config, run), "practitioner": practitioner.to_dict()},
                 key_column=ecommerce.key,
                 privacy=privacy,
+                campaign=None if result.campaign is None else result.campaign.block,
             )
             progress(f"report written to {out_dir}")
         return result
+
+
+CAMPAIGN_BASELINE = "ecommerce_gbdt"
+"""The campaign's e-commerce-only model: the practitioner gradient boosting, trained on every
+e-commerce user outside the campaign's held-out population."""
+
+
+@dataclass
+class CampaignResult:
+    """The campaign view (docs/evaluation.md, "Campaign view").
+
+    Attributes:
+        evaluation: :func:`fedads.eval.evaluate` over every held-out e-commerce user; model
+            ``federated`` is the federated system (joint scores for aligned users, local
+            serving scores for the others).
+        split: the campaign's held-out and training e-commerce rows.
+        local_model: the local serving model (:mod:`fedads.serving`).
+        block: ``report.json``'s ``campaign`` block.
+    """
+
+    evaluation: Evaluation
+    split: CampaignSplit
+    local_model: LocalServingModel
+    block: dict[str, Any]
+
+    def headline(self) -> dict[str, float]:
+        """``campaign.<name>`` for every key of the campaign evaluation's headline."""
+        return {f"campaign.{k}": v for k, v in self.evaluation.headline().items()}
+
+
+def evaluate_campaign(
+    social: PartyTable,
+    ecommerce: PartyTable,
+    run: FederatedRun,
+    local_model: LocalServingModel,
+    config: ExperimentConfig,
+    *,
+    truth: pd.DataFrame | None = None,
+    progress: Progress | None = None,
+    aligned: Evaluation | None = None,
+) -> CampaignResult:
+    """Every held-out e-commerce user in one budget: the federated system against an
+    e-commerce-only model trained on all other e-commerce users (both pools).
+
+    ``aligned``: the aligned-only evaluation (with ``local_serving`` among its models); adds
+    ``local_serving_kept_share``: the share of the federated model's AUC gain over
+    ``ecommerce_only`` on held-out aligned users that the local serving model keeps.
+    """
+    settings = config.federation
+    test = np.asarray(run.values["test_positions"], dtype=np.int64)
+    split = campaign_split(
+        ecommerce.n_rows, run.ecommerce_rows, test, settings.test_share, settings.split_seed
+    )
+    n_test = split.test_rows.size
+    protocol = settings.protocol
+    # The practitioner gradient boosting holds out ecommerce_rows[test]: given the campaign's
+    # held-out rows, it trains on every other e-commerce user (no held-out label is read).
+    baseline = train_practitioner_baselines(
+        social, ecommerce, np.zeros(n_test, np.int64), split.test_rows, np.zeros(0, np.int64),
+        np.arange(n_test), (CAMPAIGN_BASELINE,), seed=protocol.seed, model_config=protocol.model,
+        batch_size=protocol.batch_size, lr=protocol.lr, optimizer=protocol.optimizer,
+        weight_decay=protocol.weight_decay, progress=progress or SILENT,
+    )  # fmt: skip
+    local = local_model.predict_proba(ecommerce, split.test_rows)
+    joint = np.asarray(run.values["scores"], dtype=np.float64)
+    scores = {
+        "federated": combine_scores(split.aligned, joint, local),
+        CAMPAIGN_BASELINE: baseline.scores[CAMPAIGN_BASELINE],
+        LOCAL_SERVING: local,
+    }
+    if progress is not None:
+        progress(
+            f"campaign: {n_test} held-out e-commerce users ({split.n_aligned} aligned), "
+            f"{CAMPAIGN_BASELINE} trained on {split.train_rows.size}"
+        )
+    keys = ecommerce.keys()[split.test_rows]
+    y0, y1 = _potential_outcomes(truth, keys, ecommerce.key)
+    p0, p1 = _potential_outcomes(truth, keys, ecommerce.key, columns=("p0", "p1"))
+    data = EvalData(
+        label=ecommerce.labels(split.test_rows),
+        is_existing_customer=ecommerce.existing_flags(split.test_rows),
+        scores=scores, y0=y0, y1=y1, keys=keys, p0=p0, p1=p1, where="campaign evaluation",
+    )  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LiftUndefinedWarning)
+        evaluation = evaluate(
+            data,
+            budgets=config.budgets,
+            headline_budget=config.headline_budget,
+            n_bootstrap=config.n_bootstrap,
+            seed=config.eval_seed,
+            baselines=(CAMPAIGN_BASELINE, LOCAL_SERVING),
+        )
+    _rewarn(caught, progress)
+    block = campaign_block(
+        evaluation,
+        split,
+        baseline=CAMPAIGN_BASELINE,
+        notes=(
+            f"held out by the split rule of the federated run in each stratum (test_share "
+            f"{settings.test_share:g}, split_seed {settings.split_seed}); {CAMPAIGN_BASELINE} "
+            f"trained on the {split.train_rows.size} other e-commerce users; the local serving "
+            f"model distilled on {local_model.n_distilled} aligned training users",
+        ),
+    )
+    if aligned is not None:
+        block["local_serving_kept_share"] = kept_share(aligned)
+    return CampaignResult(evaluation, split, local_model, block)
+
+
+def kept_share(evaluation: Evaluation, reference: str = "ecommerce_only") -> dict[str, Any]:
+    """How much of the federated AUC gain over ``reference`` the local serving model keeps.
+
+    ``(AUC_local - AUC_ref) / (AUC_federated - AUC_ref)`` on the evaluated users, overall and
+    among new customers (``None`` when a model is missing or the gain is not positive).
+    """
+    out: dict[str, Any] = {"reference": reference}
+    for segment, name in (("overall", "auc"), ("new", "auc_new")):
+        try:
+            fed, local, ref = (
+                evaluation.metrics[m][segment].auc for m in ("federated", LOCAL_SERVING, reference)
+            )
+        except KeyError:
+            out[name] = None
+            continue
+        gain = fed - ref
+        out[name] = (local - ref) / gain if np.isfinite(gain) and gain > 0 else None
+        out[f"{name}_values"] = {"federated": fed, LOCAL_SERVING: local, reference: ref}
+    return out
 
 
 def check_before_training(

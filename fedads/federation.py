@@ -53,9 +53,13 @@ BACKENDS: tuple[str, ...] = ("simulation", "inprocess", "deployment")
 JOB = "fedads.federation:vfl_job"
 PARTY_FACTORY = "fedads.federation:party_factory"
 REUSE_ALIGNMENT_KEY = "reuse-alignment"
+SCORE_TRAIN_KEY = "score-train"
+"""Run-config key: after the held-out users, the label party also scores the training users
+(into its private output only); a local serving model is distilled from those scores
+(:mod:`fedads.serving`)."""
 #: Run-config keys of the job that are not settings, with their defaults (the Flower app's
 #: ``[tool.flwr.app.config]`` declares them too: ``fedads.flower.config.app_config``).
-JOB_DEFAULTS: dict[str, bool] = {REUSE_ALIGNMENT_KEY: False}
+JOB_DEFAULTS: dict[str, bool] = {REUSE_ALIGNMENT_KEY: False, SCORE_TRAIN_KEY: False}
 """Run config flag: the job skips the PSI and each party uses the aligned rows in its own
 private folder (``run_federated(alignment=...)``, :class:`fedads.protocol.runtime.AlignedRows`)."""
 RELAY_ATTACK_PREFIX = "relay_attack."
@@ -390,6 +394,11 @@ def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
     if coordinator.best_epoch is not None:
         valid_values["best_epoch"] = int(coordinator.best_epoch)
     n_scored = coordinator.score(test)
+    if bool(run_config.get(SCORE_TRAIN_KEY, False)):
+        # After the held-out users, so their scores do not depend on this option. The label
+        # party keeps these scores too; the social party embeds users it already embedded in
+        # training; only the count reaches the coordinator.
+        valid_values["n_scored_train"] = coordinator.score(train)
     return {
         "n_social": summary.n_social,
         "n_ecommerce": summary.n_ecommerce,
@@ -470,6 +479,7 @@ def run_federated(
     timeout_s: float | None = None,
     progress: Progress = SILENT,
     alignment: AlignedRows | FederatedRun | str | None = None,
+    score_train: bool = False,
 ) -> FederatedRun:
     """Align, train and score the federated model between two party tables.
 
@@ -492,6 +502,10 @@ def run_federated(
             once (:meth:`AlignedRows.in_the_clear`, the PSI's rows and order), for simulations,
             where the experimenter holds both tables anyway. Given rows are checked against
             the tables' keys first.
+        score_train: the label party also scores the training users after the held-out ones
+            (:data:`SCORE_TRAIN_KEY`); their scores (float32, ``train_positions`` order) are
+            read from its private output into ``values["train_scores"]``: what the e-commerce
+            side distils its local serving model from (:mod:`fedads.serving`).
     """
     import time
 
@@ -514,6 +528,8 @@ def run_federated(
         if reuse is not None:
             reuse.write(outs)
             reuse_config[REUSE_ALIGNMENT_KEY] = True
+        if score_train:
+            reuse_config[SCORE_TRAIN_KEY] = True
         if backend == "inprocess":
             runtimes = {
                 role: party_runtime(tables[role], settings, outs[role], keys[role])
@@ -556,6 +572,9 @@ def run_federated(
         # The experimenter reads the label party's private scores (the relay never sees them).
         private = np.load(outs["ecommerce"] / SCORES_FILE)
         values["scores"] = np.asarray(private[np.asarray(values["test_positions"])], np.float32)
+        if score_train:
+            train_scores = private[np.asarray(values["train_positions"])]
+            values["train_scores"] = np.asarray(train_scores, np.float32)
     return FederatedRun(
         values=values,
         social_rows=rows["social"],

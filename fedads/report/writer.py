@@ -220,6 +220,7 @@ def build_report(
     key_column: str = "key",
     privacy: Mapping[str, Any] | None = None,
     warnings: Sequence[str] = (),
+    campaign: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``report.json`` document (strict-JSON-ready: NaN -> None)."""
     evaluation_dict = evaluation.to_dict()
@@ -276,6 +277,8 @@ def build_report(
     }
     if privacy is not None:
         document["privacy"] = dict(privacy)
+    if campaign is not None:
+        document["campaign"] = dict(campaign)
     return to_jsonable(document)
 
 
@@ -298,6 +301,7 @@ def write_report(
     plots: bool = True,
     privacy: Mapping[str, Any] | None = None,
     warnings: Sequence[str] = (),
+    campaign: Mapping[str, Any] | None = None,
 ) -> ReportPaths:
     """Write ``report.json``, ``report.md``, ``scores.csv`` and PNG plots into ``out_dir``.
 
@@ -319,6 +323,8 @@ def write_report(
             in ``report.md`` beside the lift.
         warnings: extra one-line warnings for ``report.json``'s ``warnings`` and ``report.md``
             (small held-out sets are added automatically, :func:`held_out_warnings`).
+        campaign: the ``campaign`` block (:func:`fedads.eval.campaign.campaign_block`), when
+            the whole campaign was evaluated.
 
     Returns:
         :class:`ReportPaths` (paths inside ``out_dir``).
@@ -369,6 +375,7 @@ def write_report(
             plots=plots,
             privacy=privacy,
             warnings=report_warnings,
+            campaign=campaign,
         )
         _swap_into_place(staging, target)
     except BaseException:
@@ -382,6 +389,40 @@ def write_report(
         scores=out / written.scores.name,
         plots={name: out / path.name for name, path in written.plots.items()},
     )
+
+
+def campaign_markdown(block: Mapping[str, Any]) -> str:
+    """The ``## Campaign view`` section of ``report.md`` from the ``campaign`` block."""
+
+    def fmt(entry: Mapping[str, Any] | None) -> str:
+        if not entry or entry.get("point") is None:
+            return "n/a"
+        low, high = entry["ci95"]
+        interval = "" if low is None or high is None else f" [{low:+.1%}, {high:+.1%}]"
+        return f"{entry['point']:+.1%}{interval}"
+
+    lines = [
+        "## Campaign view",
+        "",
+        f"{block['test_users']} held-out e-commerce users ({block['aligned_test_users']} "
+        f"aligned, scored by the joint model; {block['unaligned_test_users']} not on the social "
+        "platform, scored by the local serving model), one budget of "
+        f"{block['budget_users']} users ({block['budget']:.0%}); baseline {block['baseline']} "
+        f"trained on the {block['train_users']} other e-commerce users.",
+        "",
+        "| pool | campaign lift (95% CI) | expected lift (95% CI) |",
+        "|---|---|---|",
+    ]
+    for pool, entry in block["lift"].items():
+        lines.append(f"| {pool} | {fmt(entry)} | {fmt(entry.get('expected'))} |")
+    kept = block.get("local_serving_kept_share")
+    if kept and kept.get("auc") is not None:
+        lines += [
+            "",
+            f"The local serving model keeps {kept['auc']:.0%} of the federated AUC gain over "
+            f"{kept['reference']} on held-out aligned users.",
+        ]
+    return "\n".join(lines)
 
 
 def _umask() -> int:
@@ -497,6 +538,7 @@ def _write_files(
     plots: bool,
     privacy: Mapping[str, Any] | None,
     warnings: list[str],
+    campaign: Mapping[str, Any] | None = None,
 ) -> ReportPaths:
     """Every report file into the (new, empty) folder ``out``."""
     scores_path = write_scores_csv(out / "scores.csv", evaluation.data, key_column)
@@ -513,6 +555,7 @@ def _write_files(
         key_column=key_column,
         privacy=privacy,
         warnings=warnings,
+        campaign=campaign,
     )
     json_path = out / "report.json"
     json_path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
@@ -524,6 +567,8 @@ def _write_files(
         key_column=key_column,
         privacy=document.get("privacy"),
     )
+    if campaign is not None:
+        markdown = f"{markdown.rstrip()}\n\n{campaign_markdown(document['campaign'])}\n"
     if warnings:
         lines = "\n".join(f"- {w}" for w in warnings)
         markdown = f"{markdown.rstrip()}\n\n## Warnings\n\n{lines}\n"
