@@ -1,0 +1,194 @@
+"""The campaign view and the local serving model (issue 15), on small in-process worlds.
+
+Checks from the issue: the campaign's held-out population is the held-out split of all
+e-commerce users; the local model scores a user the social party never saw, with no social
+party; with overlap 1.0 the campaign lift equals the aligned-only lift against the same
+e-commerce-only model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fedads.eval.campaign import combine_scores
+from fedads.experiment import Experiment, ExperimentConfig
+from fedads.federation import FederationSettings, run_federated, split_positions
+from fedads.protocol import ProtocolConfig
+from fedads.protocol.runtime import AlignedRows
+from fedads.serving import LOCAL_SERVING, fit_local_serving
+from fedads.world import WorldConfig, generate_world
+
+SETTINGS = FederationSettings(
+    protocol=ProtocolConfig(mode="efficient", batch_size=256, epochs=2, seed=1),
+    split_seed=1,
+    verbose=False,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _config(**world) -> ExperimentConfig:
+    return ExperimentConfig(
+        world=WorldConfig(n_users=2_500, seed=5, **world),
+        federation=SETTINGS,
+        backend="inprocess",
+        references=("ecommerce_only", "ecommerce_gbdt"),
+        n_bootstrap=50,
+        campaign=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def default_world_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("campaign") / "report"
+    config = _config()
+    world = generate_world(config.world)
+    social, ecommerce = world.party_tables()
+    result = Experiment.from_tables(social, ecommerce, config, truth=world.truth).run(
+        out, verbose=False, alignment="clear"
+    )
+    return result, social, ecommerce, json.loads((out / "report.json").read_text())
+
+
+def test_campaign_held_out_is_the_split_of_all_ecommerce_users(default_world_run) -> None:
+    result, social, ecommerce, _ = default_world_run
+    split = result.campaign.split
+    test = result.federated.values["test_positions"]
+    aligned_rows = result.federated.ecommerce_rows
+    # every e-commerce user is held out or trains, never both
+    both = np.concatenate([split.test_rows, split.train_rows])
+    assert np.array_equal(np.sort(both), np.arange(ecommerce.n_rows))
+    # aligned stratum: exactly the aligned view's held-out users, in its order
+    assert np.array_equal(split.test_rows[split.aligned], aligned_rows[test])
+    # unaligned stratum: the same rule (seeded permutation, round(test_share * n)) on them
+    unaligned = np.setdiff1d(np.arange(ecommerce.n_rows), aligned_rows)
+    assert unaligned.size > 0.3 * ecommerce.n_rows  # the default world: 35% not on social
+    _, want = split_positions(unaligned.size, SETTINGS.test_share, SETTINGS.split_seed)
+    assert np.array_equal(split.test_rows[~split.aligned], unaligned[want])
+    share = split.test_rows.size / ecommerce.n_rows
+    assert abs(share - SETTINGS.test_share) < 2 / ecommerce.n_rows
+    # the GBDT baseline never trained on a held-out user: its training rows are the others
+    assert result.campaign.block["train_users"] == ecommerce.n_rows - split.test_rows.size
+
+
+def test_report_has_the_campaign_block(default_world_run) -> None:
+    result, _, _, report = default_world_run
+    block = report["campaign"]
+    split = result.campaign.split
+    assert block["test_users"] == split.test_rows.size
+    assert block["aligned_test_users"] == split.n_aligned == result.data_summary["test_users"]
+    for pool in ("all", "prospecting"):
+        entry = block["lift"][pool]
+        assert set(entry) >= {"point", "ci95", "expected", "incremental"}
+        assert len(entry["ci95"]) == 2
+        assert entry["expected"]["point"] is not None  # synthetic world: expected counts
+    assert LOCAL_SERVING in report["models"] and report["models"][LOCAL_SERVING]["auc"] > 0
+    kept = block["local_serving_kept_share"]
+    assert kept["reference"] == "ecommerce_only" and "auc_values" in kept
+    # the aligned-only view is unchanged in shape: headline still federated vs ecommerce_only
+    assert report["lift"]["all"]["baseline"] == "ecommerce_only"
+    assert "## Campaign view" in (result.report_paths.markdown.read_text())
+
+
+def test_federated_system_uses_joint_scores_on_aligned_and_local_elsewhere(
+    default_world_run,
+) -> None:
+    result, _, ecommerce, _ = default_world_run
+    campaign = result.campaign
+    scores = campaign.evaluation.data.scores
+    joint = np.asarray(result.federated.values["scores"], dtype=np.float64)
+    aligned = campaign.split.aligned
+    np.testing.assert_allclose(scores["federated"][aligned], joint)
+    local = campaign.local_model.predict_proba(ecommerce, campaign.split.test_rows[~aligned])
+    np.testing.assert_allclose(scores["federated"][~aligned], local)
+    with pytest.raises(Exception, match="joint scores"):
+        combine_scores(aligned, joint[:-1], scores[LOCAL_SERVING])
+
+
+def test_local_model_scores_a_user_the_social_party_never_saw(default_world_run) -> None:
+    result, social, ecommerce, _ = default_world_run
+    model = result.campaign.local_model
+    # a brand-new e-commerce user: features of an unaligned row under a key no one has seen
+    unaligned = np.setdiff1d(np.arange(ecommerce.n_rows), result.federated.ecommerce_rows)
+    frame = ecommerce.frame.iloc[unaligned[:3]].copy()
+    frame[ecommerce.key] = ["never-seen-1", "never-seen-2", "never-seen-3"]
+    newcomer = dataclasses.replace(ecommerce, frame=frame.reset_index(drop=True))
+    assert not set(newcomer.keys()) & set(social.keys())
+    del social  # the social party is absent: the model holds no reference to it
+    assert "social" not in dict(model.model.named_children()).get("bottoms", {})
+    scores = model.predict_proba(newcomer)
+    assert scores.shape == (3,) and np.all((scores > 0) & (scores < 1))
+    np.testing.assert_allclose(scores, model.predict_proba(ecommerce, unaligned[:3]))
+
+
+def test_local_model_refuses_another_table(default_world_run) -> None:
+    result, social, _, _ = default_world_run
+    with pytest.raises(Exception, match="not the e-commerce table"):
+        result.campaign.local_model.predict_proba(social)
+
+
+def test_distillation_follows_the_teacher() -> None:
+    """Soft targets: a student distilled from a teacher ranks like the teacher, whatever the
+    labels (here the teacher is a function of e-commerce features, so it is learnable)."""
+    world = generate_world(WorldConfig(n_users=1_500, seed=2))
+    _, ecommerce = world.party_tables()
+    rows = np.arange(ecommerce.n_rows)
+    x = ecommerce.numeric_matrix(rows)[:, 0].astype(np.float64)
+    x = np.nan_to_num(x, nan=float(np.nanmedian(x)))
+    teacher = 1 / (1 + np.exp(-(x - x.mean()) / (x.std() + 1e-9)))
+    protocol = ProtocolConfig(mode="efficient", batch_size=128, epochs=4, seed=0)
+    model = fit_local_serving(ecommerce, rows, teacher, protocol)
+    student = model.predict_proba(ecommerce, rows)
+    assert np.corrcoef(student, teacher)[0, 1] > 0.9
+    with pytest.raises(Exception, match="outside"):
+        fit_local_serving(ecommerce, rows, teacher + 1.0, protocol)
+
+
+def test_scoring_training_users_leaves_held_out_scores_unchanged() -> None:
+    social, ecommerce = generate_world(WorldConfig(n_users=1_500, seed=4)).party_tables()
+    rows = AlignedRows.in_the_clear(social, ecommerce, SETTINGS.normalization)
+    plain = run_federated(social, ecommerce, SETTINGS, backend="inprocess", alignment=rows)
+    both = run_federated(
+        social, ecommerce, SETTINGS, backend="inprocess", alignment=rows, score_train=True
+    )
+    assert "train_scores" not in plain.values
+    np.testing.assert_array_equal(plain.values["scores"], both.values["scores"])
+    train_scores = both.values["train_scores"]
+    assert train_scores.shape == both.values["train_positions"].shape
+    assert np.isfinite(train_scores).all()
+
+
+def test_overlap_one_gives_the_aligned_only_lift(tmp_path) -> None:
+    """Every e-commerce user is on the social platform: the campaign's held-out users are the
+    aligned held-out users, the federated system is the joint model, and the campaign's
+    e-commerce-only model is the aligned view's ``ecommerce_gbdt`` (trained on the same rows,
+    same seed). So the campaign lift equals the aligned-only lift against ``ecommerce_gbdt``
+    (the aligned headline is against ``ecommerce_only``, another model: not comparable)."""
+    result = Experiment.from_world(_config(overlap_rate=1.0)).run(verbose=False, alignment="clear")
+    campaign = result.campaign
+    assert campaign.block["unaligned_test_users"] == 0
+    assert campaign.block["test_users"] == result.data_summary["test_users"]
+    np.testing.assert_allclose(
+        campaign.evaluation.data.scores["ecommerce_gbdt"],
+        result.evaluation.data.scores["ecommerce_gbdt"],
+    )
+    for pool in ("all", "prospecting"):
+        for kind in ("targeting", "expected"):
+            got = campaign.evaluation.lift(pool, baseline="ecommerce_gbdt", kind=kind)
+            want = result.evaluation.lift(pool, baseline="ecommerce_gbdt", kind=kind)
+            assert got.model_count == want.model_count
+            assert got.baseline_count == want.baseline_count
+            np.testing.assert_allclose(
+                [got.point, got.ci_low, got.ci_high], [want.point, want.ci_low, want.ci_high]
+            )
