@@ -311,3 +311,36 @@ def test_report_without_probabilities_has_no_expected_block(report) -> None:
     assert "expected" not in doc["lift"]["prospecting"]
     assert set(doc["lift_by_baseline"]) == {"ecommerce_only", "social_only", "centralized"}
     assert "strongest_ecommerce" not in doc["lift_by_baseline"]
+
+
+def test_report_campaign_block_contract(tmp_path: Path) -> None:
+    """``campaign``: test_users, aligned_test_users, lift.<pool> with point and ci95 (strict
+    JSON), and a ``## Campaign view`` section in report.md; absent without a campaign."""
+    from fedads.eval.campaign import CampaignSplit, campaign_block
+
+    data = synthetic(2_000, seed=3)
+    aligned_eval = evaluate(data, n_bootstrap=50, seed=1)
+    scores = {
+        "federated": data.scores["federated"],
+        "ecommerce_gbdt": data.scores["ecommerce_only"],
+    }
+    campaign_data = EvalData(data.label, data.is_existing_customer, scores)
+    campaign_eval = evaluate(campaign_data, n_bootstrap=50, seed=1, baselines=("ecommerce_gbdt",))
+    aligned = np.arange(2_000) < 1_300
+    split = CampaignSplit(np.arange(2_000), aligned, np.arange(2_000, 7_000))
+    block = campaign_block(campaign_eval, split, baseline="ecommerce_gbdt")
+    paths = write_report(tmp_path / "c", aligned_eval, SUMMARY, campaign=block)
+    doc = strict_load(paths.json)["campaign"]
+    assert (doc["test_users"], doc["aligned_test_users"], doc["unaligned_test_users"]) == (
+        2_000,
+        1_300,
+        700,
+    )
+    for pool in ("all", "prospecting"):
+        entry = doc["lift"][pool]
+        assert entry["point"] == pytest.approx(campaign_eval.lift(pool).point)
+        assert len(entry["ci95"]) == 2 and entry["ci95"][0] <= entry["ci95"][1]
+    assert set(doc["auc_by_stratum"]) == {"aligned", "unaligned"}
+    assert "## Campaign view" in paths.markdown.read_text(encoding="utf-8")
+    plain = write_report(tmp_path / "p", aligned_eval, SUMMARY)
+    assert "campaign" not in strict_load(plain.json)
