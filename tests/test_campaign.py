@@ -192,3 +192,15 @@ def test_overlap_one_gives_the_aligned_only_lift(tmp_path) -> None:
             np.testing.assert_allclose(
                 [got.point, got.ci_low, got.ci_high], [want.point, want.ci_low, want.ci_high]
             )
+
+
+def test_bring_your_own_tables_without_truth() -> None:
+    """Own tables, no truth table: realized counts only, no expected sub-entries."""
+    config = _config().replace(world=WorldConfig(n_users=2_000, seed=6))
+    social, ecommerce = generate_world(config.world).party_tables()
+    result = Experiment.from_tables(social, ecommerce, config).run(verbose=False, alignment="clear")
+    block = result.campaign.block
+    assert block["unaligned_test_users"] > 0
+    for pool in ("all", "prospecting"):
+        assert "point" in block["lift"][pool] and "expected" not in block["lift"][pool]
+    assert not result.campaign.evaluation.data.has_true_probabilities
