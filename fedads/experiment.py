@@ -70,6 +70,10 @@ class ExperimentConfig:
             e-commerce user, aligned or not, is ranked in one budget against an e-commerce-only
             gradient boosting trained on all other e-commerce users (``report.json``'s
             ``campaign`` block). Off by default: it adds a scoring pass and two fits.
+        local_serving_labels: with ``campaign``, the local serving model also fits the
+            e-commerce training users outside the intersection on their own labels (soft
+            targets where the federated model scored, labels elsewhere); default: distilled on
+            the aligned training users only.
     """
 
     world: WorldConfig = field(default_factory=WorldConfig)
@@ -81,6 +85,7 @@ class ExperimentConfig:
     n_bootstrap: int = 1000
     eval_seed: int = 0
     campaign: bool = False
+    local_serving_labels: bool = False
 
     def validate(self) -> ExperimentConfig:
         self.federation.validate()
@@ -242,12 +247,20 @@ class Experiment:
             settings.protocol, config.references, progress=progress,
         )  # fmt: skip
         scores.update(practitioner.scores)
-        local_model = None
+        local_model = split = None
         if config.campaign:
+            split = campaign_split(
+                ecommerce.n_rows, run.ecommerce_rows, test, settings.test_share,
+                settings.split_seed,
+            )  # fmt: skip
+            label_rows = None
+            if config.local_serving_labels:
+                # Training users outside the intersection (never a campaign held-out user).
+                label_rows = np.setdiff1d(split.train_rows, run.ecommerce_rows)
             # The e-commerce side's own computation: its features and its private scores.
             local_model = fit_local_serving(
                 ecommerce, run.ecommerce_rows[train], run.values["train_scores"],
-                settings.protocol, progress=progress,
+                settings.protocol, label_rows=label_rows, progress=progress,
             )  # fmt: skip
             scores[LOCAL_SERVING] = local_model.predict_proba(ecommerce, run.ecommerce_rows[test])
         progress(
@@ -272,7 +285,7 @@ class Experiment:
         # The harness (which knows the labels) turns the observers' attack scores into leak AUCs.
         privacy = privacy_report(run, social, ecommerce, settings.protocol, seed=config.eval_seed)
         result = ExperimentResult(evaluation, run, summary, frame, privacy=privacy)
-        if local_model is not None:
+        if local_model is not None and split is not None:
             result.campaign = evaluate_campaign(
                 social,
                 ecommerce,
@@ -282,6 +295,7 @@ class Experiment:
                 truth=truth,
                 progress=progress,
                 aligned=evaluation,
+                split=split,
             )
         if out_dir is not None:
             from fedads.report import write_report
@@ -337,6 +351,7 @@ def evaluate_campaign(
     truth: pd.DataFrame | None = None,
     progress: Progress | None = None,
     aligned: Evaluation | None = None,
+    split: CampaignSplit | None = None,
 ) -> CampaignResult:
     """Every held-out e-commerce user in one budget: the federated system against an
     e-commerce-only model trained on all other e-commerce users (both pools).
@@ -347,9 +362,10 @@ def evaluate_campaign(
     """
     settings = config.federation
     test = np.asarray(run.values["test_positions"], dtype=np.int64)
-    split = campaign_split(
-        ecommerce.n_rows, run.ecommerce_rows, test, settings.test_share, settings.split_seed
-    )
+    if split is None:
+        split = campaign_split(
+            ecommerce.n_rows, run.ecommerce_rows, test, settings.test_share, settings.split_seed
+        )
     n_test = split.test_rows.size
     protocol = settings.protocol
     # The practitioner gradient boosting holds out ecommerce_rows[test]: given the campaign's
@@ -399,7 +415,12 @@ def evaluate_campaign(
             f"held out by the split rule of the federated run in each stratum (test_share "
             f"{settings.test_share:g}, split_seed {settings.split_seed}); {CAMPAIGN_BASELINE} "
             f"trained on the {split.train_rows.size} other e-commerce users; the local serving "
-            f"model distilled on {local_model.n_distilled} aligned training users",
+            f"model distilled on {local_model.n_distilled} aligned training users"
+            + (
+                f" and fitted on the labels of {local_model.n_labelled} unaligned ones"
+                if local_model.n_labelled
+                else ""
+            ),
         ),
     )
     if aligned is not None:

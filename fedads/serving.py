@@ -57,6 +57,7 @@ class LocalServingModel:
         model: the e-commerce tower and head (``ecommerce_only`` architecture).
         numeric_columns, categorical_columns: the e-commerce feature columns it reads.
         n_distilled: users it was distilled on (aligned training users).
+        n_labelled: unaligned training users it was fitted on with their labels (0: none).
     """
 
     encoder: FeatureEncoder = field(repr=False)
@@ -64,6 +65,7 @@ class LocalServingModel:
     numeric_columns: tuple[str, ...]
     categorical_columns: tuple[str, ...]
     n_distilled: int
+    n_labelled: int = 0
 
     def predict_proba(self, ecommerce: PartyTable, rows: np.ndarray | None = None) -> np.ndarray:
         """Conversion probabilities ``float64 [len(rows)]`` (all rows when ``rows`` is None).
@@ -94,6 +96,7 @@ def fit_local_serving(
     teacher: np.ndarray,
     protocol: object,
     *,
+    label_rows: np.ndarray | None = None,
     progress: Progress = SILENT,
 ) -> LocalServingModel:
     """Distil the federated model into an e-commerce-only model.
@@ -106,6 +109,9 @@ def fit_local_serving(
             own private scores), in ``rows`` order.
         protocol: the run's ``ProtocolConfig`` (architecture, seed, optimiser, epochs, batch
             order: those of ``ecommerce_only``).
+        label_rows: optional ``int64 [m]`` more e-commerce rows fitted on their own 0/1 labels
+            (the training users outside the intersection, which the teacher cannot score);
+            never held-out rows. ``None``: the aligned training users only.
     """
     rows = np.asarray(rows, dtype=np.int64)
     teacher = np.asarray(teacher, dtype=np.float64)
@@ -121,6 +127,14 @@ def fit_local_serving(
             "teacher scores are missing or outside [0, 1]",
             "run the federation with score_train=True and pass values['train_scores']",
         )
+    targets = teacher
+    if label_rows is not None:
+        label_rows = np.asarray(label_rows, dtype=np.int64)
+        if np.intersect1d(label_rows, rows).size:
+            raise fail(_WHERE, "label_rows repeat distillation rows", "pass disjoint rows")
+        # Soft targets where the teacher scored, the party's own labels elsewhere.
+        targets = np.concatenate([teacher, ecommerce.labels(label_rows).astype(np.float64)])
+        rows = np.concatenate([rows, label_rows])
     numeric, categorical = _matrices(ecommerce, rows)
     local = np.arange(rows.size)
     encoder = FeatureEncoder().fit(numeric, categorical, local)
@@ -131,15 +145,19 @@ def fit_local_serving(
         protocol.model,
         protocol.seed,  # type: ignore[attr-defined]
     )
-    progress(f"distilling the local serving model on {rows.size} aligned training users")
+    progress(
+        f"distilling the local serving model on {teacher.size} aligned training users"
+        + ("" if label_rows is None else f" and {label_rows.size} labelled unaligned users")
+    )
     # BCE against the teacher's probabilities: the labels are soft targets in [0, 1].
-    train_local(model, inputs, torch.from_numpy(teacher.astype(np.float32)), local, protocol)
+    train_local(model, inputs, torch.from_numpy(targets.astype(np.float32)), local, protocol)
     return LocalServingModel(
         encoder=encoder,
         model=model,
         numeric_columns=tuple(ecommerce.numeric_columns),
         categorical_columns=tuple(ecommerce.categorical_columns),
-        n_distilled=int(rows.size),
+        n_distilled=int(teacher.size),
+        n_labelled=0 if label_rows is None else int(label_rows.size),
     )
 
 

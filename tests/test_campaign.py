@@ -204,3 +204,28 @@ def test_bring_your_own_tables_without_truth() -> None:
     for pool in ("all", "prospecting"):
         assert "point" in block["lift"][pool] and "expected" not in block["lift"][pool]
     assert not result.campaign.evaluation.data.has_true_probabilities
+
+
+def test_local_model_can_also_fit_unaligned_training_labels() -> None:
+    """``local_serving_labels``: the unaligned *training* users join with their own labels;
+    no campaign held-out user is among them, and held-out labels do not move the scores."""
+    config = _config().replace(world=WorldConfig(n_users=2_000, seed=7), local_serving_labels=True)
+    world = generate_world(config.world)
+    social, ecommerce = world.party_tables()
+    result = Experiment.from_tables(social, ecommerce, config).run(verbose=False, alignment="clear")
+    campaign = result.campaign
+    split = campaign.split
+    n_unaligned = ecommerce.n_rows - result.federated.ecommerce_rows.size
+    unaligned_held_out = int((~split.aligned).sum())
+    assert campaign.local_model.n_labelled == n_unaligned - unaligned_held_out > 0
+    assert campaign.local_model.n_distilled == result.federated.values["train_positions"].size
+    # Flip every campaign held-out label: the local model (fitted anew) scores the same.
+    frame = ecommerce.frame.copy()
+    held = split.test_rows
+    frame.loc[held, ecommerce.label_column] = 1 - frame.loc[held, ecommerce.label_column]
+    flipped = dataclasses.replace(ecommerce, frame=frame)
+    again = Experiment.from_tables(social, flipped, config).run(verbose=False, alignment="clear")
+    np.testing.assert_allclose(
+        again.campaign.evaluation.data.scores[LOCAL_SERVING],
+        campaign.evaluation.data.scores[LOCAL_SERVING],
+    )
