@@ -15,9 +15,10 @@ benchmarks' recipe: efficient mode, batch 512, 8 batches per message, 5 epochs;
 All at the 10% budget, both pools, realized and expected counts (paired bootstrap 95%
 intervals per seed; across seeds :func:`fedads.combine_seeds`).
 
-    python benchmarks/campaign.py --users 30000 --seeds 3
+    python benchmarks/campaign.py --users 30000 --seeds 5
+    python benchmarks/campaign.py --users 30000 --seeds 5 --unaligned-labels
 
-Writes ``benchmarks/results/campaign_<users>.json``.
+Writes ``benchmarks/results/campaign_<users>[_unaligned_labels].json``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ BUDGETS = (0.10, 0.20)
 _Z95 = 1.959963984540054
 
 
-def config(n_users: int, seed: int, n_bootstrap: int) -> ExperimentConfig:
+def config(n_users: int, seed: int, n_bootstrap: int, labels: bool = False) -> ExperimentConfig:
     return ExperimentConfig(
         world=WorldConfig(n_users=n_users, seed=seed),
         federation=FederationSettings(
@@ -66,6 +67,7 @@ def config(n_users: int, seed: int, n_bootstrap: int) -> ExperimentConfig:
         n_bootstrap=n_bootstrap,
         eval_seed=seed,
         campaign=True,
+        local_serving_labels=labels,
     )
 
 
@@ -73,11 +75,11 @@ def _interval(row: Any) -> dict[str, Any]:
     return {"point": row.point, "ci95": [row.ci_low, row.ci_high]}
 
 
-def one_seed(n_users: int, seed: int, n_bootstrap: int) -> dict[str, Any]:
+def one_seed(n_users: int, seed: int, n_bootstrap: int, labels: bool = False) -> dict[str, Any]:
     clock = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FedadsWarning)
-        result = Experiment.from_world(config(n_users, seed, n_bootstrap)).run(
+        result = Experiment.from_world(config(n_users, seed, n_bootstrap, labels)).run(
             verbose=False, alignment="clear"
         )
     ev, campaign = result.evaluation, result.campaign
@@ -113,12 +115,18 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--bootstrap", type=int, default=500)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--unaligned-labels",
+        action="store_true",
+        help="the local model also fits the unaligned training users' labels",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
-    out_path = args.out or RESULTS / f"campaign_{args.users}.json"
+    suffix = "_unaligned_labels" if args.unaligned_labels else ""
+    out_path = args.out or RESULTS / f"campaign_{args.users}{suffix}.json"
     torch.set_num_threads(1)
     runs = []
     for seed in range(args.seeds):
-        runs.append(one_seed(args.users, seed, args.bootstrap))
+        runs.append(one_seed(args.users, seed, args.bootstrap, args.unaligned_labels))
         print(json.dumps(runs[-1]), flush=True)
     per_seed: dict[int, dict[str, float]] = {}
     within: dict[int, dict[str, float]] = {}
@@ -158,6 +166,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         "serving model's kept share of the federated AUC gain; default world, in-process, "
         "10% and 20% budgets; recipe: efficient, batch 512, 8 batches per message, 5 epochs",
         "size": {"n_users": args.users, "seeds": args.seeds, "n_bootstrap": args.bootstrap},
+        "local_serving_labels": args.unaligned_labels,
         "summary": summary.to_dict()["summary"],
         "runs": runs,
         "machine": machine(),
