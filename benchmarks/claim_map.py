@@ -24,10 +24,13 @@ with each seed's bootstrap SE (both variances kept).
     python benchmarks/claim_map.py                 # full map (20k users, 2 seeds)
     python benchmarks/claim_map.py --reduced       # 10k users, 4 x 3 grid, 2 seeds
     python benchmarks/claim_map.py --quick         # CI size (~1 min): the pipeline, not evidence
+    python benchmarks/claim_map.py --tiny          # test size (seconds): tests/test_claim_map.py
+    python benchmarks/claim_map.py --list-cells    # the preset's cells, one a line; runs nothing
 
 Writes ``<out>/claim_map.json`` and heatmaps ``<out>/claim_map_<budget>.png`` (15% and 25%
 contours) and ``<out>/claim_map_axes.png`` (default out: ``benchmarks/results/claim_map/``;
-``--reduced``: ``.../claim_map_reduced/``; ``--quick``: ``.../claim_map_quick/``).
+``--reduced``: ``.../claim_map_reduced/``; ``--quick``: ``.../claim_map_quick/``; ``--tiny``:
+``.../claim_map_tiny/``).
 """
 
 from __future__ import annotations
@@ -115,6 +118,20 @@ QUICK = Size(
     max_epochs=4,
     n_bootstrap=50,
 )
+
+TINY = Size(
+    n_users=3_000,
+    seeds=2,
+    social=(0.5, 1.0),
+    ecommerce=(0.5, 0.7),  # 0.5 x 0.7 is the default world
+    brand_rates=((6.0, 1.0),),
+    ecommerce_skew=(1.2,),
+    social_skew=(1.0,),
+    max_epochs=2,
+    n_bootstrap=20,
+)
+"""The test's size (tests/test_claim_map.py runs the script): 4 cells, 2 seeds, numbers no
+evidence of anything."""
 
 
 def cells(size: Size) -> list[dict[str, float]]:
@@ -329,6 +346,10 @@ def _ci(row: dict[str, Any]) -> tuple[float, float]:
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI size: pipeline check only")
+    parser.add_argument("--tiny", action="store_true", help="test size (seconds): 4 cells")
+    parser.add_argument(
+        "--list-cells", action="store_true", help="print the preset's cell names; run nothing"
+    )
     parser.add_argument(
         "--reduced", action="store_true", help="10k users, 4 x 3 grid (a shared machine)"
     )
@@ -339,9 +360,15 @@ def main(argv: Iterable[str] | None = None) -> int:
         "--summarize-only", action="store_true", help="summary and plots from <out>/runs.jsonl"
     )
     args = parser.parse_args(list(argv) if argv is not None else None)
-    size = QUICK if args.quick else REDUCED if args.reduced else FULL
+    preset = (
+        "tiny" if args.tiny else "quick" if args.quick else "reduced" if args.reduced else "full"
+    )
+    size = {"tiny": TINY, "quick": QUICK, "reduced": REDUCED, "full": FULL}[preset]
     size = replace(size, n_users=args.users or size.n_users, seeds=args.seeds or size.seeds)
-    name = "claim_map_quick" if args.quick else "claim_map_reduced" if args.reduced else "claim_map"
+    if args.list_cells:
+        print("\n".join(cell_name(changes) for changes in cells(size)))
+        return 0
+    name = "claim_map" if preset == "full" else f"claim_map_{preset}"
     out = args.out or RESULTS / name
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
@@ -366,11 +393,12 @@ def main(argv: Iterable[str] | None = None) -> int:
                       f"{record['best_epoch']}, lift {lifts}", flush=True)  # fmt: skip
     summary = summarize(records)
     document = {
-        "preset": "quick" if args.quick else "reduced" if args.reduced else "full",
+        "preset": preset,
         "complete": len(records) == len(cells(size)) * size.seeds,
         "experiments": {"done": len(records), "planned": len(cells(size)) * size.seeds},
         "what": f"lift of the federated model vs {BASELINE}, expected new-customer conversions, "
-        f"pool {POOL!r}" + (" (QUICK: CI size, not evidence)" if args.quick else ""),
+        f"pool {POOL!r}"
+        + (f" ({preset.upper()}: CI size, not evidence)" if preset in ("quick", "tiny") else ""),
         "size": {**{k: v for k, v in size.__dict__.items()}, "budgets": list(BUDGETS),
                  "backend": "inprocess", "federated": "early-stopped: valid_share 0.2, "
                  "patience 2, efficient mode, batch 512, 8 batches per message"},
