@@ -44,22 +44,17 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from _results import machine, strict, write_json
 
-from fedads import (
-    Experiment,
-    ExperimentConfig,
-    FedadsWarning,
-    FederationSettings,
-    ProtocolConfig,
-    WorldConfig,
-    combine_seeds,
-)
-from fedads.world import generate_world
+# Only the world at the top: the rest (torch, sklearn through fedads.eval) is imported where a
+# run needs it, so ``--list-cells`` takes about a second (tests/test_claim_map.py runs it).
+from fedads.world import WorldConfig, generate_world
+
+if TYPE_CHECKING:
+    from fedads import ExperimentConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BUDGETS = (0.05, 0.10, 0.20)
@@ -157,6 +152,8 @@ def cell_name(changes: dict[str, float]) -> str:
 
 
 def config(world: WorldConfig, seed: int, size: Size) -> ExperimentConfig:
+    from fedads import ExperimentConfig, FederationSettings, ProtocolConfig
+
     protocol = ProtocolConfig(
         mode="efficient",
         batch_size=512,
@@ -192,6 +189,8 @@ def run_cell(
     changes: dict[str, float], seed: int, size: Size, aligned: Aligned | None
 ) -> tuple[Aligned, dict[str, Any]]:
     """One (cell, seed): its alignment (to reuse) and its record (lifts, SEs, counts, AUCs)."""
+    from fedads import Experiment, FedadsWarning
+
     world_config = replace(WorldConfig(n_users=size.n_users, seed=seed), **changes)
     world = generate_world(world_config)
     social, ecommerce = world.party_tables()
@@ -235,6 +234,8 @@ def run_cell(
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Per cell and budget: mean lift and interval over seeds (combine_seeds, both variances)."""
+    from fedads import FedadsWarning, combine_seeds
+
     points: dict[int, dict[str, float]] = {}
     ses: dict[int, dict[str, float]] = {}
     for r in records:
@@ -371,6 +372,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     name = "claim_map" if preset == "full" else f"claim_map_{preset}"
     out = args.out or RESULTS / name
     out.mkdir(parents=True, exist_ok=True)
+    import torch  # here, not at the top: --list-cells stays a 1-second run
+
     torch.set_num_threads(1)
     started = time.time()
     records: list[dict[str, Any]] = []
