@@ -13,11 +13,11 @@ import pytest
 
 from fedads import FederationSettings, ProtocolConfig, WorldConfig, generate_world
 from fedads.errors import InputError
-from fedads.federation import run_federated, split_positions
+from fedads.federation import split_positions
 from fedads.privacy.accounting import gaussian_label_epsilon
 from fedads.privacy.attacks import direction_scores, norm_scores, spectral_scores
 from fedads.privacy.defenses import DEFAULT_STRENGTHS, Defense, randomized_response
-from fedads.privacy.leakage import label_leakage, privacy_report, worst_leak
+from fedads.privacy.leakage import label_leakage, worst_leak
 from fedads.protocol import Coordinator, InProcessTransport
 from fedads.protocol.parties import EcommerceParty, SocialParty
 
@@ -52,13 +52,6 @@ def _one_torch_thread():
 @pytest.fixture(scope="module")
 def small_world():
     return generate_world(WorldConfig(n_users=4_000, seed=3)).party_tables()
-
-
-def _leak(tables, settings, backend="inprocess", tmp=None):
-    """A whole run (PSI included) and the harness's privacy block."""
-    social, ecommerce = tables
-    run = run_federated(social, ecommerce, settings, backend=backend, work_dir=tmp)
-    return run, privacy_report(run, social, ecommerce, settings.protocol, feature_inference=False)
 
 
 def _direct(tables, settings):
