@@ -24,10 +24,13 @@ with each seed's bootstrap SE (both variances kept).
     python benchmarks/claim_map.py                 # full map (20k users, 2 seeds)
     python benchmarks/claim_map.py --reduced       # 10k users, 4 x 3 grid, 2 seeds
     python benchmarks/claim_map.py --quick         # CI size (~1 min): the pipeline, not evidence
+    python benchmarks/claim_map.py --tiny          # test size (seconds): tests/test_claim_map.py
+    python benchmarks/claim_map.py --list-cells    # the preset's cells, one a line; runs nothing
 
 Writes ``<out>/claim_map.json`` and heatmaps ``<out>/claim_map_<budget>.png`` (15% and 25%
 contours) and ``<out>/claim_map_axes.png`` (default out: ``benchmarks/results/claim_map/``;
-``--reduced``: ``.../claim_map_reduced/``; ``--quick``: ``.../claim_map_quick/``).
+``--reduced``: ``.../claim_map_reduced/``; ``--quick``: ``.../claim_map_quick/``; ``--tiny``:
+``.../claim_map_tiny/``).
 """
 
 from __future__ import annotations
@@ -41,22 +44,17 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from _results import machine, strict, write_json
 
-from fedads import (
-    Experiment,
-    ExperimentConfig,
-    FedadsWarning,
-    FederationSettings,
-    ProtocolConfig,
-    WorldConfig,
-    combine_seeds,
-)
-from fedads.world import generate_world
+# Only the world at the top: the rest (torch, sklearn through fedads.eval) is imported where a
+# run needs it, so ``--list-cells`` takes about a second (tests/test_claim_map.py runs it).
+from fedads.world import WorldConfig, generate_world
+
+if TYPE_CHECKING:
+    from fedads import ExperimentConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BUDGETS = (0.05, 0.10, 0.20)
@@ -116,6 +114,20 @@ QUICK = Size(
     n_bootstrap=50,
 )
 
+TINY = Size(
+    n_users=3_000,
+    seeds=2,
+    social=(0.5, 1.0),
+    ecommerce=(0.5, 0.7),  # 0.5 x 0.7 is the default world
+    brand_rates=((6.0, 1.0),),
+    ecommerce_skew=(1.2,),
+    social_skew=(1.0,),
+    max_epochs=2,
+    n_bootstrap=20,
+)
+"""The test's size (tests/test_claim_map.py runs the script): 4 cells, 2 seeds, numbers no
+evidence of anything."""
+
 
 def cells(size: Size) -> list[dict[str, float]]:
     """Every world to run as its non-default fields (duplicates, e.g. the default, once)."""
@@ -140,6 +152,8 @@ def cell_name(changes: dict[str, float]) -> str:
 
 
 def config(world: WorldConfig, seed: int, size: Size) -> ExperimentConfig:
+    from fedads import ExperimentConfig, FederationSettings, ProtocolConfig
+
     protocol = ProtocolConfig(
         mode="efficient",
         batch_size=512,
@@ -175,6 +189,8 @@ def run_cell(
     changes: dict[str, float], seed: int, size: Size, aligned: Aligned | None
 ) -> tuple[Aligned, dict[str, Any]]:
     """One (cell, seed): its alignment (to reuse) and its record (lifts, SEs, counts, AUCs)."""
+    from fedads import Experiment, FedadsWarning
+
     world_config = replace(WorldConfig(n_users=size.n_users, seed=seed), **changes)
     world = generate_world(world_config)
     social, ecommerce = world.party_tables()
@@ -218,6 +234,8 @@ def run_cell(
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Per cell and budget: mean lift and interval over seeds (combine_seeds, both variances)."""
+    from fedads import FedadsWarning, combine_seeds
+
     points: dict[int, dict[str, float]] = {}
     ses: dict[int, dict[str, float]] = {}
     for r in records:
@@ -329,6 +347,10 @@ def _ci(row: dict[str, Any]) -> tuple[float, float]:
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI size: pipeline check only")
+    parser.add_argument("--tiny", action="store_true", help="test size (seconds): 4 cells")
+    parser.add_argument(
+        "--list-cells", action="store_true", help="print the preset's cell names; run nothing"
+    )
     parser.add_argument(
         "--reduced", action="store_true", help="10k users, 4 x 3 grid (a shared machine)"
     )
@@ -339,11 +361,19 @@ def main(argv: Iterable[str] | None = None) -> int:
         "--summarize-only", action="store_true", help="summary and plots from <out>/runs.jsonl"
     )
     args = parser.parse_args(list(argv) if argv is not None else None)
-    size = QUICK if args.quick else REDUCED if args.reduced else FULL
+    preset = (
+        "tiny" if args.tiny else "quick" if args.quick else "reduced" if args.reduced else "full"
+    )
+    size = {"tiny": TINY, "quick": QUICK, "reduced": REDUCED, "full": FULL}[preset]
     size = replace(size, n_users=args.users or size.n_users, seeds=args.seeds or size.seeds)
-    name = "claim_map_quick" if args.quick else "claim_map_reduced" if args.reduced else "claim_map"
+    if args.list_cells:
+        print("\n".join(cell_name(changes) for changes in cells(size)))
+        return 0
+    name = "claim_map" if preset == "full" else f"claim_map_{preset}"
     out = args.out or RESULTS / name
     out.mkdir(parents=True, exist_ok=True)
+    import torch  # here, not at the top: --list-cells stays a 1-second run
+
     torch.set_num_threads(1)
     started = time.time()
     records: list[dict[str, Any]] = []
@@ -366,11 +396,12 @@ def main(argv: Iterable[str] | None = None) -> int:
                       f"{record['best_epoch']}, lift {lifts}", flush=True)  # fmt: skip
     summary = summarize(records)
     document = {
-        "preset": "quick" if args.quick else "reduced" if args.reduced else "full",
+        "preset": preset,
         "complete": len(records) == len(cells(size)) * size.seeds,
         "experiments": {"done": len(records), "planned": len(cells(size)) * size.seeds},
         "what": f"lift of the federated model vs {BASELINE}, expected new-customer conversions, "
-        f"pool {POOL!r}" + (" (QUICK: CI size, not evidence)" if args.quick else ""),
+        f"pool {POOL!r}"
+        + (f" ({preset.upper()}: CI size, not evidence)" if preset in ("quick", "tiny") else ""),
         "size": {**{k: v for k, v in size.__dict__.items()}, "budgets": list(BUDGETS),
                  "backend": "inprocess", "federated": "early-stopped: valid_share 0.2, "
                  "patience 2, efficient mode, batch 512, 8 batches per message"},

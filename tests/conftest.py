@@ -24,6 +24,7 @@ LONG_FIRST: tuple[str, ...] = (
     "test_docs.py",
     "test_lift_claim.py",
     "test_experiment.py",
+    "test_flower_equivalence.py",
     "test_notebooks.py",
     "test_flower.py",
     "test_privacy_leakage.py",

@@ -1,8 +1,8 @@
 """Alignment reuse (``run_federated(alignment=...)``): sweeps skip the PSI, nothing new crosses.
 
 * A run that reuses an earlier run's aligned rows, or aligns in the clear (simulations), gives
-  bit-identical aligned rows, scores and lifts to the PSI run, in process and through Flower's
-  simulation engine.
+  bit-identical aligned rows, scores and lifts to the PSI run, in process (through Flower's
+  simulation engine: the suite's one shared Flower run, tests/test_flower_equivalence.py).
 * The reuse round carries no array and only the two sizes a PSI's ``psi_done`` carries; no
   ``psi_*`` envelope is sent.
 * Rows that do not belong to the tables, or a party without rows in its private folder, fail
@@ -65,12 +65,6 @@ def test_reused_or_clear_alignment_equals_the_psi_run_in_process(tables, psi_run
     run = run_federated(social, ecommerce, SETTINGS, backend="inprocess", alignment=alignment)
     _same(run, psi_run)
     assert sum(run.traffic.values()) < sum(psi_run.traffic.values())  # no PSI bytes
-
-
-def test_reused_alignment_through_flower_simulation_equals_the_psi_run(tables, psi_run) -> None:
-    social, ecommerce = tables
-    run = run_federated(social, ecommerce, SETTINGS, backend="simulation", alignment=psi_run)
-    _same(run, psi_run)
 
 
 def test_experiment_facade_reuses_an_earlier_result(tables) -> None:

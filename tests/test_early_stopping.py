@@ -4,7 +4,8 @@
   parties go back to the best epoch's parameters: the scores equal those of a run trained for
   exactly that many epochs (same batch order, the validation questions change nothing).
 * The same run through Flower's simulation engine (parties rebuilt from checkpoints, the kept
-  best-epoch state included) gives the same epoch, losses and scores.
+  best-epoch state included) gives the same epoch, losses and scores: checked on the suite's one
+  shared Flower run, tests/test_flower_equivalence.py.
 * Settings that cannot work fail with a message that says what to set.
 """
 
@@ -76,17 +77,6 @@ def test_restored_scores_equal_a_run_of_exactly_the_best_epochs(tables, stopped)
         run.values["epoch_valid_losses"], stopped.values["epoch_valid_losses"][:best]
     )
     np.testing.assert_array_equal(run.values["scores"], stopped.values["scores"])
-
-
-def test_flower_simulation_stops_at_the_same_epoch_with_the_same_scores(tables, stopped) -> None:
-    social, ecommerce = tables
-    run = run_federated(social, ecommerce, SETTINGS, backend="simulation", alignment=stopped)
-    assert int(run.values["best_epoch"]) == int(stopped.values["best_epoch"])
-    np.testing.assert_allclose(
-        run.values["epoch_valid_losses"], stopped.values["epoch_valid_losses"], rtol=0, atol=1e-6
-    )
-    # Equal up to float32 rounding (tests/test_zoo.py: Flower vs in-process).
-    np.testing.assert_allclose(run.values["scores"], stopped.values["scores"], rtol=0, atol=1e-6)
 
 
 def test_early_stopping_needs_validation_users_and_a_positive_patience() -> None:

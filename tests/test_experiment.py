@@ -1,17 +1,14 @@
-"""End to end: world -> PSI -> federated training through Flower -> references -> report.
+"""End to end: world -> PSI -> federated training -> references; all in process here.
 
-One Flower simulation serves the file (``flower_run``): the README's bring-your-own-data shape
-(a key named ``phone_hash``, a label named ``converted``, a CSV and a Parquet file) in exact mode
-through the default backend with the default references, written as a report. It is checked
-against the report contract, the in-process transport (same scores), centralized training of
-the same split model (same losses and scores) and the bring-your-own-data column roles. The
-default world's AUC ordering needs 40k users but not Flower (Flower = in process, above): it
-trains in process.
+The README's bring-your-own-data shape through the experiment facade on the default backend
+(Flower's simulation engine), written as a report and checked against the report contract and
+the in-process transport, is the suite's one shared Flower run: tests/test_flower_equivalence.py.
+Here, in process (Flower = in process, there): exact mode equals centralized training of the
+same split model on the README-shaped tables, and the default world's AUC ordering (40k users).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +16,15 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from fedads.experiment import Experiment, ExperimentConfig, ExperimentResult, train_references
+from fedads.experiment import train_references
 from fedads.federation import FederationSettings, run_federated, split_positions
 from fedads.models import FeatureEncoder, build_model, predict_local, train_local
 from fedads.protocol import ProtocolConfig
-from fedads.report import recompute_lift_from_scores
 from fedads.world import WorldConfig, generate_world
 
 MODELS = ("federated", "ecommerce_only", "social_only", "centralized")
-#: Exact mode, undefended: the same updates as centralized training (and, on any transport,
-#: the same scores), so one Flower run is checked against both.
+#: Exact mode, undefended: the same updates as centralized training (on any transport: the
+#: transports give the same scores, tests/test_flower_equivalence.py).
 EXACT = FederationSettings(
     protocol=ProtocolConfig(mode="exact", batch_size=256, epochs=2, seed=3, defense="none"),
     split_seed=3,
@@ -77,16 +73,6 @@ def tables(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     return _readme_shaped_tables(tmp_path_factory.mktemp("tables"))
 
 
-@pytest.fixture(scope="module")
-def flower_run(tables, tmp_path_factory: pytest.TempPathFactory) -> tuple[ExperimentResult, Path]:
-    """One small federation through Flower's simulation engine, shared by the tests below."""
-    out = tmp_path_factory.mktemp("report")
-    social, shop = tables
-    config = ExperimentConfig(federation=EXACT, n_bootstrap=100)
-    assert config.backend == "simulation"  # the default backend (where issue 16's bug was)
-    return Experiment.from_tables(social, shop, config).run(out, verbose=False), out
-
-
 def test_federated_auc_beats_ecommerce_only_on_default_world() -> None:
     """The default world, in process (the transport does not change scores, see below)."""
     protocol = ProtocolConfig(mode="efficient", batch_size=512, chunk_batches=8, epochs=4, seed=0)
@@ -112,52 +98,6 @@ def test_federated_auc_beats_ecommerce_only_on_default_world() -> None:
     assert all(0.5 < auc[model] < 1.0 for model in MODELS if model != "social_only"), auc
 
 
-def test_report_contract_and_lift_recomputed_from_scores(flower_run) -> None:
-    result, out = flower_run
-    report = json.loads((out / "report.json").read_text())
-    data = report["data"]
-    assert data["aligned"] == result.federated.values["n_aligned"]
-    assert data["social_rows"] > data["aligned"] and data["ecommerce_rows"] > data["aligned"]
-    assert data["test_users"] == len(result.federated.values["test_positions"])
-    for model in (*MODELS, "ecommerce_gbdt"):  # the default references
-        assert 0.0 < report["models"][model]["auc"] < 1.0, model
-        assert report["models"][model]["logloss"] > 0
-    for pool in ("all", "prospecting"):
-        lift = report["lift"][pool]
-        assert len(lift["ci95"]) == 2
-        if lift["point"] is not None:
-            recomputed = recompute_lift_from_scores(out / "scores.csv", report["budget"], pool)
-            assert recomputed == pytest.approx(lift["point"])
-    scores = (out / "scores.csv").read_text().splitlines()
-    assert len(scores) == data["test_users"] + 1
-    header = scores[0].split(",")
-    assert header[0] == "phone_hash"  # the party's own key name, not the settings'
-    assert {"label", "is_existing_customer", *MODELS} <= set(header)
-    assert any(p.suffix == ".png" for p in out.iterdir())
-
-
-def test_inprocess_transport_reproduces_flower_scores(tables, flower_run) -> None:
-    """Same seed, same parties, same job: the in-process transport gives Flower's numbers.
-
-    Column names live with each party's table, not in shared settings (issue #16): the Flower
-    simulation reloads each table from its party-private Parquet file with the same roles, so
-    it trains exactly what the in-process run trains."""
-    result, _ = flower_run
-    social, shop = tables
-    assert "active_days_30d" in social.categorical_columns
-    run = run_federated(social, shop, EXACT, backend="inprocess")
-    assert result.federated.backend == "simulation"
-    np.testing.assert_array_equal(run.ecommerce_rows, result.federated.ecommerce_rows)
-    np.testing.assert_array_equal(
-        run.values["test_positions"], result.federated.values["test_positions"]
-    )
-    assert len(run.values["test_positions"]) > 100
-    np.testing.assert_allclose(
-        run.values["epoch_losses"], result.federated.values["epoch_losses"], rtol=1e-6
-    )
-    np.testing.assert_allclose(run.values["scores"], result.federated.values["scores"], rtol=1e-5)
-
-
 def _centralized_reference(social, ecommerce, run, protocol: ProtocolConfig):
     train = np.asarray(run.values["train_positions"])
     test = np.asarray(run.values["test_positions"])
@@ -175,20 +115,27 @@ def _centralized_reference(social, ecommerce, run, protocol: ProtocolConfig):
     return history, predict_local(model, inputs, test)
 
 
-def test_exact_mode_through_flower_equals_centralized_training(tables, flower_run) -> None:
+@pytest.fixture(scope="module")
+def exact_run(tables):  # noqa: ANN201
+    """Exact mode, undefended, in process, PSI included (Flower gives the same numbers:
+    tests/test_flower_equivalence.py)."""
+    social, shop = tables
+    return run_federated(social, shop, EXACT, backend="inprocess")
+
+
+def test_exact_mode_equals_centralized_training(tables, exact_run) -> None:
     """Exact mode = the same updates as centralized training of the same split model.
 
     Tolerance: relative 1e-5 on epoch losses and scores (float32 arithmetic in the same order;
     observed differences are 0). Efficient mode on the same data must differ, so the check bites.
     """
-    result, _ = flower_run
     social, ecommerce = tables
-    run = result.federated  # undefended: exact mode equals centralized only on true gradients
+    assert "active_days_30d" in social.categorical_columns
+    run = exact_run  # undefended: exact mode equals centralized only on true gradients
+    assert len(run.values["test_positions"]) > 100
     history, scores = _centralized_reference(social, ecommerce, run, EXACT.protocol)
     np.testing.assert_allclose(run.values["epoch_losses"], history.epoch_losses, rtol=1e-5)
     np.testing.assert_allclose(run.values["scores"], scores, rtol=1e-5, atol=1e-7)
-    # and the experiment's own centralized reference is that model
-    np.testing.assert_allclose(result.scores["centralized"], scores, rtol=1e-5, atol=1e-7)
 
     efficient = FederationSettings(
         protocol=ProtocolConfig(

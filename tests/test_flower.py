@@ -1,10 +1,11 @@
 """Flower adapter: codec, roles, state persistence, transport errors, and real Flower runs.
 
 Fast tests drive the ClientApp adapter and ``FlowerTransport`` through an in-process fake grid.
-Three simulation runs (Ray, ~10-20 s each) share the work: one healthy run checked by several
-tests (module fixture), one with a failing party, one with a hung party. The deployment engine
-(SuperLink + 2 SuperNodes + ``flwr run``) runs the real job in one ``slow`` test in
-tests/test_experiment.py (one deployment test keeps the suite short).
+Two simulation runs (Ray, ~10-20 s each, most of it start-up) share the work: one healthy run
+checked by several tests (module fixture ``echo_run``), one failing run (``failing_run``) with
+a hung party (its error caught by the job) and then a failing party (that error ends the run).
+The deployment engine (SuperLink + 2 SuperNodes + ``flwr run``) runs the real job in
+tests/test_deployment.py.
 """
 
 from __future__ import annotations
@@ -730,31 +731,69 @@ def test_simulation_each_party_sees_only_its_own_path(
     assert result["visible-paths-ecommerce"] == "ecommerce-path"
 
 
-def test_simulation_party_error_names_the_party() -> None:
+#: What the failing run's job saw before its run failed (the ServerApp runs in a thread of this
+#: process, so the job can leave it here).
+_HUNG: dict[str, object] = {}
+
+
+def _hang_then_fail_job(transport: FlowerTransport, run_config: dict) -> dict:
+    """An answer from the e-commerce party, then a hung social party (its ``PartyError`` caught
+    and kept in :data:`_HUNG`), then the e-commerce party fails on purpose: that ends the run."""
+    x = np.zeros(4, dtype=np.float32)
+    transport.send("ecommerce", Envelope(ECHO, {"x": x}))
+    start = time.perf_counter()
+    try:
+        transport.send("social", Envelope(ECHO, {"x": x}))  # sleeps 300 s
+    except PartyError as error:
+        _HUNG.update(party=error.party, detail=error.detail, seconds=time.perf_counter() - start)
+    transport.send("ecommerce", Envelope(ECHO, {"x": x}))  # fails at its 2nd envelope
+    return {"ended": "without the party error"}
+
+
+@pytest.fixture(scope="module")
+def failing_run() -> dict[str, object]:
+    """ONE simulation for both failure paths (a hung party, a failing party): start-up is most
+    of a simulation's cost."""
+    _HUNG.clear()
+    timeout_s = 2.0
+    before = _process_state()
+    start = time.perf_counter()
     with pytest.raises(PartyError, match="fails on purpose") as info:
         run_federation(
-            echo_job,
+            _hang_then_fail_job,
             echo_party_factory,
-            {"echo-rounds": 3, "echo-fail-role": "ecommerce", "echo-fail-at": 2, **SLOW_START},
-            timeout_s=30.0,
-            verbose=False,
-        )
-    assert info.value.party == "ecommerce"
-
-
-def test_simulation_hung_party_times_out_boundedly() -> None:
-    timeout_s = 2.0
-    start = time.perf_counter()
-    with pytest.raises(PartyError) as info:
-        run_federation(
-            echo_job,
-            echo_party_factory,
-            {"echo-rounds": 3, "echo-sleep-role": "social", "echo-sleep-s": 300.0, **SLOW_START},
+            {
+                "echo-fail-role": "ecommerce",
+                "echo-fail-at": 2,
+                "echo-sleep-role": "social",
+                "echo-sleep-s": 300.0,
+                **SLOW_START,
+            },
             timeout_s=timeout_s,
             verbose=False,
         )
-    elapsed = time.perf_counter() - start
-    assert info.value.party == "social"
-    assert "within 2 s" in info.value.detail or "still running after 2 s" in info.value.detail
+    return {
+        "error": info.value,
+        "elapsed": time.perf_counter() - start,
+        "timeout_s": timeout_s,
+        "hung": dict(_HUNG),
+        "state-unchanged": before == _process_state(),
+    }
+
+
+def test_simulation_party_error_names_the_party(failing_run: dict[str, object]) -> None:
+    error = failing_run["error"]
+    assert isinstance(error, PartyError) and error.party == "ecommerce"
+    # and a failed run, too, leaves the environment, warnings and logging as it found them
+    assert failing_run["state-unchanged"]
+
+
+def test_simulation_hung_party_times_out_boundedly(failing_run: dict[str, object]) -> None:
+    hung = failing_run["hung"]
+    assert hung, "the hung party's call returned: it did not hang"
+    assert hung["party"] == "social"
+    assert "within 2 s" in hung["detail"] or "still running after 2 s" in hung["detail"]
+    assert hung["seconds"] < 2.0 + 10.0  # the reply timeout, not the party's 300 s sleep
     # start-up (~10-25 s) + timeout + shutdown; far below the party's 300 s sleep
+    elapsed = failing_run["elapsed"]
     assert elapsed < 100.0, f"hung party held the simulation for {elapsed:.0f} s"

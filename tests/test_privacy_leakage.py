@@ -1,5 +1,8 @@
-"""Label leakage: the attacks work, the defenses hold, the accounting matches opacus, and the
-leak is measured identically in process and through Flower's simulation engine."""
+"""Label leakage: the attacks work, the defenses hold, the accounting matches opacus.
+
+That the leak is measured identically through Flower's simulation engine (the default defense's
+noise does not depend on the party being rebuilt between messages) is checked on the suite's
+one shared Flower run: tests/test_flower_equivalence.py."""
 
 from __future__ import annotations
 
@@ -10,11 +13,11 @@ import pytest
 
 from fedads import FederationSettings, ProtocolConfig, WorldConfig, generate_world
 from fedads.errors import InputError
-from fedads.federation import run_federated, split_positions
+from fedads.federation import split_positions
 from fedads.privacy.accounting import gaussian_label_epsilon
 from fedads.privacy.attacks import direction_scores, norm_scores, spectral_scores
 from fedads.privacy.defenses import DEFAULT_STRENGTHS, Defense, randomized_response
-from fedads.privacy.leakage import label_leakage, privacy_report, worst_leak
+from fedads.privacy.leakage import label_leakage, worst_leak
 from fedads.protocol import Coordinator, InProcessTransport
 from fedads.protocol.parties import EcommerceParty, SocialParty
 
@@ -49,13 +52,6 @@ def _one_torch_thread():
 @pytest.fixture(scope="module")
 def small_world():
     return generate_world(WorldConfig(n_users=4_000, seed=3)).party_tables()
-
-
-def _leak(tables, settings, backend="inprocess", tmp=None):
-    """A whole run (PSI included) and the harness's privacy block."""
-    social, ecommerce = tables
-    run = run_federated(social, ecommerce, settings, backend=backend, work_dir=tmp)
-    return run, privacy_report(run, social, ecommerce, settings.protocol, feature_inference=False)
 
 
 def _direct(tables, settings):
@@ -229,21 +225,6 @@ def test_leak_auc_per_epoch_and_retries() -> None:
     leak = label_leakage(doubled, labels)["norm"]
     assert leak["per_epoch"] == [1.0, 0.0]
     assert leak["auc"] == 0.0 and leak["auc_either_sign"] == 1.0 and leak["rows"] == 4
-
-
-# ---------------------------------------------------------------------------- Flower
-@pytest.mark.slow
-def test_leak_is_the_same_through_flower_simulation(small_world, tmp_path) -> None:
-    # With the default defense: its noise must not depend on the party being rebuilt between
-    # messages (Flower restores it from a checkpoint), only on the seed and the step.
-    # 16 batches a chunk: one training message an epoch (the Flower run's cost is per
-    # message); two epochs, so the defense's noise is drawn again after a restore.
-    settings = _settings(DEFAULT.defense, DEFAULT.defense_strength, epochs=2, chunk_batches=16)
-    _, inprocess = _leak(small_world, settings)
-    run, simulated = _leak(small_world, settings, backend="simulation", tmp=tmp_path)
-    assert run.backend == "simulation"
-    assert simulated["label_leakage"] == inprocess["label_leakage"]
-    assert simulated["relay_label_leakage"] == inprocess["relay_label_leakage"]
 
 
 def test_cli_takes_the_defense_flags() -> None:

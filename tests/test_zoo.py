@@ -1,11 +1,10 @@
 """The tower zoo and user-defined towers: shapes, seeded determinism, a few training steps per
-family, settings that name towers, and a custom tower trained through Flower's simulation engine
-and in process with identical held-out scores."""
+family, settings that name towers, and a custom tower in the federation equal to the centralized
+reference. The same custom towers, named ``"test_zoo:tiny_bottom"`` / ``"test_zoo:tiny_top"``,
+train through Flower's simulation engine with the in-process scores on the suite's one shared
+Flower run (tests/test_flower_equivalence.py): keep those names."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -270,30 +269,3 @@ def test_user_tower_federated_equals_centralized_reference(
     np.testing.assert_allclose(
         run.values["scores"], references["centralized"], rtol=1e-5, atol=1e-7
     )
-
-
-def test_user_tower_trains_through_flower_simulation_like_in_process(
-    small_world_tables, inprocess_run, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The Check of issue 16: a tower defined in this test module, named as "module:attr",
-    trains through Flower's simulation engine (Ray workers import it) and in process, with
-    identical held-out scores for the same seed."""
-    from fedads.federation import run_federated
-
-    # Ray workers inherit the environment: let them import this test module by name.
-    here = str(Path(__file__).resolve().parent)
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
-    )
-    social, ecommerce = small_world_tables
-    flower = run_federated(social, ecommerce, _settings(), backend="simulation")
-    np.testing.assert_array_equal(
-        flower.values["test_positions"], inprocess_run.values["test_positions"]
-    )
-    # Equal to float32 rounding: Ray's worker and this process can order a sum differently
-    # (differences up to 4e-8 were seen in 2 of about 8 runs); any real difference is far larger.
-    np.testing.assert_allclose(
-        flower.values["scores"], inprocess_run.values["scores"], rtol=1e-6, atol=1e-7
-    )
-    labels = ecommerce.labels(inprocess_run.ecommerce_rows[inprocess_run.values["test_positions"]])
-    assert roc_auc_score(labels, inprocess_run.values["scores"]) > 0.5
