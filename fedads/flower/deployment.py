@@ -198,6 +198,11 @@ class _Process:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def signal_group(self, sig: int) -> None:
+        """Send ``sig`` to the process group (no-op once it is gone)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, sig)  # pid == process group id (start_new_session)
+
     def stop(self, grace_s: float = 5.0) -> None:
         """SIGTERM the process group, wait up to ``grace_s``, then SIGKILL it."""
         pgid = self.popen.pid  # == process group id (start_new_session)
@@ -215,6 +220,19 @@ class _Process:
                 os.killpg(pgid, signal.SIGKILL)
             break
         self._log_file.close()
+
+
+def _stop_all(processes: list[_Process], grace_s: float = 5.0) -> None:
+    """Stop ``processes`` together: SIGTERM every group first, so their shutdowns overlap
+    (one by one, each SuperNode / SuperLink shutdown was waited out in turn), then
+    :meth:`_Process.stop` each (bounded: ``grace_s`` in all, then SIGKILL)."""
+    for proc in processes:
+        proc.signal_group(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+        proc.stop(grace_s=0.0 if proc.alive() else grace_s)
 
 
 class LocalDeployment:
@@ -358,13 +376,33 @@ class LocalDeployment:
         return {proc.name: proc.popen.pid for proc in self.processes}
 
     def start(self) -> None:
-        """Start the SuperLink, then the two SuperNodes; wait until each listens."""
+        """Start the party processes, the SuperLink, then the two SuperNodes; wait until each
+        listens."""
         logs = self.workdir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         bin_dir = Path(sys.executable).parent
         self.security = prepare_local_security(
             self.workdir, self.node_configs, insecure=self.insecure
         )
+        # Node configs and party processes first: a party process spends seconds importing
+        # torch and the library, which now overlaps the SuperLink's start and the
+        # registration of the SuperNodes' keys instead of following them.
+        config_files: dict[str, Path] = {}
+        for party in PARTIES:
+            party_dir = self.workdir / party
+            state_dir = party_dir / "state"
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            node_config = {
+                **self.node_configs[party],
+                PARTY_KEY: party,
+                STATE_DIR_KEY: str(state_dir),
+            }
+            if self.party_processes:
+                node_config[PARTY_SOCKET_KEY] = str(state_dir / SOCKET_NAME)
+            config_files[party] = party_dir / "node-config.toml"
+            config_files[party].write_text(tomli_w.dumps(node_config))
+            if self.party_processes:
+                self._start_party_process(party, config_files[party])
         self.superlink_port = _free_port()
         link_home = self.workdir / "superlink-home"
         self.progress(f"deployment: starting SuperLink on {_LOOPBACK}:{self.superlink_port}")
@@ -393,19 +431,7 @@ class LocalDeployment:
         nodes: list[tuple[_Process, int]] = []
         for party in PARTIES:
             party_dir = self.workdir / party
-            state_dir = party_dir / "state"
-            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            node_config = {
-                **self.node_configs[party],
-                PARTY_KEY: party,
-                STATE_DIR_KEY: str(state_dir),
-            }
-            if self.party_processes:
-                node_config[PARTY_SOCKET_KEY] = str(state_dir / SOCKET_NAME)
-            config_file = party_dir / "node-config.toml"
-            config_file.write_text(tomli_w.dumps(node_config))
-            if self.party_processes:
-                self._start_party_process(party, config_file)
+            config_file = config_files[party]
             port = _free_port()
             self.progress(f"deployment: starting SuperNode {party!r} (node config {config_file})")
             node = _Process(
@@ -443,9 +469,8 @@ class LocalDeployment:
         )
 
     def close(self) -> None:
-        """Stop every process (SuperNodes first), then delete the work dir unless ``keep``."""
-        for proc in reversed(self.processes):
-            proc.stop()
+        """Stop every process (all at once, bounded), then delete the work dir unless ``keep``."""
+        _stop_all(list(reversed(self.processes)))
         self.processes.clear()
         if self._own_dir and not self.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -541,10 +566,13 @@ class LocalDeployment:
                     )
                 printed = self._echo(run_log, printed)
                 time.sleep(0.2)
-            # the ServerApp is done; let `flwr run --stream` flush and exit, boundedly
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.popen.wait(timeout=5.0)
-            self._echo(run_log, printed)
+            if self.progress.enabled:
+                # the ServerApp is done; let `flwr run --stream` flush its last lines (to be
+                # shown) and exit, boundedly. Unshown, they are not waited for: the result is
+                # in hand, and stopping the log stream does not touch the run.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.popen.wait(timeout=5.0)
+                self._echo(run_log, printed)
         finally:
             proc.stop(grace_s=2.0)
         self.progress(f"deployment: run finished in {time.monotonic() - start:.1f} s")
