@@ -21,7 +21,6 @@ import pytest
 #: Test files by measured duration on 2 cores, longest first; the rest keep their order.
 LONG_FIRST: tuple[str, ...] = (
     "test_deployment.py",
-    "test_deployment_security.py",
     "test_docs.py",
     "test_lift_claim.py",
     "test_experiment.py",
