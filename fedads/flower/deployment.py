@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -44,7 +45,7 @@ import tempfile
 import threading
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -279,6 +280,8 @@ class LocalDeployment:
         self.party_procs: dict[str, _Process] = {}
         self.superlink_port = 0
         self._runs = 0
+        #: readiness checks :meth:`start` leaves to :meth:`wait_ready` (the SuperNodes' ports)
+        self._not_ready: list[Callable[[], None]] = []
         self.insecure = insecure
         self.security: LocalSecurity | None = None
 
@@ -376,8 +379,10 @@ class LocalDeployment:
         return {proc.name: proc.popen.pid for proc in self.processes}
 
     def start(self) -> None:
-        """Start the party processes, the SuperLink, then the two SuperNodes; wait until each
-        listens."""
+        """Start the party processes, the SuperLink (waited for; the SuperNodes' keys are then
+        registered), then the two SuperNodes; wait until the party processes listen. Returns
+        without waiting for the SuperNodes to listen: :meth:`wait_ready` does (:meth:`run`
+        calls it just after submitting)."""
         logs = self.workdir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         bin_dir = Path(sys.executable).parent
@@ -451,10 +456,13 @@ class LocalDeployment:
             )
             self.processes.append(node)
             nodes.append((node, port))
-        for node, port in nodes:
-            self._wait_port(node, port)
+        # The party processes (started first) must listen before any message can reach their
+        # forwarder, which does not retry: waited for here. The SuperNodes are not: run()
+        # submits first and waits after, so the seconds `flwr run` spends starting overlap
+        # theirs (a ServerApp waits for its nodes anyway).
         for party, proc in self.party_procs.items():
             self._wait_socket(proc, self.workdir / party / "state" / SOCKET_NAME)
+        self._not_ready = [functools.partial(self._wait_port, node, port) for node, port in nodes]
         cli_home = self.workdir / "cli-home"
         cli_home.mkdir(parents=True, exist_ok=True)
         (cli_home / "config.toml").write_text(
@@ -468,10 +476,18 @@ class LocalDeployment:
             )
         )
 
+    def wait_ready(self) -> None:
+        """Wait until every SuperNode listens (each at most
+        ``startup_timeout_s``); fail at once if one of them exits."""
+        while self._not_ready:
+            self._not_ready[0]()
+            self._not_ready.pop(0)
+
     def close(self) -> None:
         """Stop every process (all at once, bounded), then delete the work dir unless ``keep``."""
         _stop_all(list(reversed(self.processes)))
         self.processes.clear()
+        self._not_ready.clear()
         if self._own_dir and not self.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
         elif self.keep:
@@ -546,6 +562,7 @@ class LocalDeployment:
         proc = _Process("flwr run", cmd, flower_env(self.workdir / "cli-home"), run_log)
         printed = 0
         try:
+            self.wait_ready()
             while True:
                 if (out_dir / RESULT_JSON).exists():
                     break
