@@ -403,6 +403,10 @@ def test_recipe_runs_on_loopback_with_tls_node_auth_and_role_proofs(
             {
                 "job": "fedads.flower.testing:echo_job",
                 "echo-rounds": 0,  # only the per-party sends: each message costs seconds here
+                # as this repository's pyproject.toml (the recipe's APP): at the 2 ms default,
+                # the ServerApp's reply checks kept the SuperLink busy, starving the processes
+                # Flower starts per message
+                "poll-interval-s": 0.05,
                 "timeout-s": 400.0,
                 "node-wait-s": 400.0,
             }
