@@ -127,7 +127,10 @@ def test_deployment_engine_trains_the_split_model_and_a_killed_party_fails_the_r
     assert second["raised"] - second["killed"][0] < 30.0  # well within timeout-s (120 s)
     assert second["outputs_kept"]
     assert len(sessions) == 7, sessions  # + the second flwr run
-    print(f"deployment: two runs and teardown in {elapsed:.1f} s")
+    print(
+        f"deployment: two runs and teardown in {elapsed:.1f} s; the killed party reported "
+        f"{second['raised'] - second['killed'][0]:.2f} s after the kill"
+    )
     deadline = time.monotonic() + 10.0  # a just-killed group may take a moment to vanish
     while (left := survivors(sessions)) and time.monotonic() < deadline:
         time.sleep(0.2)
