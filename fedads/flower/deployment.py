@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -44,7 +45,7 @@ import tempfile
 import threading
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -82,8 +83,11 @@ SUPEREXEC_POLL_ENV = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"
 SUPEREXEC_POLL_S = 0.05
 #: ServerApp reply polling for deployment runs (run config ``poll-interval-s``) unless set: each
 #: check is a call to the SuperLink, and the SuperNode itself only looks for a finished reply
-#: every 0.5 s, so 2 ms (the simulation default) would only burn CPU.
-DEPLOYMENT_POLL_S = 0.01
+#: every 0.5 s, so 2 ms (the simulation default) would only burn CPU. At 10 ms the SuperLink
+#: alone used a quarter of a core (43 s of CPU in a 165 s test run), CPU the per-message
+#: ``flwr-clientapp`` start-ups (the bulk of a round trip) need on a loaded machine; 50 ms adds
+#: at most 50 ms to a round trip of seconds.
+DEPLOYMENT_POLL_S = 0.05
 PROTOBUF_WARNING_FILTER = "ignore:Protobuf gencode version:UserWarning"
 _LOOPBACK = "127.0.0.1"
 
@@ -198,6 +202,11 @@ class _Process:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def signal_group(self, sig: int) -> None:
+        """Send ``sig`` to the process group (no-op once it is gone)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, sig)  # pid == process group id (start_new_session)
+
     def stop(self, grace_s: float = 5.0) -> None:
         """SIGTERM the process group, wait up to ``grace_s``, then SIGKILL it."""
         pgid = self.popen.pid  # == process group id (start_new_session)
@@ -215,6 +224,45 @@ class _Process:
                 os.killpg(pgid, signal.SIGKILL)
             break
         self._log_file.close()
+
+
+def _descendants(roots: list[int]) -> list[int]:
+    """Every live descendant of ``roots`` (from ``/proc``; none where there is no ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: list[int] = []
+    todo = list(roots)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _stop_all(processes: list[_Process], grace_s: float = 5.0) -> None:
+    """Stop ``processes`` together: SIGTERM every group first, so their shutdowns overlap
+    (one by one, each SuperNode / SuperLink shutdown was waited out in turn), then
+    :meth:`_Process.stop` each (bounded: ``grace_s`` in all, then SIGKILL).
+
+    Descendants outside those groups are killed too: Flower's SuperExec starts its own session,
+    and a ``flwr-serverapp`` it started for a run that failed (a party process died) ignores
+    SIGTERM and outlived the deployment by minutes, waiting for the dead party's reply."""
+    strays = _descendants([proc.popen.pid for proc in processes])
+    for proc in processes:
+        proc.signal_group(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+        proc.stop(grace_s=0.0 if proc.alive() else grace_s)
+    for pid in strays:  # seconds after they were listed: no pid reuse to fear in that time
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 class LocalDeployment:
@@ -261,6 +309,8 @@ class LocalDeployment:
         self.party_procs: dict[str, _Process] = {}
         self.superlink_port = 0
         self._runs = 0
+        #: readiness checks :meth:`start` leaves to :meth:`wait_ready` (the SuperNodes' ports)
+        self._not_ready: list[Callable[[], None]] = []
         self.insecure = insecure
         self.security: LocalSecurity | None = None
 
@@ -358,13 +408,35 @@ class LocalDeployment:
         return {proc.name: proc.popen.pid for proc in self.processes}
 
     def start(self) -> None:
-        """Start the SuperLink, then the two SuperNodes; wait until each listens."""
+        """Start the party processes, the SuperLink (waited for; the SuperNodes' keys are then
+        registered), then the two SuperNodes; wait until the party processes listen. Returns
+        without waiting for the SuperNodes to listen: :meth:`wait_ready` does (:meth:`run`
+        calls it just after submitting)."""
         logs = self.workdir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         bin_dir = Path(sys.executable).parent
         self.security = prepare_local_security(
             self.workdir, self.node_configs, insecure=self.insecure
         )
+        # Node configs and party processes first: a party process spends seconds importing
+        # torch and the library, which now overlaps the SuperLink's start and the
+        # registration of the SuperNodes' keys instead of following them.
+        config_files: dict[str, Path] = {}
+        for party in PARTIES:
+            party_dir = self.workdir / party
+            state_dir = party_dir / "state"
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            node_config = {
+                **self.node_configs[party],
+                PARTY_KEY: party,
+                STATE_DIR_KEY: str(state_dir),
+            }
+            if self.party_processes:
+                node_config[PARTY_SOCKET_KEY] = str(state_dir / SOCKET_NAME)
+            config_files[party] = party_dir / "node-config.toml"
+            config_files[party].write_text(tomli_w.dumps(node_config))
+            if self.party_processes:
+                self._start_party_process(party, config_files[party])
         self.superlink_port = _free_port()
         link_home = self.workdir / "superlink-home"
         self.progress(f"deployment: starting SuperLink on {_LOOPBACK}:{self.superlink_port}")
@@ -393,19 +465,7 @@ class LocalDeployment:
         nodes: list[tuple[_Process, int]] = []
         for party in PARTIES:
             party_dir = self.workdir / party
-            state_dir = party_dir / "state"
-            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            node_config = {
-                **self.node_configs[party],
-                PARTY_KEY: party,
-                STATE_DIR_KEY: str(state_dir),
-            }
-            if self.party_processes:
-                node_config[PARTY_SOCKET_KEY] = str(state_dir / SOCKET_NAME)
-            config_file = party_dir / "node-config.toml"
-            config_file.write_text(tomli_w.dumps(node_config))
-            if self.party_processes:
-                self._start_party_process(party, config_file)
+            config_file = config_files[party]
             port = _free_port()
             self.progress(f"deployment: starting SuperNode {party!r} (node config {config_file})")
             node = _Process(
@@ -425,10 +485,13 @@ class LocalDeployment:
             )
             self.processes.append(node)
             nodes.append((node, port))
-        for node, port in nodes:
-            self._wait_port(node, port)
+        # The party processes (started first) must listen before any message can reach their
+        # forwarder, which does not retry: waited for here. The SuperNodes are not: run()
+        # submits first and waits after, so the seconds `flwr run` spends starting overlap
+        # theirs (a ServerApp waits for its nodes anyway).
         for party, proc in self.party_procs.items():
             self._wait_socket(proc, self.workdir / party / "state" / SOCKET_NAME)
+        self._not_ready = [functools.partial(self._wait_port, node, port) for node, port in nodes]
         cli_home = self.workdir / "cli-home"
         cli_home.mkdir(parents=True, exist_ok=True)
         (cli_home / "config.toml").write_text(
@@ -442,11 +505,18 @@ class LocalDeployment:
             )
         )
 
+    def wait_ready(self) -> None:
+        """Wait until every SuperNode listens (each at most
+        ``startup_timeout_s``); fail at once if one of them exits."""
+        while self._not_ready:
+            self._not_ready[0]()
+            self._not_ready.pop(0)
+
     def close(self) -> None:
-        """Stop every process (SuperNodes first), then delete the work dir unless ``keep``."""
-        for proc in reversed(self.processes):
-            proc.stop()
+        """Stop every process (all at once, bounded), then delete the work dir unless ``keep``."""
+        _stop_all(list(reversed(self.processes)))
         self.processes.clear()
+        self._not_ready.clear()
         if self._own_dir and not self.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
         elif self.keep:
@@ -521,6 +591,7 @@ class LocalDeployment:
         proc = _Process("flwr run", cmd, flower_env(self.workdir / "cli-home"), run_log)
         printed = 0
         try:
+            self.wait_ready()
             while True:
                 if (out_dir / RESULT_JSON).exists():
                     break
@@ -541,10 +612,13 @@ class LocalDeployment:
                     )
                 printed = self._echo(run_log, printed)
                 time.sleep(0.2)
-            # the ServerApp is done; let `flwr run --stream` flush and exit, boundedly
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.popen.wait(timeout=5.0)
-            self._echo(run_log, printed)
+            if self.progress.enabled:
+                # the ServerApp is done; let `flwr run --stream` flush its last lines (to be
+                # shown) and exit, boundedly. Unshown, they are not waited for: the result is
+                # in hand, and stopping the log stream does not touch the run.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.popen.wait(timeout=5.0)
+                self._echo(run_log, printed)
         finally:
             proc.stop(grace_s=2.0)
         self.progress(f"deployment: run finished in {time.monotonic() - start:.1f} s")
