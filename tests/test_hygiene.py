@@ -69,6 +69,29 @@ def test_cli_world_and_help_load_neither_torch_nor_sklearn_nor_flower(tmp_path: 
     assert (tmp_path / "w" / "social.csv").is_file()
 
 
+def test_the_pyproject_clientapp_module_imports_no_torch() -> None:
+    """A deployment's SuperNode starts one ``flwr-clientapp`` process per message; with a party
+    process it only forwards, so its module must not import torch (seconds per message)."""
+    loaded = json.loads(
+        _python(
+            "import fedads.flower.client_app, sys, json; "
+            "print(json.dumps([m for m in ('torch', 'sklearn', 'ray', 'pandas') "
+            "if m in sys.modules]))"
+        )
+    )
+    assert loaded == []
+
+
+def test_lazy_protocol_exports_resolve() -> None:
+    import fedads.protocol as protocol
+
+    assert set(protocol.__all__) == set(protocol._EXPORTS)
+    for name in protocol.__all__:
+        assert getattr(protocol, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        protocol.Nope  # noqa: B018
+
+
 def test_align_sources_do_not_import_protocol() -> None:
     # data flows one way: align -> protocol, never back (the envelope lives in fedads.envelope)
     imports = re.compile(r"^\s*(from|import)\s+fedads\.protocol\b", re.MULTILINE)

@@ -22,9 +22,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from fedads._timeout import DEFAULT_TIMEOUT_S
 from fedads._validation import check_in_range
 from fedads.errors import InputError
-from fedads.protocol.config import DEFAULT_TIMEOUT_S
 from fedads.protocol.envelope import Scalar
 from fedads.protocol.transport import Party, Transport
 
