@@ -11,10 +11,12 @@ Two things in pytest-xdist (3.8) decide which file starts when:
   then a second file to every worker whose first has 2 or fewer tests left: a worker runs a
   test only once it holds the next one (pytest needs ``nextitem``). So the third file waits on
   worker 0 behind the one-test deployment file: :data:`BEHIND_THE_LONGEST` puts a short file
-  there (for ``-n 2``, the Makefile's), while worker 1 starts the second-longest.
+  there (after the first file of every worker), while the other workers start the next longest.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -23,14 +25,15 @@ LONG_FIRST: tuple[str, ...] = (
     "test_deployment.py",
     "test_docs.py",
     "test_lift_claim.py",
-    "test_experiment.py",
-    "test_flower_equivalence.py",
     "test_notebooks.py",
-    "test_flower.py",
-    "test_privacy_leakage.py",
-    "test_zoo.py",
-    "test_alignment_reuse.py",
+    "test_deployment_security.py",
     "test_reliability.py",
+    "test_flower_equivalence.py",
+    "test_flower.py",
+    "test_experiment.py",
+    "test_claim_map.py",
+    "test_campaign.py",
+    "test_reproducibility.py",
 )
 #: A short file queued behind the first (one long test): it waits there, not a long file.
 BEHIND_THE_LONGEST = "test_settings.py"
@@ -43,7 +46,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _rank(name: str) -> int:
-    order = (*LONG_FIRST[:2], BEHIND_THE_LONGEST, *LONG_FIRST[2:])
+    # Each worker first gets one of the longest files; the next file waits behind the first
+    # (a one-test file), so that slot gets the short one.
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    order = (*LONG_FIRST[:workers], BEHIND_THE_LONGEST, *LONG_FIRST[workers:])
     return order.index(name) if name in order else len(order)
 
 
