@@ -9,11 +9,10 @@ same split model on the README-shaped tables, and the default world's AUC orderi
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from _tables import readme_shaped_tables
 from sklearn.metrics import roc_auc_score
 
 from fedads.experiment import train_references
@@ -44,36 +43,9 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
-def _readme_shaped_tables(tmp_path: Path):  # noqa: ANN202
-    """The README's bring-your-own-data shape: a key named ``phone_hash``, label ``converted``,
-    a declared categorical column that looks numeric, one CSV and one Parquet file."""
-    from fedads.tables import load_party_table
-
-    world = generate_world(WorldConfig(n_users=2_000, seed=3))
-    social = world.social.rename(columns={"key": "phone_hash"})
-    shop = world.ecommerce.rename(columns={"key": "phone_hash", "label": "converted"})
-    social.to_csv(tmp_path / "social.csv", index=False)
-    shop.to_parquet(tmp_path / "shop.parquet", index=False)
-    social_table = load_party_table(
-        tmp_path / "social.csv",
-        party="social",
-        key="phone_hash",
-        categorical=["active_days_30d"],  # integers, declared categorical: must stay so
-    )
-    shop_table = load_party_table(
-        tmp_path / "shop.parquet",
-        party="ecommerce",
-        key="phone_hash",
-        label="converted",
-        existing="is_existing_customer",
-        numeric=["brand_orders"],
-    )
-    return social_table, shop_table
-
-
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    return _readme_shaped_tables(tmp_path_factory.mktemp("tables"))
+    return readme_shaped_tables(tmp_path_factory.mktemp("tables"), n_users=2_000)
 
 
 def test_federated_auc_beats_ecommerce_only_on_default_world() -> None:

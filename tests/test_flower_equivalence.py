@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _tables import readme_shaped_tables
 from sklearn.metrics import roc_auc_score
 
 from fedads.experiment import Experiment, ExperimentConfig, ExperimentResult
@@ -40,7 +41,6 @@ from fedads.models import FeatureEncoder, ModelConfig, build_model, predict_loca
 from fedads.privacy.leakage import privacy_report
 from fedads.protocol import ProtocolConfig
 from fedads.report import recompute_lift_from_scores
-from fedads.world import WorldConfig, generate_world
 
 HERE = Path(__file__).resolve().parent
 MODELS = ("federated", "ecommerce_only", "social_only", "centralized")
@@ -64,36 +64,9 @@ SETTINGS = FederationSettings(
 )
 
 
-def _readme_shaped_tables(tmp_path: Path):  # noqa: ANN202
-    """The README's bring-your-own-data shape: a key named ``phone_hash``, label ``converted``,
-    a declared categorical column that looks numeric, one CSV and one Parquet file."""
-    from fedads.tables import load_party_table
-
-    world = generate_world(WorldConfig(n_users=3_000, seed=3))
-    social = world.social.rename(columns={"key": "phone_hash"})
-    shop = world.ecommerce.rename(columns={"key": "phone_hash", "label": "converted"})
-    social.to_csv(tmp_path / "social.csv", index=False)
-    shop.to_parquet(tmp_path / "shop.parquet", index=False)
-    social_table = load_party_table(
-        tmp_path / "social.csv",
-        party="social",
-        key="phone_hash",
-        categorical=["active_days_30d"],  # integers, declared categorical: must stay so
-    )
-    shop_table = load_party_table(
-        tmp_path / "shop.parquet",
-        party="ecommerce",
-        key="phone_hash",
-        label="converted",
-        existing="is_existing_customer",
-        numeric=["brand_orders"],
-    )
-    return social_table, shop_table
-
-
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    return _readme_shaped_tables(tmp_path_factory.mktemp("tables"))
+    return readme_shaped_tables(tmp_path_factory.mktemp("tables"), n_users=3_000)
 
 
 @pytest.fixture(scope="module")
