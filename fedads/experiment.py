@@ -396,17 +396,7 @@ def evaluate_campaign(
         is_existing_customer=ecommerce.existing_flags(split.test_rows),
         scores=scores, y0=y0, y1=y1, keys=keys, p0=p0, p1=p1, where="campaign evaluation",
     )  # fmt: skip
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", LiftUndefinedWarning)
-        evaluation = evaluate(
-            data,
-            budgets=config.budgets,
-            headline_budget=config.headline_budget,
-            n_bootstrap=config.n_bootstrap,
-            seed=config.eval_seed,
-            baselines=(CAMPAIGN_BASELINE, LOCAL_SERVING),
-        )
-    _rewarn(caught, progress)
+    evaluation = _evaluate_quietly(data, config, (CAMPAIGN_BASELINE, LOCAL_SERVING), progress)
     block = campaign_block(
         evaluation,
         split,
@@ -565,6 +555,19 @@ def evaluate_held_out(
         p0=p0,
         p1=p1,
     )
+    baselines = tuple(m for m in (*REFERENCE_MODELS, *PRACTITIONER_MODELS) if m in scores)
+    return _evaluate_quietly(data, config, baselines, progress, strongest_baseline)
+
+
+def _evaluate_quietly(
+    data: EvalData,
+    config: ExperimentConfig,
+    baselines: tuple[str, ...],
+    progress: Progress | None,
+    strongest_baseline: str | None = None,
+) -> Evaluation:
+    """:func:`evaluate` with the experiment's budgets and seeds, its undefined-lift warnings
+    folded into one summary line (:func:`_rewarn`)."""
     with warnings.catch_warnings(record=True) as caught:
         # Undefined lifts (a baseline with 0 conversions at a small budget) are expected on
         # small held-out sets; the report marks them n/a. One summary line instead of dozens.
@@ -575,7 +578,7 @@ def evaluate_held_out(
             headline_budget=config.headline_budget,
             n_bootstrap=config.n_bootstrap,
             seed=config.eval_seed,
-            baselines=tuple(m for m in (*REFERENCE_MODELS, *PRACTITIONER_MODELS) if m in scores),
+            baselines=baselines,
             strongest_baseline=strongest_baseline,
         )
     _rewarn(caught, progress)

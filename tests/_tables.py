@@ -1,9 +1,15 @@
-"""The README's bring-your-own-data table shape, shared by the tests that run it."""
+"""Test helpers for the README-shaped tables: building them, and the centralized model a run
+of them should match."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from fedads.models import FeatureEncoder, TrainingHistory, build_model, predict_local, train_local
+from fedads.protocol import ProtocolConfig
 from fedads.tables import PartyTable, load_party_table
 from fedads.world import WorldConfig, generate_world
 
@@ -31,3 +37,24 @@ def readme_shaped_tables(tmp_path: Path, n_users: int) -> tuple[PartyTable, Part
         numeric=["brand_orders"],
     )
     return social_table, shop_table
+
+
+def centralized_reference(
+    social: PartyTable, ecommerce: PartyTable, run: Any, protocol: ProtocolConfig
+) -> tuple[TrainingHistory, np.ndarray]:
+    """The split model trained centrally on the pooled features of ``run``'s aligned train
+    users (encoders fitted on them); its history and held-out probabilities."""
+    train = np.asarray(run.values["train_positions"])
+    test = np.asarray(run.values["test_positions"])
+    inputs, specs = {}, {}
+    for name, table, rows in (
+        ("social", social, run.social_rows),
+        ("ecommerce", ecommerce, run.ecommerce_rows),
+    ):
+        numeric, categorical = table.numeric_matrix(rows), table.categorical_matrix(rows)
+        encoder = FeatureEncoder().fit(numeric, categorical, train)
+        inputs[name] = encoder.transform(numeric, categorical)
+        specs[name] = encoder.spec
+    model = build_model("centralized", specs, protocol.model, protocol.seed)
+    history = train_local(model, inputs, ecommerce.labels(run.ecommerce_rows), train, protocol)
+    return history, predict_local(model, inputs, test)

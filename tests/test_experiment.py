@@ -12,12 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _tables import readme_shaped_tables
+from _tables import centralized_reference, readme_shaped_tables
 from sklearn.metrics import roc_auc_score
 
 from fedads.experiment import train_references
 from fedads.federation import FederationSettings, run_federated, split_positions
-from fedads.models import FeatureEncoder, build_model, predict_local, train_local
 from fedads.protocol import ProtocolConfig
 from fedads.world import WorldConfig, generate_world
 
@@ -73,23 +72,6 @@ def test_federated_auc_beats_ecommerce_only_on_default_world() -> None:
     assert all(0.5 < auc[model] < 1.0 for model in MODELS if model != "social_only"), auc
 
 
-def _centralized_reference(social, ecommerce, run, protocol: ProtocolConfig):
-    train = np.asarray(run.values["train_positions"])
-    test = np.asarray(run.values["test_positions"])
-    inputs, specs = {}, {}
-    for name, table, rows in (
-        ("social", social, run.social_rows),
-        ("ecommerce", ecommerce, run.ecommerce_rows),
-    ):
-        numeric, categorical = table.numeric_matrix(rows), table.categorical_matrix(rows)
-        encoder = FeatureEncoder().fit(numeric, categorical, train)
-        inputs[name] = encoder.transform(numeric, categorical)
-        specs[name] = encoder.spec
-    model = build_model("centralized", specs, protocol.model, protocol.seed)
-    history = train_local(model, inputs, ecommerce.labels(run.ecommerce_rows), train, protocol)
-    return history, predict_local(model, inputs, test)
-
-
 @pytest.fixture(scope="module")
 def exact_run(tables):  # noqa: ANN201
     """Exact mode, undefended, in process, PSI included (Flower gives the same numbers:
@@ -108,7 +90,7 @@ def test_exact_mode_equals_centralized_training(tables, exact_run) -> None:
     assert "active_days_30d" in social.categorical_columns
     run = exact_run  # undefended: exact mode equals centralized only on true gradients
     assert len(run.values["test_positions"]) > 100
-    history, scores = _centralized_reference(social, ecommerce, run, EXACT.protocol)
+    history, scores = centralized_reference(social, ecommerce, run, EXACT.protocol)
     np.testing.assert_allclose(run.values["epoch_losses"], history.epoch_losses, rtol=1e-5)
     np.testing.assert_allclose(run.values["scores"], scores, rtol=1e-5, atol=1e-7)
 

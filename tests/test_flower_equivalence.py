@@ -32,12 +32,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tables import readme_shaped_tables
+from _tables import centralized_reference, readme_shaped_tables
 from sklearn.metrics import roc_auc_score
 
 from fedads.experiment import Experiment, ExperimentConfig, ExperimentResult
 from fedads.federation import FederatedRun, FederationSettings, run_federated
-from fedads.models import FeatureEncoder, ModelConfig, build_model, predict_local, train_local
+from fedads.models import ModelConfig
 from fedads.privacy.leakage import privacy_report
 from fedads.protocol import ProtocolConfig
 from fedads.report import recompute_lift_from_scores
@@ -240,24 +240,10 @@ def test_the_experiments_centralized_reference_is_the_split_model_trained_pooled
     trained on pooled features of the Flower run's aligned train users."""
     result = flower[0]
     social, ecommerce = tables
-    run = result.federated
-    train = np.asarray(run.values["train_positions"])
-    test = np.asarray(run.values["test_positions"])
-    inputs, specs = {}, {}
-    for name, table, rows in (
-        ("social", social, run.social_rows),
-        ("ecommerce", ecommerce, run.ecommerce_rows),
-    ):
-        numeric, categorical = table.numeric_matrix(rows), table.categorical_matrix(rows)
-        encoder = FeatureEncoder().fit(numeric, categorical, train)
-        inputs[name] = encoder.transform(numeric, categorical)
-        specs[name] = encoder.spec
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model = build_model("centralized", specs, PROTOCOL.model, PROTOCOL.seed)
-        train_local(model, inputs, ecommerce.labels(run.ecommerce_rows), train, PROTOCOL)
-        scores = predict_local(model, inputs, test)
+        _, scores = centralized_reference(social, ecommerce, result.federated, PROTOCOL)
     finally:
         torch.set_num_threads(threads)
     np.testing.assert_allclose(result.scores["centralized"], scores, rtol=1e-5, atol=1e-7)

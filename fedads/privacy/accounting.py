@@ -42,8 +42,8 @@ def gaussian_label_epsilon(
         return 0.0
     # Gaussian mechanism, no subsampling: RDP at order a is a / (2 z^2) per release, composed
     # by addition (opacus's compute_rdp with q = 1).
-    rdp = RDP_ORDERS * releases / (2.0 * float(noise_multiplier) ** 2)
     orders = RDP_ORDERS
+    rdp = orders * releases / (2.0 * float(noise_multiplier) ** 2)
     epsilons = (
         rdp
         - (math.log(float(delta)) + np.log(orders)) / (orders - 1)
