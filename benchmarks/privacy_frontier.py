@@ -294,6 +294,35 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def markdown_table(summary: dict[str, Any]) -> str:
+    """The docs' frontier table (docs/privacy.md), one row per setting, from a summary."""
+
+    def number(value: float | None, digits: int) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    def percent(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:+.1f}%"
+
+    lines = [
+        "| defense | strength | epsilon | worst leak AUC (mean / max over seeds) | norm | direction"
+        " | spectral | held-out AUC | AUC cost | lift kept | prospecting lift (expected)"
+        " | (realized) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summary["settings"]:
+        leak = s["leak_auc"]
+        name = "none (undefended)" if s["defense"] == "none" else s["defense"]
+        lines.append(
+            f"| {name} | {s['strength']:g} | {number(s['epsilon'], 1)} "
+            f"| {s['worst_leak_auc']:.3f} / {s['worst_leak_auc_max_over_seeds']:.3f} "
+            f"| {leak['social.norm']:.3f} | {leak['social.direction']:.3f} "
+            f"| {leak['social.spectral']:.3f} | {number(s['auc_federated'], 4)} "
+            f"| {number(s['auc_cost'], 4)} | {number(s['lift_kept_share'], 2)} "
+            f"| {percent(s.get('expected_lift_prospecting'))} | {percent(s['lift_prospecting'])} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=100_000)
@@ -357,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / f"{args.name}.json").write_text(json.dumps(document, indent=1, default=float) + "\n")
     plot(summary, out / f"{args.name}.png")
     print(json.dumps({"default": summary["default"], "goal_met": summary["goal_met"]}, indent=1))
+    print(markdown_table(summary))
     return 0
 
 
