@@ -47,10 +47,18 @@ def tables():  # noqa: ANN201
     return _tables()
 
 
+def _run(tables, settings, **kwargs):  # noqa: ANN001, ANN003, ANN202
+    """An in-process run; a new one aligns in the clear (the PSI's rows, without its seconds:
+    the PSI is not what is tested here, and the command-line test runs it)."""
+    if not kwargs.get("resume"):
+        kwargs.setdefault("alignment", "clear")
+    return run_federated(*tables, settings, backend=kwargs.pop("backend", "inprocess"), **kwargs)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tables):  # noqa: ANN001, ANN201
     """The reference: the CLI's settings, never interrupted, not resumable."""
-    return run_federated(*tables, CLI_SETTINGS, backend="inprocess")
+    return _run(tables, CLI_SETTINGS)
 
 
 @pytest.fixture
@@ -73,7 +81,7 @@ def interrupt_after(monkeypatch: pytest.MonkeyPatch) -> Iterator:
 def _interrupted(tables, settings, state: Path, k: int, arm, backend="inprocess") -> None:  # noqa: ANN001
     arm(k)
     with pytest.raises(KeyboardInterrupt):
-        run_federated(*tables, settings, backend=backend, resume_dir=state)
+        _run(tables, settings, backend=backend, resume_dir=state)
     manifest = json.loads((state / "coordinator" / "manifest.json").read_text())
     assert manifest["epoch"] == k
 
@@ -99,7 +107,7 @@ def test_resumed_run_equals_an_uninterrupted_one(
     _interrupted(tables, CLI_SETTINGS, state, 1, interrupt_after)
     saved = sorted(p.name for p in (state / "social" / "resume").iterdir())
     assert saved == ["epoch-0001"]
-    resumed = run_federated(*tables, CLI_SETTINGS, backend="inprocess", resume_dir=state, resume=True)
+    resumed = _run(tables, CLI_SETTINGS, resume_dir=state, resume=True)
     _same_run(uninterrupted, resumed)
     # The resumed run kept checkpointing: the last two epochs remain.
     assert sorted(p.name for p in (state / "social" / "resume").iterdir()) == [
@@ -119,7 +127,7 @@ def test_resume_before_the_first_epoch_skips_the_psi(
         raise AssertionError("a resumed run must not run the PSI")
 
     monkeypatch.setattr(federation, "coordinate_alignment", no_psi)
-    resumed = run_federated(*tables, CLI_SETTINGS, backend="inprocess", resume_dir=state, resume=True)
+    resumed = _run(tables, CLI_SETTINGS, resume_dir=state, resume=True)
     _same_run(uninterrupted, resumed)
 
 
@@ -130,13 +138,13 @@ def test_early_stopping_run_resumes_at_the_same_stop(
     also an interrupt after the stopping epoch, before the restore and the scoring."""
     protocol = replace(CLI_SETTINGS.protocol, epochs=8, early_stopping_patience=1, lr=0.02)
     settings = replace(CLI_SETTINGS, protocol=protocol, valid_share=0.3, min_query_rows=200)
-    reference = run_federated(*tables, settings, backend="inprocess")
+    reference = _run(tables, settings)
     trained = len(reference.values["epoch_valid_losses"])
     assert reference.values["best_epoch"] < trained < 8  # stopped early, then restored
     for k in (2, trained):
         state = tmp_path / f"state-{k}"
         _interrupted(tables, settings, state, k, interrupt_after)
-        resumed = run_federated(*tables, settings, backend="inprocess", resume_dir=state, resume=True)
+        resumed = _run(tables, settings, resume_dir=state, resume=True)
         _same_run(reference, resumed)
 
 
@@ -145,10 +153,10 @@ def test_pipelined_run_resumes(tables, interrupt_after, tmp_path: Path) -> None:
     step to save): the reference is an uninterrupted resumable run."""
     protocol = replace(CLI_SETTINGS.protocol, pipeline=True, chunk_batches=2, batch_size=256)
     settings = replace(CLI_SETTINGS, protocol=protocol)
-    reference = run_federated(*tables, settings, backend="inprocess", resume_dir=tmp_path / "ref")
+    reference = _run(tables, settings, resume_dir=tmp_path / "ref")
     state = tmp_path / "state"
     _interrupted(tables, settings, state, 2, interrupt_after)
-    resumed = run_federated(*tables, settings, backend="inprocess", resume_dir=state, resume=True)
+    resumed = _run(tables, settings, resume_dir=state, resume=True)
     _same_run(reference, resumed)
 
 
@@ -194,9 +202,7 @@ def test_a_party_refuses_to_resume_over_another_table(
     frame.iloc[0, 1] = frame.iloc[1, 1]
     edited = load_party_table(frame, party="social", key="key")
     monkeypatch.setattr(federation, "check_resumable", lambda *args: 1)
-    with pytest.raises(
-        (PartyError, ProtocolError), match="social party refuses to resume.*table"
-    ):
+    with pytest.raises((PartyError, ProtocolError), match="social party refuses to resume.*table"):
         run_federated(
             edited, tables[1], CLI_SETTINGS, backend="inprocess", resume_dir=state, resume=True
         )
@@ -228,14 +234,14 @@ def test_a_new_run_discards_old_state_but_not_foreign_files(
     _interrupted(tables, CLI_SETTINGS, state, 1, interrupt_after)
     interrupt_after(0)
     with pytest.raises(KeyboardInterrupt):
-        run_federated(*tables, CLI_SETTINGS, backend="inprocess", resume_dir=state)
+        _run(tables, CLI_SETTINGS, resume_dir=state)
     manifest = json.loads((state / "coordinator" / "manifest.json").read_text())
     assert manifest["epoch"] == 0 and not (state / "social" / "resume").exists()
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
     with pytest.raises(InputError, match="holds no fedads run state"):
-        run_federated(*tables, CLI_SETTINGS, backend="inprocess", resume_dir=mine)
+        _run(tables, CLI_SETTINGS, resume_dir=mine)
     assert (mine / "notes.txt").read_text() == "keep me"
 
 
