@@ -584,7 +584,7 @@ def run_federated(
             state, resume, start,
         )  # fmt: skip
     except BaseException:
-        if state is not None and not resume and not (state / COORDINATOR_DIR).exists():
+        if state is not None and not resume and read_manifest_quietly(state) is None:
             shutil.rmtree(state, ignore_errors=True)  # not aligned yet: nothing to resume
         raise
 
@@ -685,6 +685,14 @@ COORDINATOR_DIR = "coordinator"
 LAUNCH_FILE = "launch.json"
 """The launcher's record in a resume folder: the backend and each table's digest (the
 experimenter holds both tables in a simulation; each party also checks its own on resume)."""
+
+
+def read_manifest_quietly(state: Path) -> dict[str, Any] | None:
+    """The coordinator's manifest in resume folder ``state``; ``None`` if absent or unreadable."""
+    try:
+        return read_manifest(state / COORDINATOR_DIR)
+    except Exception:  # noqa: BLE001 - unreadable counts as absent
+        return None
 
 
 def start_resumable(

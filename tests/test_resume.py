@@ -286,3 +286,59 @@ def test_cli_resume(
     keys = uninterrupted.ecommerce_rows[uninterrupted.values["test_positions"]]
     by_key = dict(zip(_tables()[1].keys()[keys], expected, strict=True))
     assert np.array_equal(scores["federated"].to_numpy(), scores["key"].map(by_key).to_numpy())
+
+
+# -- a real Ctrl-C, then --resume, through Flower's simulation engine -------------------------
+
+
+@pytest.mark.slow  # two Flower simulation runs in subprocesses (Ray, two actors each)
+def test_sigint_then_resume_through_the_simulation_engine(uninterrupted, tmp_path: Path) -> None:
+    """SIGINT during a simulation run, after its second epoch: exit 130, no report, the parties'
+    state on disk (each Ray actor is its own process); `--resume` continues from the saved
+    epoch through a new engine, and the federated scores are the uninterrupted run's (the
+    in-process one: Flower changes no number here; the equivalence tests allow float32
+    rounding, which this run did not need)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), *sys.path])
+    argv = [sys.executable, "-m", "fedads.cli", "run", "--social", str(SAMPLE / "social.csv")]
+    argv += ["--ecommerce", str(SAMPLE / "ecommerce.csv"), "--key", "key", "--epochs", "3"]
+    argv += ["--backend", "simulation", "--out", str(tmp_path / "out")]
+    process = subprocess.Popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if "epoch 2/3" in line:  # so epoch 1's checkpoints are complete
+            break
+    else:
+        pytest.fail(f"the run ended before its first epoch: {''.join(lines)}")
+    process.send_signal(signal.SIGINT)
+    rest = process.communicate(timeout=120)[1]
+    assert process.returncode == 130, rest
+    assert "--resume" in rest.strip().splitlines()[-1], rest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.resume"]
+    manifest = json.loads((tmp_path / "out.resume" / "coordinator" / "manifest.json").read_text())
+    assert manifest["epoch"] in (1, 2), manifest["epoch"]  # epoch 2's save may have been cut
+
+    done = subprocess.run(
+        [*argv, "--resume", "-q"], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    scores = pd.read_csv(tmp_path / "out" / "scores.csv")
+    keys = uninterrupted.ecommerce_rows[uninterrupted.values["test_positions"]]
+    by_key = dict(zip(_tables()[1].keys()[keys], uninterrupted.values["scores"], strict=True))
+    expected = scores["key"].map(by_key).to_numpy(dtype=np.float64)
+    np.testing.assert_allclose(scores["federated"].to_numpy(), expected, rtol=1e-6, atol=1e-7)
