@@ -113,7 +113,9 @@ def test_timeout_flag_sets_the_one_timeout(tmp_path: Path, monkeypatch: pytest.M
 
     seen: list[float] = []
 
-    def fake_run(self: Experiment, out_dir: object = None, *, verbose: bool = True) -> None:
+    def fake_run(
+        self: Experiment, out_dir: object = None, *, verbose: bool = True, **kwargs: object
+    ) -> None:
         seen.append(self.config.federation.protocol.timeout_s)
         assert self.config.federation.to_run_config()["timeout-s"] == seen[-1]
         raise KeyboardInterrupt  # stop before training; main() maps it to exit code 130
