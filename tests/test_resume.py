@@ -107,6 +107,9 @@ def test_resumed_run_equals_an_uninterrupted_one(
     _interrupted(tables, CLI_SETTINGS, state, 1, interrupt_after)
     saved = sorted(p.name for p in (state / "social" / "resume").iterdir())
     assert saved == ["epoch-0001"]
+    interrupt_after(2)  # the resumed run is interrupted too, and resumed again
+    with pytest.raises(KeyboardInterrupt):
+        _run(tables, CLI_SETTINGS, resume_dir=state, resume=True)
     resumed = _run(tables, CLI_SETTINGS, resume_dir=state, resume=True)
     _same_run(uninterrupted, resumed)
     # The resumed run kept checkpointing: the last two epochs remain.

@@ -14,6 +14,11 @@ table, or what the experimenter of a simulation placed there, see :class:`Aligne
 answers with the same two sizes its ``psi_done`` would carry (``n_keys``, ``n_aligned``). No row,
 key or digest crosses: the coordinator learns what it learns from a PSI, and less (no round
 trips), and the other party learns nothing.
+
+Resumable runs (:mod:`fedads.protocol.resume`): on ``checkpoint`` ``save`` (meta ``epoch``) the
+runtime writes its party's state, torch's RNG state, its aligned rows and its table's digest to
+``out_dir/resume/epoch-NNNN``; on ``load`` it checks that its table, its rows and the setup are
+the saved ones and restores them. Both replies carry the step only; nothing leaves the folder.
 """
 
 from __future__ import annotations
