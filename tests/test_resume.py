@@ -282,6 +282,10 @@ def test_cli_resume(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nothing to resume" in err[0]
 
+    demo = ["demo", "--users", "2000", "--epochs", "1", "--backend", "inprocess", "-q"]
+    assert main([*demo, "--out", "demo", "--resume"]) == 2  # demo takes --resume too
+    assert "nothing to resume" in capsys.readouterr().err
+
     assert main([*argv, "--resume"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # state removed
     scores = pd.read_csv(tmp_path / "out" / "scores.csv")
