@@ -176,11 +176,18 @@ class Experiment:
         *,
         verbose: bool = True,
         alignment: Any = None,
+        resume_dir: str | Path | None = None,
+        resume: bool = False,
     ) -> ExperimentResult:
         """Run everything; write the report to ``out_dir`` when given.
 
         ``alignment``: ``None`` runs the PSI; an earlier result over the same tables, or
         ``"clear"`` in a simulation, skips it (see :func:`fedads.federation.run_federated`).
+
+        ``resume_dir``: make the federated training resumable: the parties' and the
+        coordinator's per-epoch state is kept there while the run lasts and removed once it
+        completed; ``resume=True`` continues the interrupted run whose state is there
+        (``run_federated``, docs/protocol.md "Resuming").
 
         Training and scoring in this process use one torch / OpenMP / BLAS thread, as a Flower
         party in the simulation engine does; ``FEDADS_THREADS=N`` in the environment sets
@@ -192,7 +199,15 @@ class Experiment:
         # One torch / OpenMP thread while training and scoring, restored on return
         # (fedads._threads: FEDADS_THREADS; the numbers do not depend on it).
         with compute_threads():
-            return self._run(config, out_dir, verbose=verbose, alignment=alignment)
+            result = self._run(
+                config, out_dir, verbose=verbose, alignment=alignment,
+                resume=(resume_dir, resume),
+            )  # fmt: skip
+        if resume_dir is not None:  # completed: nothing left to resume
+            import shutil
+
+            shutil.rmtree(resume_dir, ignore_errors=True)
+        return result
 
     def _run(
         self,
@@ -201,6 +216,7 @@ class Experiment:
         *,
         verbose: bool,
         alignment: Any,
+        resume: tuple[str | Path | None, bool] = (None, False),
     ) -> ExperimentResult:
         if out_dir is not None:
             from fedads.report.writer import check_out_dir
@@ -225,6 +241,8 @@ class Experiment:
             progress=progress,
             alignment=alignment,
             score_train=config.campaign,
+            resume_dir=resume[0],
+            resume=resume[1],
         )
         train = np.asarray(run.values["train_positions"], dtype=np.int64)
         test = np.asarray(run.values["test_positions"], dtype=np.int64)

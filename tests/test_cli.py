@@ -113,7 +113,9 @@ def test_timeout_flag_sets_the_one_timeout(tmp_path: Path, monkeypatch: pytest.M
 
     seen: list[float] = []
 
-    def fake_run(self: Experiment, out_dir: object = None, *, verbose: bool = True) -> None:
+    def fake_run(
+        self: Experiment, out_dir: object = None, *, verbose: bool = True, **kwargs: object
+    ) -> None:
         seen.append(self.config.federation.protocol.timeout_s)
         assert self.config.federation.to_run_config()["timeout-s"] == seen[-1]
         raise KeyboardInterrupt  # stop before training; main() maps it to exit code 130
@@ -197,7 +199,9 @@ def test_key_lower_flag_aligns_keys_whose_case_differs(
 
     seen: list[int] = []
 
-    def checked(self: Experiment, out_dir: object = None, *, verbose: bool = True) -> None:
+    def checked(
+        self: Experiment, out_dir: object = None, *, verbose: bool = True, **kw: object
+    ) -> None:
         settings = self.config.federation
         assert settings.normalization.lower
         seen.append(check_before_training(self.social, self.ecommerce, settings, 0.1))
@@ -219,7 +223,9 @@ def test_interrupts_exit_130_and_143_with_one_line(
 
     from fedads.experiment import Experiment
 
-    def sigterm(self: Experiment, out_dir: object = None, *, verbose: bool = True) -> None:
+    def sigterm(
+        self: Experiment, out_dir: object = None, *, verbose: bool = True, **kw: object
+    ) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler raises before this ends
         raise AssertionError("SIGTERM was not handled")
@@ -231,7 +237,9 @@ def test_interrupts_exit_130_and_143_with_one_line(
     assert code == 143 and "terminated" in _one_line(stderr)
     assert signal.getsignal(signal.SIGTERM) is before  # main() restores the handler
 
-    def sigint(self: Experiment, out_dir: object = None, *, verbose: bool = True) -> None:
+    def sigint(
+        self: Experiment, out_dir: object = None, *, verbose: bool = True, **kw: object
+    ) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Experiment, "run", sigint)
@@ -246,7 +254,9 @@ def test_os_errors_are_one_line(
 
     from fedads.experiment import Experiment
 
-    def disk_full(self: Experiment, out_dir: object = None, *, verbose: bool = True) -> None:
+    def disk_full(
+        self: Experiment, out_dir: object = None, *, verbose: bool = True, **kw: object
+    ) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(out_dir))
 
     monkeypatch.setattr(Experiment, "run", disk_full)
@@ -255,7 +265,9 @@ def test_os_errors_are_one_line(
     line = _one_line(stderr)
     assert code == 1 and line.startswith("fedads: failed:") and "No space left" in line
 
-    def denied(self: Experiment, out_dir: object = None, *, verbose: bool = True) -> None:
+    def denied(
+        self: Experiment, out_dir: object = None, *, verbose: bool = True, **kw: object
+    ) -> None:
         raise PermissionError(errno.EACCES, "Permission denied", str(out_dir))
 
     monkeypatch.setattr(Experiment, "run", denied)
@@ -292,7 +304,9 @@ def test_interrupt_reported_as_a_failure_by_a_backend_still_exits_130_or_143(
     from fedads.errors import ProtocolError
     from fedads.experiment import Experiment
 
-    def engine(self: Experiment, out_dir: object = None, *, verbose: bool = True) -> None:
+    def engine(
+        self: Experiment, out_dir: object = None, *, verbose: bool = True, **kw: object
+    ) -> None:
         try:
             os.kill(os.getpid(), getattr(signal, signum))
             time.sleep(5)

@@ -214,6 +214,11 @@ class _BaseParty:
             best = self._best
             self.set_state(best)
             self._best = best
+        elif action in msg.RESUME_ACTIONS:
+            raise ProtocolError(
+                f"{self.name} party: checkpoint {action!r} needs a party runtime with a private "
+                "folder (PartyRuntime(out_dir=...)); a bare party keeps no files"
+            )
         else:
             raise ProtocolError(
                 f"{self.name} party: checkpoint action {action!r} is not one of "

@@ -14,6 +14,11 @@ table, or what the experimenter of a simulation placed there, see :class:`Aligne
 answers with the same two sizes its ``psi_done`` would carry (``n_keys``, ``n_aligned``). No row,
 key or digest crosses: the coordinator learns what it learns from a PSI, and less (no round
 trips), and the other party learns nothing.
+
+Resumable runs (:mod:`fedads.protocol.resume`): on ``checkpoint`` ``save`` (meta ``epoch``) the
+runtime writes its party's state, torch's RNG state, its aligned rows and its table's digest to
+``out_dir/resume/epoch-NNNN``; on ``load`` it checks that its table, its rows and the setup are
+the saved ones and restores them. Both replies carry the step only; nothing leaves the folder.
 """
 
 from __future__ import annotations
@@ -110,6 +115,7 @@ class PartyRuntime:
         self.channel: SealedChannel | None = None if sealing is None else SealedChannel(sealing)
         self._psi_started = False
         self.private_scores: np.ndarray | None = None  # float32 [n_aligned] when no out_dir
+        self._digest: str | None = None  # SHA-256 of the table, for resume checkpoints
 
     # ------------------------------------------------------------------ messages
     def handle(self, envelope: Envelope) -> Envelope:
@@ -123,6 +129,12 @@ class PartyRuntime:
             reply = self._handle_psi(request)
         elif request.kind == ALIGNMENT_REUSE:
             reply = self._reuse_alignment()
+        elif (
+            request.kind == msg.CHECKPOINT
+            and request.meta.get("action") in msg.RESUME_ACTIONS
+            and self.party is not None
+        ):
+            reply = self._resume_checkpoint(request)
         elif self.party is None:
             raise ProtocolError(
                 f"{self.name} party got {request.kind!r} before alignment; run the PSI first"
@@ -195,6 +207,51 @@ class PartyRuntime:
         self._psi_started = True  # the run's one alignment: a later psi_start is refused too
         self._install_alignment(rows)
         return reply
+
+    def _resume_checkpoint(self, request: Envelope) -> Envelope:
+        """``checkpoint`` ``save`` / ``load`` of a completed epoch, in this party's own private
+        folder (:mod:`fedads.protocol.resume`); the reply carries the step only."""
+        from fedads.protocol import resume
+
+        party = self.party
+        assert party is not None and self.aligned_rows is not None
+        action, epoch = str(request.meta["action"]), int(request.meta.get("epoch", -1))
+        if self.out_dir is None:
+            raise ProtocolError(
+                f"{self.name} party: checkpoint {action!r} needs a private folder (out_dir)"
+            )
+        if epoch < 1:
+            raise ProtocolError(f"{self.name} party: checkpoint {action!r} needs an epoch >= 1")
+        state = party.get_state()
+        if not state:
+            raise ProtocolError(f"{self.name} party got checkpoint {action!r} before 'setup'")
+        if action == "save":
+            resume.save_party_epoch(
+                self.out_dir, epoch, state, self.aligned_rows, self._table_digest()
+            )
+            return Envelope(msg.CHECKPOINT, {}, {"step": party.step})
+        saved = resume.load_party_epoch(self.out_dir, epoch, self.name)
+        refused = f"{self.name} party refuses to resume epoch {epoch}"
+        if saved.digest != self._table_digest():
+            raise ProtocolError(f"{refused}: its table is not the interrupted run's")
+        if not np.array_equal(saved.aligned_rows, self.aligned_rows):
+            raise ProtocolError(f"{refused}: its aligned rows are not the interrupted run's")
+        setup = "setup.meta"
+        if not np.array_equal(saved.party_state.get(setup, np.zeros(0)), state[setup]):
+            raise ProtocolError(f"{refused}: the setup differs from the interrupted run's")
+        party.set_state(saved.party_state)
+        import torch
+
+        torch.set_rng_state(torch.from_numpy(saved.rng_state.copy()))
+        saved.restore_records(self.out_dir)
+        return Envelope(msg.CHECKPOINT, {}, {"step": party.step})
+
+    def _table_digest(self) -> str:
+        if self._digest is None:
+            from fedads.protocol.resume import table_digest
+
+            self._digest = table_digest(self.table)
+        return self._digest
 
     def _new_psi(self) -> PsiBackendParty:
         return make_psi_party(
