@@ -263,7 +263,9 @@ def test_campaign_view_through_flower_simulation_equals_in_process(
     result, out = flower
     social, shop = tables
     run = result.federated
-    np.testing.assert_array_equal(run.values["train_positions"], reference.values["train_positions"])
+    np.testing.assert_array_equal(
+        run.values["train_positions"], reference.values["train_positions"]
+    )
     np.testing.assert_allclose(
         run.values["train_scores"], reference.values["train_scores"], rtol=1e-6, atol=1e-7
     )
