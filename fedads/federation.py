@@ -26,6 +26,7 @@ from fedads._progress import SILENT, Progress
 from fedads._threads import compute_threads
 from fedads._validation import check_choice, check_in_range, check_positive_int, fail
 from fedads.align import DEFAULT_PSI_BACKEND, PSI_BACKENDS, KeyNormalization, coordinate_alignment
+from fedads.errors import PartyError
 from fedads.models import TrainingHistory
 from fedads.privacy.leakage import read_party_outputs
 from fedads.protocol import Coordinator, InProcessTransport, ProtocolConfig
@@ -57,9 +58,17 @@ SCORE_TRAIN_KEY = "score-train"
 """Run-config key: after the held-out users, the label party also scores the training users
 (into its private output only); a local serving model is distilled from those scores
 (:mod:`fedads.serving`)."""
+SERVE_FALLBACK_KEY = "serve-fallback"
+"""Run-config key: when the social party fails while the held-out users are scored, the job
+ends normally with ``scoring_error`` instead of failing; the users left unscored (NaN in the
+label party's private scores) are served by the local serving model (:mod:`fedads.serving`)."""
 #: Run-config keys of the job that are not settings, with their defaults (the Flower app's
 #: ``[tool.flwr.app.config]`` declares them too: ``fedads.flower.config.app_config``).
-JOB_DEFAULTS: dict[str, bool] = {REUSE_ALIGNMENT_KEY: False, SCORE_TRAIN_KEY: False}
+JOB_DEFAULTS: dict[str, bool] = {
+    REUSE_ALIGNMENT_KEY: False,
+    SCORE_TRAIN_KEY: False,
+    SERVE_FALLBACK_KEY: False,
+}
 """Run config flag: the job skips the PSI and each party uses the aligned rows in its own
 private folder (``run_federated(alignment=...)``, :class:`fedads.protocol.runtime.AlignedRows`)."""
 RELAY_ATTACK_PREFIX = "relay_attack."
@@ -393,12 +402,25 @@ def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
         valid_values["epoch_valid_losses"] = np.asarray(history.valid_losses, dtype=np.float64)
     if coordinator.best_epoch is not None:
         valid_values["best_epoch"] = int(coordinator.best_epoch)
-    n_scored = coordinator.score(test)
     if bool(run_config.get(SCORE_TRAIN_KEY, False)):
-        # After the held-out users, so their scores do not depend on this option. The label
-        # party keeps these scores too; the social party embeds users it already embedded in
-        # training; only the count reaches the coordinator.
+        # The distillation teacher, before serving starts (a local serving model exists before
+        # the held-out users are served, so it can stand in if the social party fails then).
+        # Scoring changes no state (eval mode, no step), so the held-out scores are the same
+        # with or without this (tests/test_campaign.py). The label party keeps these scores
+        # too; the social party embeds users it already embedded in training; only the count
+        # reaches the coordinator.
         valid_values["n_scored_train"] = coordinator.score(train)
+    try:
+        n_scored = coordinator.score(test)
+    except PartyError as error:
+        # Serving without the social party (issue 15 item 5): only when asked, only for a
+        # failure of the social party; what is left unscored stays NaN in the label party's
+        # private scores and the experimenter serves it with the local model.
+        if not bool(run_config.get(SERVE_FALLBACK_KEY, False)) or error.party != PARTIES[0]:
+            raise
+        progress(f"scoring the held-out users failed ({error}); the local model will serve")
+        n_scored = -1
+        valid_values["scoring_error"] = str(error)
     return {
         "n_social": summary.n_social,
         "n_ecommerce": summary.n_ecommerce,
@@ -480,6 +502,7 @@ def run_federated(
     progress: Progress = SILENT,
     alignment: AlignedRows | FederatedRun | str | None = None,
     score_train: bool = False,
+    serve_fallback: bool = False,
 ) -> FederatedRun:
     """Align, train and score the federated model between two party tables.
 
@@ -506,6 +529,10 @@ def run_federated(
             (:data:`SCORE_TRAIN_KEY`); their scores (float32, ``train_positions`` order) are
             read from its private output into ``values["train_scores"]``: what the e-commerce
             side distils its local serving model from (:mod:`fedads.serving`).
+        serve_fallback: with ``score_train``: a failure of the social party while the
+            held-out users are scored does not fail the run (:data:`SERVE_FALLBACK_KEY`);
+            ``values["scores"]`` is NaN for the users left unscored and
+            ``values["scoring_error"]`` says what failed.
     """
     import time
 
@@ -530,6 +557,8 @@ def run_federated(
             reuse_config[REUSE_ALIGNMENT_KEY] = True
         if score_train:
             reuse_config[SCORE_TRAIN_KEY] = True
+            if serve_fallback:
+                reuse_config[SERVE_FALLBACK_KEY] = True
         if backend == "inprocess":
             runtimes = {
                 role: party_runtime(tables[role], settings, outs[role], keys[role])

@@ -229,3 +229,82 @@ def test_local_model_can_also_fit_unaligned_training_labels() -> None:
         again.campaign.evaluation.data.scores[LOCAL_SERVING],
         campaign.evaluation.data.scores[LOCAL_SERVING],
     )
+
+
+def _social_down_for(positions: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The social party fails whenever it is asked to embed any of ``positions`` for scoring
+    (it went down after training; an in-process stand-in for an unreachable platform)."""
+    from fedads.protocol.parties import SocialParty
+
+    down = set(np.asarray(positions).tolist())
+    embed = SocialParty._on_embed
+
+    def failing(self, envelope):  # noqa: ANN001, ANN202
+        if down & set(np.asarray(envelope.arrays["positions"]).tolist()):
+            raise ConnectionError("social platform unreachable")
+        return embed(self, envelope)
+
+    monkeypatch.setattr(SocialParty, "_on_embed", failing)
+
+
+def _fallback_case(n_users: int, epochs: int) -> tuple[ExperimentConfig, object, object, object]:
+    config = _config().replace(
+        world=WorldConfig(n_users=n_users, seed=8),
+        federation=dataclasses.replace(
+            SETTINGS,
+            # Two slices of held-out users (each above the query floor of 256 rows).
+            protocol=dataclasses.replace(SETTINGS.protocol, predict_rows=300, epochs=epochs),
+        ),
+    )
+    world = generate_world(config.world)
+    social, ecommerce = world.party_tables()
+    rows = AlignedRows.in_the_clear(social, ecommerce, SETTINGS.normalization)
+    _, test = split_positions(rows.n_aligned, SETTINGS.test_share, SETTINGS.split_seed)
+    return config, world, rows, test
+
+
+def test_social_party_down_at_scoring_falls_back_to_the_local_model(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15 item 5: the social party fails on the second slice of held-out users. The run
+    does not fail: the first slice keeps the joint scores, the second is served by the local
+    model, with a warning, and the report names the users the fallback served."""
+    from fedads.errors import FedadsWarning
+
+    config, world, rows, test = _fallback_case(3_000, 2)
+    social, ecommerce = world.party_tables()
+    assert 300 < test.size <= 600  # two slices of at most 300 rows
+    second = test[test.size // 2 :]  # the coordinator's second slice starts at the middle
+    _social_down_for(test[-1:], monkeypatch)
+    with pytest.warns(FedadsWarning, match="local serving model scored"):
+        result = Experiment.from_tables(social, ecommerce, config, truth=world.truth).run(
+            tmp_path / "report", verbose=False, alignment=rows
+        )
+    joint = result.federated.values["scores"]
+    served = np.isnan(joint)
+    assert 0 < served.sum() < served.size  # the first slice was scored jointly
+    assert "social platform unreachable" in result.federated.values["scoring_error"]
+    assert served.sum() == pytest.approx(second.size, abs=1)
+    fed = result.evaluation.data.scores["federated"]
+    np.testing.assert_array_equal(fed[~served], joint[~served])
+    np.testing.assert_allclose(fed[served], result.evaluation.data.scores[LOCAL_SERVING][served])
+    block = json.loads((tmp_path / "report" / "report.json").read_text())["campaign"]["serving"]
+    keys = ecommerce.keys()[
+        result.federated.ecommerce_rows[result.federated.values["test_positions"]]
+    ]
+    assert block["fallback"] == "local" and block["fallback_users"] == int(served.sum())
+    assert block["fallback_keys"] == [str(k) for k in keys[served]]
+    campaign = result.campaign.evaluation.data.scores["federated"]
+    np.testing.assert_allclose(campaign[: served.size], fed)
+
+
+def test_social_party_down_at_scoring_fails_the_run_when_asked(monkeypatch) -> None:
+    from fedads.errors import PartyError
+
+    config, world, rows, test = _fallback_case(3_000, 1)
+    social, ecommerce = world.party_tables()
+    _social_down_for(test, monkeypatch)
+    with pytest.raises(PartyError, match="social platform unreachable"):
+        Experiment.from_tables(social, ecommerce, config.replace(serving_fallback="error")).run(
+            verbose=False, alignment=rows
+        )
