@@ -107,6 +107,12 @@ class FederationSettings:
         min_query_rows: the label party's query policy: fewest distinct rows a ``score`` /
             ``evaluate`` request may cover (default 256, capped by the rows outside training;
             ``docs/threat-model.md``).
+        unaligned_training: the label party also trains its bottom and top on its own
+            labelled users outside the intersection (less those the campaign view holds out,
+            :func:`fedads.protocol.runtime.split_unaligned`), with a learned "no social
+            account" embedding in place of the social one; nothing about them leaves the party
+            (:class:`fedads.protocol.parties.UnalignedUsers`, docs/evaluation.md). Default
+            False: the intersection only.
         verbose: progress lines from the coordinator.
     """
 
@@ -118,6 +124,7 @@ class FederationSettings:
     psi_backend: str = DEFAULT_PSI_BACKEND
     sealing: bool = True
     min_query_rows: int = 256
+    unaligned_training: bool = False
     verbose: bool = True
 
     def validate(self) -> FederationSettings:
@@ -353,7 +360,12 @@ def party_runtime(
     return PartyRuntime(
         table,
         settings.normalization,
-        party_config=PartyConfig(min_query_rows=settings.min_query_rows),
+        party_config=PartyConfig(
+            min_query_rows=settings.min_query_rows,
+            unaligned_training=settings.unaligned_training,
+            unaligned_test_share=settings.test_share,
+            unaligned_split_seed=settings.split_seed,
+        ),
         out_dir=out_dir,
         psi_backend=settings.psi_backend,
         sealing=keys,

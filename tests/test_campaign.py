@@ -308,3 +308,154 @@ def test_social_party_down_at_scoring_fails_the_run_when_asked(monkeypatch) -> N
         Experiment.from_tables(social, ecommerce, config.replace(serving_fallback="error")).run(
             verbose=False, alignment=rows
         )
+
+
+# ------------------------------------------------- item 1: training with the unaligned users
+def _unaligned_settings(on: bool) -> FederationSettings:
+    return dataclasses.replace(
+        SETTINGS,
+        protocol=ProtocolConfig(mode="efficient", batch_size=128, chunk_batches=4, epochs=1),
+        unaligned_training=on,
+        sealing=False,  # to read every payload
+    )
+
+
+def _captured_job(social, ecommerce, settings, out):  # noqa: ANN001, ANN202
+    from fedads.federation import party_runtime, vfl_job
+    from fedads.protocol import InProcessTransport
+
+    runtimes = {
+        role: party_runtime(table, settings, out / role)
+        for role, table in (("social", social), ("ecommerce", ecommerce))
+    }
+    captured: list = []
+    with InProcessTransport(runtimes, capture=lambda *m: captured.append(m)) as transport:
+        values = vfl_job(transport, settings.to_run_config())
+    return values, runtimes, captured
+
+
+def _shape(envelope) -> tuple:  # noqa: ANN001
+    arrays = tuple(sorted((k, v.shape, str(v.dtype)) for k, v in envelope.arrays.items()))
+    return envelope.kind, arrays, tuple(sorted(envelope.meta))
+
+
+def test_unaligned_training_sends_nothing_about_the_unaligned_users(tmp_path) -> None:
+    """Issue 15 item 1: the label party trains on its unaligned training users, and no byte
+    about them crosses: every message has the kind, arrays, shapes and meta keys of a run
+    without them; none carries their labels, features or keys; the social party sees only
+    aligned positions. The held-out users of the campaign are not trained on."""
+    from test_privacy import _needles
+
+    from fedads.eval.campaign import campaign_split
+    from fedads.protocol.runtime import split_unaligned
+
+    world = generate_world(WorldConfig(n_users=1_500, seed=11))
+    social, ecommerce = world.party_tables()
+    on = _unaligned_settings(True)
+    values, runtimes, captured = _captured_job(social, ecommerce, on, tmp_path / "on")
+    _, _, without = _captured_job(social, ecommerce, _unaligned_settings(False), tmp_path / "off")
+    runtime = runtimes["ecommerce"]
+    party = runtime.party
+    aligned = runtime.aligned_rows
+    # it did train on them: every unaligned training user once in the one epoch
+    rows = runtime.unaligned_rows
+    assert party.n_unaligned == rows.size > 0 and party.unaligned_step == -(-rows.size // 128)
+    want, held_out = split_unaligned(ecommerce.n_rows, aligned, on.test_share, on.split_seed)
+    np.testing.assert_array_equal(rows, want)
+    assert not np.intersect1d(rows, aligned).size
+    split = campaign_split(
+        ecommerce.n_rows, aligned, values["test_positions"], on.test_share, on.split_seed
+    )
+    assert not np.intersect1d(rows, split.test_rows).size  # campaign held-out users: never
+    np.testing.assert_array_equal(split.test_rows[~split.aligned], held_out)
+    # the same messages as without them, in the same order
+    assert [(s, r, _shape(e)) for s, r, _, e in captured] == [
+        (s, r, _shape(e)) for s, r, _, e in without
+    ]
+    # nothing of theirs on the wire
+    binary = ("float32", "float64", "int8")
+    forbidden = _needles(ecommerce.labels(rows), binary, window=64)
+    numeric = ecommerce.numeric_matrix(rows)
+    for j in range(numeric.shape[1]):
+        forbidden += _needles(numeric[:, j], ("float32", "float64"))
+    assert len(forbidden) > 50
+    wire = b"".join(data for _, _, data, _ in captured)
+    for needle in forbidden:
+        assert needle not in wire
+    for key in ecommerce.keys()[rows][:200]:
+        assert str(key).encode()[:12] not in wire
+    n_aligned = int(values["n_aligned"])
+    for _, receiver, _, envelope in captured:
+        positions = envelope.arrays.get("positions")
+        if receiver == "social" and positions is not None:
+            assert positions.max(initial=0) < n_aligned
+
+
+def test_unaligned_training_same_seed_same_numbers() -> None:
+    social, ecommerce = generate_world(WorldConfig(n_users=2_000, seed=12)).party_tables()
+    rows = AlignedRows.in_the_clear(social, ecommerce, SETTINGS.normalization)
+    runs = [
+        run_federated(
+            social, ecommerce, _unaligned_settings(on), backend="inprocess", alignment=rows
+        )
+        for on in (True, True, False)
+    ]
+    np.testing.assert_array_equal(runs[0].values["scores"], runs[1].values["scores"])
+    np.testing.assert_array_equal(runs[0].values["epoch_losses"], runs[1].values["epoch_losses"])
+    assert not np.array_equal(runs[0].values["scores"], runs[2].values["scores"])
+
+
+def test_unaligned_training_survives_a_party_rebuilt_per_message() -> None:
+    """Flower rebuilds a party from its state between messages: the unaligned steps, their
+    counter and the learned "no social account" embedding are in that state."""
+    from fedads.protocol import Coordinator, InProcessTransport
+    from fedads.protocol.parties import EcommerceParty, SocialParty, UnalignedUsers
+    from fedads.protocol.runtime import split_unaligned
+
+    social, ecommerce = generate_world(WorldConfig(n_users=1_200, seed=13)).party_tables()
+    rows = AlignedRows.in_the_clear(social, ecommerce, SETTINGS.normalization)
+    extra, _ = split_unaligned(ecommerce.n_rows, rows.ecommerce, 0.3, 0)
+    unaligned = UnalignedUsers(
+        ecommerce.numeric_matrix(extra),
+        ecommerce.categorical_matrix(extra),
+        ecommerce.labels(extra),
+    )
+    train, test = split_positions(rows.n_aligned, 0.3, 0)
+    config = ProtocolConfig(mode="efficient", batch_size=64, chunk_batches=3, epochs=2, seed=2)
+
+    def build_social() -> SocialParty:
+        return SocialParty.from_table(social, rows.social)
+
+    def build_ecommerce() -> EcommerceParty:
+        e = ecommerce
+        return EcommerceParty(
+            e.numeric_matrix(rows.ecommerce),
+            e.categorical_matrix(rows.ecommerce),
+            e.labels(rows.ecommerce),
+            unaligned=unaligned,
+        )
+
+    class Rebuilt:
+        def __init__(self, build) -> None:  # noqa: ANN001
+            self.build, self.state = build, {}
+            self.name = build().name
+
+        def handle(self, envelope):  # noqa: ANN001, ANN202
+            party = self.build()
+            party.set_state(self.state)
+            reply = party.handle(envelope)
+            self.state = party.get_state()
+            return reply
+
+    scores = []
+    for parties in (
+        {"social": build_social(), "ecommerce": build_ecommerce()},
+        {"social": Rebuilt(build_social), "ecommerce": Rebuilt(build_ecommerce)},
+    ):
+        with InProcessTransport(parties) as transport:
+            coordinator = Coordinator(transport, config)
+            coordinator.fit(train)
+            scores.append(coordinator.predict(test))
+    assert parties["ecommerce"].state["counter.unaligned_step"][0] == 2 * -(-extra.size // 64)
+    assert np.abs(parties["ecommerce"].state["no_social.weight"]).sum() > 0  # it learned
+    np.testing.assert_allclose(scores[1], scores[0], rtol=1e-6, atol=1e-7)
