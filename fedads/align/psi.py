@@ -350,7 +350,9 @@ def coordinate_alignment(
     with progress_bar(4, "PSI alignment", "round") as bar:  # shown only at INFO on a terminal
         hellos = _round(send_all, {p: Envelope(PSI_START) for p in PARTIES}, PSI_HELLO)
         bar.update(1)
-        setups = _round(send_all, {social: hellos[ecommerce], ecommerce: hellos[social]}, PSI_SETUP)
+        setups = _round(
+            send_all, {social: hellos[ecommerce], ecommerce: hellos[social]}, PSI_SETUP
+        )
         bar.update(1)
         responses = _round(
             send_all, {social: setups[ecommerce], ecommerce: setups[social]}, PSI_RESPONSE

@@ -101,10 +101,8 @@ def engine_patches(interval_s: float, enabled: bool | None = None) -> Iterator[d
         LOG.info("Flower engine patches off (%s or engine_patches=False)", PATCHES_ENV)
         yield {"wakeups": False, "polling": False, "affinity": False}
         return
-    with (
-        engine_wakeups() as wakeups,
-        engine_polling(interval_s) as polling,
-        actor_affinity() as (affinity),
+    with engine_wakeups() as wakeups, engine_polling(interval_s) as polling, actor_affinity() as (
+        affinity
     ):
         yield {"wakeups": wakeups, "polling": polling, "affinity": affinity}
 

@@ -80,7 +80,8 @@ class _DropNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         return not (
-            RUN_SIMULATION_DEPRECATION in message or "SIGTERM handler is not set" in message
+            RUN_SIMULATION_DEPRECATION in message
+            or "SIGTERM handler is not set" in message
         )
 
 
