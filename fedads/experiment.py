@@ -427,6 +427,13 @@ def evaluate_campaign(
                 f" and fitted on the labels of {local_model.n_labelled} unaligned ones"
                 if local_model.n_labelled
                 else ""
+            )
+            + (
+                "; the federated model also trained on the unaligned training users "
+                "(unaligned_training; compare it with ecommerce_gbdt, which sees them too, "
+                "not with ecommerce_only, which does not)"
+                if settings.unaligned_training
+                else ""
             ),
         ),
     )
