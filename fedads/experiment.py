@@ -72,7 +72,9 @@ class ExperimentConfig:
             (:mod:`fedads.serving`, reported as ``local_serving``), and every held-out
             e-commerce user, aligned or not, is ranked in one budget against an e-commerce-only
             gradient boosting trained on all other e-commerce users (``report.json``'s
-            ``campaign`` block). Off by default: it adds a scoring pass and two fits.
+            ``campaign`` block). Off by default (docs/evaluation.md, "Should campaign be on by
+            default?"): about 60% more CPU, and the label party then receives the final social
+            embeddings of every aligned training user, not only of the held-out ones.
         local_serving_labels: with ``campaign``, the local serving model also fits the
             e-commerce training users outside the intersection on their own labels (soft
             targets where the federated model scored, labels elsewhere); default: distilled on
