@@ -55,7 +55,7 @@ JOB = "fedads.federation:vfl_job"
 PARTY_FACTORY = "fedads.federation:party_factory"
 REUSE_ALIGNMENT_KEY = "reuse-alignment"
 SCORE_TRAIN_KEY = "score-train"
-"""Run-config key: after the held-out users, the label party also scores the training users
+"""Run-config key: the label party also scores the training users, before the held-out ones
 (into its private output only); a local serving model is distilled from those scores
 (:mod:`fedads.serving`)."""
 SERVE_FALLBACK_KEY = "serve-fallback"
@@ -388,7 +388,10 @@ def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
     held-out scores themselves stay in the label party's private output,
     :data:`~fedads.protocol.runtime.SCORES_FILE`), ``epoch_losses``, ``epoch_seconds``,
     ``epoch_bytes`` float64 ``[epochs]`` (payload bytes per epoch, all links),
-    ``bytes_social_to_ecommerce`` / ``bytes_ecommerce_to_social`` (training, relayed).
+    ``bytes_social_to_ecommerce`` / ``bytes_ecommerce_to_social`` (training, relayed); with
+    :data:`SCORE_TRAIN_KEY` ``n_scored_train``; with :data:`SERVE_FALLBACK_KEY`, after a failure
+    of the social party while the held-out users were scored, ``scoring_error`` (str) and
+    ``n_scored = -1``.
     """
     settings = FederationSettings.from_run_config(dict(run_config))
     progress = Progress(settings.verbose)
