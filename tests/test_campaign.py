@@ -296,6 +296,8 @@ def test_social_party_down_at_scoring_falls_back_to_the_local_model(
     assert block["fallback_keys"] == [str(k) for k in keys[served]]
     campaign = result.campaign.evaluation.data.scores["federated"]
     np.testing.assert_allclose(campaign[: served.size], fed)
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert f"local serving model scored {int(served.sum())} aligned users" in markdown
 
 
 def test_social_party_down_at_scoring_fails_the_run_when_asked(monkeypatch) -> None:
