@@ -203,6 +203,7 @@ def _print_summary(result, out_dir: Path | None) -> None:  # noqa: ANN001
             f"  {pool:<12} {_pct(lift.point):>9}   CI [{_pct(lift.ci_low)}, {_pct(lift.ci_high)}]"
             f"   ({lift.model_count} vs {lift.baseline_count} new-customer conversions)"
         )
+    _print_campaign(result)
     if out_dir is not None:
         print(f"\nreport: {out_dir / 'report.md'}  (also report.json, scores.csv, plots)")
 
@@ -223,6 +224,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         timeout_s=args.timeout,
     )
+    config = _with_campaign(config, args)
     out_dir = Path(args.out)
     result = Experiment.from_world(config).run(
         out_dir, verbose=not args.quiet, resume_dir=resume_dir_for(out_dir), resume=args.resume
@@ -277,6 +279,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         headline_budget=args.budget,
         eval_seed=args.seed,
     )
+    config = _with_campaign(config, args)
     out_dir = Path(args.out)
     result = Experiment.from_tables(social, ecommerce, config).run(
         out_dir, verbose=not args.quiet, resume_dir=resume_dir_for(out_dir), resume=args.resume
@@ -327,6 +330,41 @@ def _add_resume_flag(command: argparse.ArgumentParser) -> None:
         help="continue the interrupted run with the same --out after its last completed epoch "
         "(its state is kept in OUT.resume; same tables and options required; no PSI)",
     )
+
+
+def _add_campaign_flag(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--campaign",
+        action="store_true",
+        help="also evaluate the whole campaign: every held-out e-commerce user, aligned or not, "
+        "the users without a social account scored by a local model distilled from the "
+        "federated one (docs/evaluation.md, 'Campaign view')",
+    )
+
+
+def _with_campaign(config, args: argparse.Namespace):  # noqa: ANN001, ANN202 - lazy imports
+    """``--campaign``: ``ExperimentConfig(campaign=True)``."""
+    return config.replace(campaign=True) if getattr(args, "campaign", False) else config
+
+
+def _print_campaign(result) -> None:  # noqa: ANN001
+    if getattr(result, "campaign", None) is None:
+        return
+    block = result.campaign.block
+    print(
+        f"\ncampaign view: {block['test_users']:,} held-out e-commerce users "
+        f"({block['aligned_test_users']:,} aligned); lift of the federated system over "
+        f"{block['baseline']} at budget {block['budget']:.0%} (paired bootstrap 95% CI):"
+    )
+    for pool in ("all", "prospecting"):
+        entry = block["lift"].get(pool)
+        if entry is None:
+            continue
+        low, high = entry["ci95"]
+        print(f"  {pool:<12} {_pct(entry['point']):>9}   CI [{_pct(low)}, {_pct(high)}]")
+    fallback = block.get("serving", {}).get("fallback_users", 0)
+    if fallback:
+        print(f"  {fallback:,} aligned users scored by the local model (social party down)")
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
@@ -386,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     _add_defense_flags(demo)
     _add_resume_flag(demo)
+    _add_campaign_flag(demo)
     demo.set_defaults(handler=_cmd_demo)
 
     run = sub.add_parser("run", help="bring-your-own party tables (CSV or Parquet)")
@@ -417,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-q", "--quiet", action="store_true")
     _add_defense_flags(run)
     _add_resume_flag(run)
+    _add_campaign_flag(run)
     run.set_defaults(handler=_cmd_run)
 
     world = sub.add_parser("world", help="write a synthetic world's party tables")

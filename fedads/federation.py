@@ -28,6 +28,7 @@ from fedads._progress import SILENT, Progress
 from fedads._threads import compute_threads
 from fedads._validation import check_choice, check_in_range, check_positive_int, fail
 from fedads.align import DEFAULT_PSI_BACKEND, PSI_BACKENDS, KeyNormalization, coordinate_alignment
+from fedads.errors import PartyError
 from fedads.models import TrainingHistory
 from fedads.privacy.leakage import read_party_outputs
 from fedads.protocol import Coordinator, InProcessTransport, ProtocolConfig
@@ -57,9 +58,13 @@ JOB = "fedads.federation:vfl_job"
 PARTY_FACTORY = "fedads.federation:party_factory"
 REUSE_ALIGNMENT_KEY = "reuse-alignment"
 SCORE_TRAIN_KEY = "score-train"
-"""Run-config key: after the held-out users, the label party also scores the training users
+"""Run-config key: the label party also scores the training users, before the held-out ones
 (into its private output only); a local serving model is distilled from those scores
 (:mod:`fedads.serving`)."""
+SERVE_FALLBACK_KEY = "serve-fallback"
+"""Run-config key: when the social party fails while the held-out users are scored, the job
+ends normally with ``scoring_error`` instead of failing; the users left unscored (NaN in the
+label party's private scores) are served by the local serving model (:mod:`fedads.serving`)."""
 RESUME_DIR_KEY = "resume-dir"
 """Run-config key: the coordinator's resume folder (its run manifest,
 :mod:`fedads.protocol.resume`); ``""``: the run is not resumable (no per-epoch checkpoints)."""
@@ -71,6 +76,7 @@ reuses its aligned rows; both go back to their state of the manifest's epoch).""
 JOB_DEFAULTS: dict[str, bool | str] = {
     REUSE_ALIGNMENT_KEY: False,
     SCORE_TRAIN_KEY: False,
+    SERVE_FALLBACK_KEY: False,
     RESUME_DIR_KEY: "",
     RESUME_KEY: False,
 }
@@ -112,6 +118,12 @@ class FederationSettings:
         min_query_rows: the label party's query policy: fewest distinct rows a ``score`` /
             ``evaluate`` request may cover (default 256, capped by the rows outside training;
             ``docs/threat-model.md``).
+        unaligned_training: the label party also trains its bottom and top on its own
+            labelled users outside the intersection (less those the campaign view holds out,
+            :func:`fedads.protocol.runtime.split_unaligned`), with a learned "no social
+            account" embedding in place of the social one; nothing about them leaves the party
+            (:class:`fedads.protocol.parties.UnalignedUsers`, docs/evaluation.md). Default
+            False: the intersection only.
         verbose: progress lines from the coordinator.
     """
 
@@ -123,6 +135,7 @@ class FederationSettings:
     psi_backend: str = DEFAULT_PSI_BACKEND
     sealing: bool = True
     min_query_rows: int = 256
+    unaligned_training: bool = False
     verbose: bool = True
 
     def validate(self) -> FederationSettings:
@@ -358,7 +371,12 @@ def party_runtime(
     return PartyRuntime(
         table,
         settings.normalization,
-        party_config=PartyConfig(min_query_rows=settings.min_query_rows),
+        party_config=PartyConfig(
+            min_query_rows=settings.min_query_rows,
+            unaligned_training=settings.unaligned_training,
+            unaligned_test_share=settings.test_share,
+            unaligned_split_seed=settings.split_seed,
+        ),
         out_dir=out_dir,
         psi_backend=settings.psi_backend,
         sealing=keys,
@@ -381,7 +399,10 @@ def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
     held-out scores themselves stay in the label party's private output,
     :data:`~fedads.protocol.runtime.SCORES_FILE`), ``epoch_losses``, ``epoch_seconds``,
     ``epoch_bytes`` float64 ``[epochs]`` (payload bytes per epoch, all links),
-    ``bytes_social_to_ecommerce`` / ``bytes_ecommerce_to_social`` (training, relayed).
+    ``bytes_social_to_ecommerce`` / ``bytes_ecommerce_to_social`` (training, relayed); with
+    :data:`SCORE_TRAIN_KEY` ``n_scored_train``; with :data:`SERVE_FALLBACK_KEY`, after a failure
+    of the social party while the held-out users were scored, ``scoring_error`` (str) and
+    ``n_scored = -1``.
     """
     settings = FederationSettings.from_run_config(dict(run_config))
     progress = Progress(settings.verbose)
@@ -429,12 +450,25 @@ def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
         valid_values["epoch_valid_losses"] = np.asarray(history.valid_losses, dtype=np.float64)
     if coordinator.best_epoch is not None:
         valid_values["best_epoch"] = int(coordinator.best_epoch)
-    n_scored = coordinator.score(test)
     if bool(run_config.get(SCORE_TRAIN_KEY, False)):
-        # After the held-out users, so their scores do not depend on this option. The label
-        # party keeps these scores too; the social party embeds users it already embedded in
-        # training; only the count reaches the coordinator.
+        # The distillation teacher, before serving starts (a local serving model exists before
+        # the held-out users are served, so it can stand in if the social party fails then).
+        # Scoring changes no state (eval mode, no step), so the held-out scores are the same
+        # with or without this (tests/test_campaign.py). The label party keeps these scores
+        # too; the social party embeds users it already embedded in training; only the count
+        # reaches the coordinator.
         valid_values["n_scored_train"] = coordinator.score(train)
+    try:
+        n_scored = coordinator.score(test)
+    except PartyError as error:
+        # Serving without the social party (issue 15 item 5): only when asked, only for a
+        # failure of the social party; what is left unscored stays NaN in the label party's
+        # private scores and the experimenter serves it with the local model.
+        if not bool(run_config.get(SERVE_FALLBACK_KEY, False)) or error.party != PARTIES[0]:
+            raise
+        progress(f"scoring the held-out users failed ({error}); the local model will serve")
+        n_scored = -1
+        valid_values["scoring_error"] = str(error)
     return {
         "n_social": summary.n_social,
         "n_ecommerce": summary.n_ecommerce,
@@ -518,6 +552,7 @@ def run_federated(
     score_train: bool = False,
     resume_dir: str | Path | None = None,
     resume: bool = False,
+    serve_fallback: bool = False,
 ) -> FederatedRun:
     """Align, train and score the federated model between two party tables.
 
@@ -554,6 +589,10 @@ def run_federated(
             (other than the timeout), the backend or either table differ; no PSI (each party
             reuses its aligned rows); training continues after the last completed epoch, and
             the scores equal those of an uninterrupted run.
+        serve_fallback: with ``score_train``: a failure of the social party while the
+            held-out users are scored does not fail the run (:data:`SERVE_FALLBACK_KEY`);
+            ``values["scores"]`` is NaN for the users left unscored and
+            ``values["scoring_error"]`` says what failed.
     """
     import time
 
@@ -581,7 +620,7 @@ def run_federated(
     try:
         return _run_federated(
             social, ecommerce, settings, backend, work_dir, progress, alignment, score_train,
-            state, resume, start,
+            serve_fallback, state, resume, start,
         )  # fmt: skip
     except BaseException:
         if state is not None and not resume and read_manifest_quietly(state) is None:
@@ -598,6 +637,7 @@ def _run_federated(
     progress: Progress,
     alignment: AlignedRows | FederatedRun | str | None,
     score_train: bool,
+    serve_fallback: bool,
     state: Path | None,
     resume: bool,
     start: float,
@@ -621,6 +661,8 @@ def _run_federated(
             reuse_config[REUSE_ALIGNMENT_KEY] = True
         if score_train:
             reuse_config[SCORE_TRAIN_KEY] = True
+            if serve_fallback:
+                reuse_config[SERVE_FALLBACK_KEY] = True
         if state is not None:
             reuse_config[RESUME_DIR_KEY] = str(state / COORDINATOR_DIR)
             reuse_config[RESUME_KEY] = bool(resume)

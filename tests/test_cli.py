@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fedads.cli import main
+from fedads import cli
+from fedads.cli import build_parser, main
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 FAST = ["--backend", "inprocess", "--epochs", "2", "--quiet"]
@@ -33,12 +34,21 @@ def test_run_on_shipped_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str
             "key",
             "--out",
             str(out),
+            "--campaign",
             *FAST,
         ],
         capsys,
     )
     assert code == 0, stderr
     report = json.loads((out / "report.json").read_text())
+    # --campaign on own tables without a truth file: realized counts only (issue 15 item 6).
+    campaign = report["campaign"]
+    assert campaign["test_users"] > campaign["aligned_test_users"] == report["data"]["test_users"]
+    for pool in ("all", "prospecting"):
+        assert len(campaign["lift"][pool]["ci95"]) == 2
+        assert "expected" not in campaign["lift"][pool]
+    assert "local_serving" in report["models"]
+    assert "campaign view" in stdout
     social = pd.read_csv(SAMPLE / "social.csv", usecols=["key"])
     ecommerce = pd.read_csv(SAMPLE / "ecommerce.csv", usecols=["key"])
     aligned = len(set(social["key"]) & set(ecommerce["key"]))
@@ -46,6 +56,13 @@ def test_run_on_shipped_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert report["data"]["social_rows"] == len(social)
     assert "users not aligned" in stdout and f"ecommerce {len(ecommerce) - aligned:,}" in stdout
     assert "federated" in stdout and "prospecting" in stdout
+
+
+def test_demo_campaign_flag_sets_the_campaign_view() -> None:
+    args = build_parser().parse_args(["demo", "--campaign", "--quick"])
+    config = cli._demo_config(args.quick, 0, "inprocess", users=500, epochs=1)
+    assert not config.campaign and cli._with_campaign(config, args).campaign
+    assert not build_parser().parse_args(["demo"]).campaign
 
 
 def _bad(tmp_path: Path, name: str, frame: pd.DataFrame) -> str:

@@ -47,7 +47,7 @@ from fedads.align.result import no_overlap_error
 from fedads.errors import ProtocolError
 from fedads.protocol import messages as msg
 from fedads.protocol.envelope import Envelope
-from fedads.protocol.parties import EcommerceParty, PartyConfig, SocialParty
+from fedads.protocol.parties import EcommerceParty, PartyConfig, SocialParty, UnalignedUsers
 from fedads.protocol.sealing import SealedChannel, SealingKeys
 from fedads.tables import PartyTable
 
@@ -116,6 +116,8 @@ class PartyRuntime:
         self._psi_started = False
         self.private_scores: np.ndarray | None = None  # float32 [n_aligned] when no out_dir
         self._digest: str | None = None  # SHA-256 of the table, for resume checkpoints
+        # E-commerce with unaligned training: its training rows outside the intersection.
+        self.unaligned_rows: np.ndarray | None = None
 
     # ------------------------------------------------------------------ messages
     def handle(self, envelope: Envelope) -> Envelope:
@@ -267,7 +269,13 @@ class PartyRuntime:
         numeric = table.numeric_matrix(rows) if table.numeric_columns else None
         categorical = table.categorical_matrix(rows) if table.categorical_columns else None
         if self.name == msg.ECOMMERCE:
-            party = EcommerceParty(numeric, categorical, table.labels(rows), self.party_config)
+            party = EcommerceParty(
+                numeric,
+                categorical,
+                table.labels(rows),
+                self.party_config,
+                unaligned=self._unaligned_users(rows),
+            )
             party.score_sink = self._keep_scores  # per-user scores stay with this party
             self.party = party
         else:
@@ -278,6 +286,24 @@ class PartyRuntime:
             self.party.attach_output(self.out_dir)  # privacy instruments' private files
             if not restored:
                 (self.out_dir / SCORES_FILE).unlink(missing_ok=True)  # an earlier run's scores
+
+    def _unaligned_users(self, aligned_rows: np.ndarray) -> UnalignedUsers | None:
+        """(E-commerce, ``PartyConfig.unaligned_training``) its labelled users outside the
+        intersection, less those a campaign holds out; computed here, never sent."""
+        config = self.party_config
+        if config is None or not config.unaligned_training:
+            self.unaligned_rows = None
+            return None
+        table = self.table
+        rows, _ = split_unaligned(
+            table.n_rows, aligned_rows, config.unaligned_test_share, config.unaligned_split_seed
+        )
+        self.unaligned_rows = rows
+        return UnalignedUsers(
+            table.numeric_matrix(rows) if table.numeric_columns else None,
+            table.categorical_matrix(rows) if table.categorical_columns else None,
+            table.labels(rows),
+        )
 
     def _keep_scores(self, positions: np.ndarray, scores: np.ndarray) -> None:
         """Store scores of ``positions`` in this party's private output (never in a reply)."""
@@ -331,6 +357,27 @@ class PartyRuntime:
             party_state = _strip(state, _PARTY_PREFIX)
             if party_state and self.party is not None:
                 self.party.set_state(party_state)
+
+
+def split_unaligned(
+    n_rows: int, aligned_rows: np.ndarray, test_share: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A table's rows outside the intersection, split as the aligned users are.
+
+    The rule of :func:`fedads.federation.split_positions` (a seeded permutation, the first
+    ``round(test_share * m)`` held out) over the ``m`` unaligned rows in table order, without
+    its "at least one each side" clamp. Returns ``(train_rows, test_rows)``, each ``int64``
+    and sorted. The campaign view holds out ``test_rows`` (:func:`fedads.eval.campaign.
+    campaign_split`); the label party trains on ``train_rows`` only.
+    """
+    keep = np.ones(int(n_rows), dtype=bool)
+    keep[np.asarray(aligned_rows, dtype=np.int64)] = False
+    unaligned = np.flatnonzero(keep).astype(np.int64)
+    n_test = int(round(test_share * unaligned.size))
+    order = np.random.default_rng(seed).permutation(unaligned.size)
+    held = np.zeros(unaligned.size, dtype=bool)
+    held[order[:n_test]] = True
+    return unaligned[~held], unaligned[held]
 
 
 def _strip(state: dict[str, Any], prefix: str) -> dict[str, Any]:
