@@ -206,8 +206,8 @@ def test_current_folder_is_refused(
     [
         ("SIGINT", 130, "epoch 1/", "inprocess"),
         ("SIGTERM", 143, "aligning users", "inprocess"),
-        # Flower simulation: Ray, 2 actors and the ServerApp thread must all end too
-        ("SIGINT", 130, "epoch 1/", "simulation"),
+        # Flower simulation (Ray, 2 actors and the ServerApp thread must all end too): the same
+        # checks, then `--resume`, in tests/test_resume.py (one interrupted Flower run for both)
     ],
 )
 def test_signal_during_a_run_exits_fast_with_no_report(
@@ -215,7 +215,8 @@ def test_signal_during_a_run_exits_fast_with_no_report(
 ) -> None:
     """Fault injection: the signal arrives during PSI or training; the run ends within seconds
     with 130 / 143 and one line, neither the report folder nor a staging folder exists, and no
-    process the run started (Ray's, on the simulation backend) is left running."""
+    process the run started is left running (the simulation backend's case, Ray's processes
+    included, is tests/test_resume.py's interrupted run)."""
     import os
     import signal
     import subprocess

@@ -300,15 +300,20 @@ def test_cli_resume(
 
 @pytest.mark.slow  # two Flower simulation runs in subprocesses (Ray, two actors each)
 def test_sigint_then_resume_through_the_simulation_engine(uninterrupted, tmp_path: Path) -> None:
-    """SIGINT during a simulation run, after its second epoch: exit 130, no report, the parties'
-    state on disk (each Ray actor is its own process); `--resume` continues from the saved
-    epoch through a new engine, and the federated scores are the uninterrupted run's (the
-    in-process one: Flower changes no number here; the equivalence tests allow float32
-    rounding, which this run did not need)."""
+    """SIGINT during a simulation run, after its second epoch: the run ends within seconds with
+    exit 130 and one line, no process it started (Ray's included) is left, no report, the
+    parties' state on disk (each Ray actor is its own process); `--resume` continues from the
+    saved epoch through a new engine, and the federated scores are the uninterrupted run's
+    (the in-process one: Flower changes no number here; the equivalence tests allow float32
+    rounding, which this run did not need). This is also the simulation case of
+    tests/test_reliability.py's interrupt test (one interrupted Flower run serves both)."""
     import os
     import signal
     import subprocess
     import sys
+    import time
+
+    import psutil
 
     env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0"}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), *sys.path])
@@ -331,10 +336,18 @@ def test_sigint_then_resume_through_the_simulation_engine(uninterrupted, tmp_pat
             break
     else:
         pytest.fail(f"the run ended before its first epoch: {''.join(lines)}")
+    started = psutil.Process(process.pid).children(recursive=True)
+    assert started  # Ray's processes are the run's children
     process.send_signal(signal.SIGINT)
+    start = time.monotonic()
     rest = process.communicate(timeout=120)[1]
+    assert time.monotonic() - start < 10
+    _, alive = psutil.wait_procs(started, timeout=10)
+    assert not alive, [(p.pid, p.name()) for p in alive]
     assert process.returncode == 130, rest
-    assert "--resume" in rest.strip().splitlines()[-1], rest
+    tail = [line for line in rest.splitlines() if line.strip()]
+    assert tail and tail[-1].startswith("fedads: ") and "Traceback" not in rest, rest
+    assert "--resume" in tail[-1], rest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.resume"]
     manifest = json.loads((tmp_path / "out.resume" / "coordinator" / "manifest.json").read_text())
     assert manifest["epoch"] in (1, 2), manifest["epoch"]  # epoch 2's save may have been cut
