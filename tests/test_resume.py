@@ -362,3 +362,17 @@ def test_sigint_then_resume_through_the_simulation_engine(uninterrupted, tmp_pat
     by_key = dict(zip(_tables()[1].keys()[keys], uninterrupted.values["scores"], strict=True))
     expected = scores["key"].map(by_key).to_numpy(dtype=np.float64)
     np.testing.assert_allclose(scores["federated"].to_numpy(), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_run_with_unaligned_training_resumes_exactly(
+    tables, uninterrupted, interrupt_after, tmp_path: Path
+) -> None:
+    """The label party's own training on its unaligned users (its 'no social account'
+    embedding, its own batch order) is part of its saved state: a resumed run equals an
+    uninterrupted one."""
+    settings = replace(CLI_SETTINGS, unaligned_training=True)
+    reference = _run(tables, settings)
+    assert not np.array_equal(reference.values["scores"], uninterrupted.values["scores"])
+    state = tmp_path / "state"
+    _interrupted(tables, settings, state, 1, interrupt_after)
+    _same_run(reference, _run(tables, settings, resume_dir=state, resume=True))
