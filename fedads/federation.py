@@ -575,7 +575,7 @@ def run_federated(
             once (:meth:`AlignedRows.in_the_clear`, the PSI's rows and order), for simulations,
             where the experimenter holds both tables anyway. Given rows are checked against
             the tables' keys first.
-        score_train: the label party also scores the training users after the held-out ones
+        score_train: the label party also scores the training users before the held-out ones
             (:data:`SCORE_TRAIN_KEY`); their scores (float32, ``train_positions`` order) are
             read from its private output into ``values["train_scores"]``: what the e-commerce
             side distils its local serving model from (:mod:`fedads.serving`).
