@@ -323,23 +323,19 @@ def _add_defense_flags(command: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_resume_flag(command: argparse.ArgumentParser) -> None:
-    command.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the interrupted run with the same --out after its last completed epoch "
-        "(its state is kept in OUT.resume; same tables and options required; no PSI)",
-    )
+#: ``run`` and ``demo``'s on/off switches, with their help.
+RUN_SWITCHES = {
+    "--resume": "continue the interrupted run with the same --out after its last completed epoch "
+    "(its state is kept in OUT.resume; same tables and options required; no PSI)",
+    "--campaign": "also evaluate the whole campaign: every held-out e-commerce user, aligned or "
+    "not, the users without a social account scored by a local model distilled from the "
+    "federated one (docs/evaluation.md, 'Campaign view')",
+}
 
 
-def _add_campaign_flag(command: argparse.ArgumentParser) -> None:
-    command.add_argument(
-        "--campaign",
-        action="store_true",
-        help="also evaluate the whole campaign: every held-out e-commerce user, aligned or not, "
-        "the users without a social account scored by a local model distilled from the "
-        "federated one (docs/evaluation.md, 'Campaign view')",
-    )
+def _add_run_switches(command: argparse.ArgumentParser) -> None:
+    for flag, help_text in RUN_SWITCHES.items():
+        command.add_argument(flag, action="store_true", help=help_text)
 
 
 def _with_campaign(config, args: argparse.Namespace):  # noqa: ANN001, ANN202 - lazy imports
@@ -423,8 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     _add_defense_flags(demo)
-    _add_resume_flag(demo)
-    _add_campaign_flag(demo)
+    _add_run_switches(demo)
     demo.set_defaults(handler=_cmd_demo)
 
     run = sub.add_parser("run", help="bring-your-own party tables (CSV or Parquet)")
@@ -455,8 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-q", "--quiet", action="store_true")
     _add_defense_flags(run)
-    _add_resume_flag(run)
-    _add_campaign_flag(run)
+    _add_run_switches(run)
     run.set_defaults(handler=_cmd_run)
 
     world = sub.add_parser("world", help="write a synthetic world's party tables")

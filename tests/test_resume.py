@@ -307,53 +307,25 @@ def test_sigint_then_resume_through_the_simulation_engine(uninterrupted, tmp_pat
     (the in-process one: Flower changes no number here; the equivalence tests allow float32
     rounding, which this run did not need). This is also the simulation case of
     tests/test_reliability.py's interrupt test (one interrupted Flower run serves both)."""
-    import os
-    import signal
     import subprocess
-    import sys
-    import time
 
-    import psutil
+    from _interrupt import cli_environment, interrupt_at, sample_run_argv
 
-    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0"}
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), *sys.path])
-    argv = [sys.executable, "-m", "fedads.cli", "run", "--social", str(SAMPLE / "social.csv")]
-    argv += ["--ecommerce", str(SAMPLE / "ecommerce.csv"), "--key", "key", "--epochs", "3"]
-    argv += ["--backend", "simulation", "--out", str(tmp_path / "out")]
-    process = subprocess.Popen(
-        argv,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    assert process.stderr is not None
-    lines = []
-    for line in process.stderr:
-        lines.append(line)
-        if "epoch 2/3" in line:  # so epoch 1's checkpoints are complete
-            break
-    else:
-        pytest.fail(f"the run ended before its first epoch: {''.join(lines)}")
-    started = psutil.Process(process.pid).children(recursive=True)
-    assert started  # Ray's processes are the run's children
-    process.send_signal(signal.SIGINT)
-    start = time.monotonic()
-    rest = process.communicate(timeout=120)[1]
-    assert time.monotonic() - start < 10
-    _, alive = psutil.wait_procs(started, timeout=10)
-    assert not alive, [(p.pid, p.name()) for p in alive]
-    assert process.returncode == 130, rest
-    tail = [line for line in rest.splitlines() if line.strip()]
-    assert tail and tail[-1].startswith("fedads: ") and "Traceback" not in rest, rest
+    argv = sample_run_argv(tmp_path / "out", "--epochs", "3", "--backend", "simulation")
+    # after "epoch 2/3", epoch 1's checkpoints are complete
+    returncode, tail, rest = interrupt_at(argv, "epoch 2/3", "SIGINT")
+    assert returncode == 130, rest
     assert "--resume" in tail[-1], rest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.resume"]
     manifest = json.loads((tmp_path / "out.resume" / "coordinator" / "manifest.json").read_text())
     assert manifest["epoch"] in (1, 2), manifest["epoch"]  # epoch 2's save may have been cut
 
     done = subprocess.run(
-        [*argv, "--resume", "-q"], capture_output=True, text=True, env=env, timeout=600
+        [*argv, "--resume", "-q"],
+        capture_output=True,
+        text=True,
+        env=cli_environment(),
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
