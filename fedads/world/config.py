@@ -207,9 +207,7 @@ class WorldConfig:
                 f"sure_thing_intent={self.sure_thing_intent}",
                 "give lost_cause_intent <= sure_thing_intent",
             )
-        check_in_range(
-            _WHERE, "holdout_share", self.holdout_share, 0.0, 1.0, high_inclusive=False
-        )
+        check_in_range(_WHERE, "holdout_share", self.holdout_share, 0.0, 1.0, high_inclusive=False)
         check_in_range(
             _WHERE, "base_conversion_rate", self.base_conversion_rate, 0.0, 1.0,
             low_inclusive=False, high_inclusive=False,

@@ -472,9 +472,7 @@ def _social_features(
 
 def _outcomes(
     cfg: WorldConfig, lat: _Latents, existing: np.ndarray
-) -> tuple[
-    np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None
-]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     """True probabilities and potential outcomes, each ``[n_e]``: ``(p0, p1, y0, y1, typ)``.
 
     ``typ`` is None for ``ad_effect_model="segment"``, else ``(segment [n_e] str, effect [n_e])``.

@@ -21,7 +21,7 @@ TREATMENT = "treated"
 logged the campaign, so the flag is on its table; it is not a model feature."""
 
 RESPONSE_TYPES: tuple[str, ...] = ("persuadable", "sure_thing", "lost_cause", "do_not_disturb")
-"""Ad-response types of ``WorldConfig(ad_effect_model="typology")`` (truth column ``response_type``)."""
+"""Ad-response types of ``WorldConfig(ad_effect_model="typology")`` (truth ``response_type``)."""
 
 INTEREST_TOPICS: tuple[str, ...] = (
     "fashion",
@@ -110,5 +110,5 @@ TRUTH_COLUMNS: tuple[str, ...] = (
 )
 """Columns of ``World.truth`` (one row per e-commerce user); for evaluation only.
 
-With ``ad_effect_model="typology"`` the truth also has ``response_type`` (one of ``RESPONSE_TYPES``) and
-``ad_effect`` (the user's logit-scale effect), after these columns."""
+With ``ad_effect_model="typology"`` the truth also has ``response_type`` (one of
+``RESPONSE_TYPES``) and ``ad_effect`` (the user's logit-scale effect), after these columns."""
