@@ -117,3 +117,112 @@ def test_typology_and_holdout_are_deterministic() -> None:
     first, second = generate_world(config), generate_world(config)
     for name in ("social", "ecommerce", "truth"):
         pd.testing.assert_frame_equal(getattr(first, name), getattr(second, name))
+
+
+# --- uplift metrics: against scikit-uplift and by hand ------------------------------------------
+
+
+def _fixed_example(n: int = 300, seed: int = 7) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = rng.integers(0, 2, n)
+    score = np.round(rng.normal(size=n), 1)  # rounded: many ties, as sklift groups them
+    y = (rng.random(n) < 0.2 + 0.15 * t * (score > 0)).astype(int)
+    return y, score, t
+
+
+def test_metrics_match_scikit_uplift_on_a_fixed_example() -> None:
+    import warnings
+
+    from sklift import metrics as sk
+
+    from fedads.eval import uplift as ours
+
+    y, score, t = _fixed_example()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # sklift calls a deprecated sklearn helper
+        for ours_fn, theirs in (
+            (ours.qini_curve, sk.qini_curve),
+            (ours.uplift_curve, sk.uplift_curve),
+        ):
+            x_a, v_a = ours_fn(y, score, t)
+            x_b, v_b = theirs(y, score, t)
+            np.testing.assert_array_equal(x_a, x_b)
+            np.testing.assert_allclose(v_a, v_b, rtol=0, atol=1e-9)
+        for ours_fn, theirs in (
+            (ours.perfect_qini_curve, sk.perfect_qini_curve),
+            (ours.perfect_uplift_curve, sk.perfect_uplift_curve),
+        ):
+            np.testing.assert_allclose(ours_fn(y, t)[1], theirs(y, t)[1], atol=1e-9)
+        assert ours.qini_auc_score(y, score, t) == pytest.approx(
+            sk.qini_auc_score(y, score, t), abs=1e-12
+        )
+        assert ours.uplift_auc_score(y, score, t) == pytest.approx(
+            sk.uplift_auc_score(y, score, t), abs=1e-12
+        )
+        for k in (0.1, 0.3, 0.5):
+            assert ours.uplift_at_k(y, score, t, k) == pytest.approx(
+                sk.uplift_at_k(y, score, t, strategy="overall", k=k), abs=1e-12
+            )
+
+
+def test_qini_curve_by_hand() -> None:
+    from fedads.eval.uplift import qini_curve, uplift_at_k
+
+    # Order by score: users 0..5. Treated: 0, 1, 3; control: 2, 4, 5.
+    y = np.array([1, 1, 0, 0, 1, 0])
+    t = np.array([1, 1, 0, 1, 0, 0])
+    score = np.array([6, 5, 4, 3, 2, 1])
+    x, q = qini_curve(y, score, t)
+    # q(k) = Y_T - Y_C * N_T / N_C: k=1: 1; k=2: 2; k=3: 2 - 0; k=4: 2; k=5: 2 - 1*3/2; k=6: 2-1*3/3
+    np.testing.assert_array_equal(x, [0, 1, 2, 3, 4, 5, 6])
+    np.testing.assert_allclose(q, [0, 1, 2, 2, 2, 0.5, 1])
+    # Top half (3 users): treated rate 2/2, control rate 0/1.
+    assert uplift_at_k(y, score, t, 0.5) == 1.0
+
+
+def test_treatment_flags_from_any_column() -> None:
+    from fedads.eval.uplift import treatment_flags
+
+    assert treatment_flags(np.array([0, 1, 1])).tolist() == [0, 1, 1]
+    assert treatment_flags(["holdout", "ad", "ad"], control="holdout").tolist() == [0, 1, 1]
+    assert treatment_flags(np.array([2.0, 0.0, 5.0]), control=0).tolist() == [1, 0, 1]
+    with pytest.raises(InputError, match="does not occur"):
+        treatment_flags(["a", "b"], control="c")
+    with pytest.raises(InputError, match="one arm"):
+        treatment_flags(np.array([1, 1, 1]))
+
+
+def test_evaluate_uplift_reports_true_counts_beside_the_metrics() -> None:
+    from fedads.eval.uplift import evaluate_uplift
+
+    world = generate_world(n_users=3000, seed=0, ad_effect_model="typology", holdout_share=0.5)
+    frame = world.ecommerce.merge(world.truth[["key", "p0", "p1", "y0", "y1"]], on="key")
+    oracle = (frame["p1"] - frame["p0"]).to_numpy()
+    result = evaluate_uplift(
+        frame[LABEL], frame[TREATMENT], {"oracle": oracle, "response": frame["p1"].to_numpy()},
+        existing=frame["is_existing_customer"], y0=frame["y0"], y1=frame["y1"],
+        p0=frame["p0"], p1=frame["p1"], budgets=(0.1, 0.3),
+    )  # fmt: skip
+    block = result.report_block()
+    assert set(block) == {"oracle", "response"}
+    assert set(block["oracle"]) >= {"qini_auc", "uplift_auc", "uplift_at_k", "pools"}
+    assert block["oracle"]["pools"]["prospecting"]["qini_auc"] is not None
+    # The true uplift ranks the truly incremental users first.
+    oracle_true = result.scores["all"]["oracle"].expected_incremental
+    response_true = result.scores["all"]["response"].expected_incremental
+    assert oracle_true[0.3] > response_true[0.3]
+    assert result.scores["all"]["oracle"].qini_auc > result.scores["all"]["response"].qini_auc
+    assert len(result.curves["all"]["oracle"][0]) == 201
+
+
+def test_qini_plot_and_markdown(tmp_path) -> None:
+    from fedads.eval.uplift import evaluate_uplift
+    from fedads.report.uplift import plot_qini, uplift_markdown
+
+    y, score, t = _fixed_example()
+    result = evaluate_uplift(y, t, {"federated": score, "uplift_ecommerce": -score},
+                             budgets=(0.1,))  # fmt: skip
+    paths = plot_qini(result, tmp_path)
+    assert paths["qini_all"].stat().st_size > 1000
+    text = uplift_markdown(result, {"qini_all": "qini_all.png"})
+    assert "| federated |" in text and "qini_all.png" in text
