@@ -141,17 +141,17 @@ class WorldConfig:
     ad_effect_model: str = "segment"
     """``"segment"`` (default): the effect is ``ad_effect_new`` / ``ad_effect_existing`` by the
     existing flag. ``"typology"``: every user is a sure thing, lost cause, do-not-disturb or
-    persuadable user (by intent, the existing flag and social activity) with the effects below;
+    persuadable user (by the existing flag, brand-intent signal, shopping and social activity) with the effects below;
     the ``ad_effect_*`` fields are then unused."""
     persuadable_effect: float = 1.2
     """Typology only: logit-scale effect of the ad on persuadable users."""
     do_not_disturb_effect: float = -1.0
     """Typology only: logit-scale effect of the ad on do-not-disturb users (negative)."""
     sure_thing_intent: float = 1.0
-    """Typology only: intent (SD) above which a new user is a sure thing (existing customers
-    always are)."""
-    lost_cause_intent: float = -0.5
-    """Typology only: intent (SD) below which a user is a lost cause."""
+    """Typology only: e-commerce intent signal (SD) above which a new user is a sure thing
+    (existing customers always are)."""
+    lost_cause_activity: float = -0.5
+    """Typology only: standardized log shopping activity below which a user is a lost cause."""
     do_not_disturb_activity: float = 0.84
     """Typology only: standardized log social activity above which a user between the two
     intent thresholds is do-not-disturb (0.84: the most active 20 %)."""
@@ -198,15 +198,8 @@ class WorldConfig:
         check_choice(_WHERE, "ad_effect_model", self.ad_effect_model, AD_EFFECT_MODELS)
         for name in ("persuadable_effect", "do_not_disturb_effect"):
             check_in_range(_WHERE, name, getattr(self, name), -3.0, 3.0)
-        for name in ("sure_thing_intent", "lost_cause_intent", "do_not_disturb_activity"):
+        for name in ("sure_thing_intent", "lost_cause_activity", "do_not_disturb_activity"):
             check_in_range(_WHERE, name, getattr(self, name), -5.0, 5.0)
-        if self.lost_cause_intent > self.sure_thing_intent:
-            raise fail(
-                _WHERE,
-                f"lost_cause_intent={self.lost_cause_intent} is above "
-                f"sure_thing_intent={self.sure_thing_intent}",
-                "give lost_cause_intent <= sure_thing_intent",
-            )
         check_in_range(_WHERE, "holdout_share", self.holdout_share, 0.0, 1.0, high_inclusive=False)
         check_in_range(
             _WHERE, "base_conversion_rate", self.base_conversion_rate, 0.0, 1.0,

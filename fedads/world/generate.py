@@ -507,21 +507,22 @@ def _typology(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Ad-response type and logit-scale effect per e-commerce user, each ``[n_e]``.
 
-    Rules, first match wins (docs/world.md, section 6): existing customers and new users with
-    intent above ``sure_thing_intent`` are sure things (effect 0: they buy or not anyway);
-    intent below ``lost_cause_intent``: lost causes (effect 0); of the rest, standardized log
-    social activity above ``do_not_disturb_activity``: do-not-disturb (ad-fatigued heavy social
-    users, ``do_not_disturb_effect``); everyone else is persuadable (``persuadable_effect``).
-    Intent shows in both parties' intent-bearing counts, the flag in the e-commerce table and
-    social activity in every social count, so a model can learn the types from features.
+    Rules, first match wins (docs/world.md, section 6a): existing customers and new users whose
+    e-commerce intent signal is above ``sure_thing_intent`` are sure things (effect 0: they buy
+    or not anyway); standardized log shopping activity below ``lost_cause_activity``: lost
+    causes (hardly shop online; effect 0); standardized log social activity above
+    ``do_not_disturb_activity``: do-not-disturb (ad-fatigued heavy social users,
+    ``do_not_disturb_effect``); everyone else is persuadable (``persuadable_effect``). The
+    rules read only latents that the features show directly (the flag; the brand browsing and
+    carting counts; every order and page-view count; every social count), so a model can learn
+    the types.
     """
-    n_e = lat.shopping_z.shape[0]
-    u = lat.intent[:n_e]
-    h = lat.social_z[:n_e]
-    code = np.full(n_e, 0)  # persuadable
+    g = lat.shopping_z
+    h = lat.social_z[: g.shape[0]]
+    code = np.full(g.shape[0], 0)  # persuadable
     code = np.where(h > cfg.do_not_disturb_activity, 3, code)
-    code = np.where(u < cfg.lost_cause_intent, 2, code)
-    code = np.where(existing | (u > cfg.sure_thing_intent), 1, code)
+    code = np.where(g < cfg.lost_cause_activity, 2, code)
+    code = np.where(existing | (lat.ecommerce_signal > cfg.sure_thing_intent), 1, code)
     effects = np.asarray([cfg.persuadable_effect, 0.0, 0.0, cfg.do_not_disturb_effect])
     return np.asarray(RESPONSE_TYPES, dtype=object)[code], effects[code]
 
