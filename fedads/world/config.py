@@ -141,8 +141,8 @@ class WorldConfig:
     ad_effect_model: str = "segment"
     """``"segment"`` (default): the effect is ``ad_effect_new`` / ``ad_effect_existing`` by the
     existing flag. ``"typology"``: every user is a sure thing, lost cause, do-not-disturb or
-    persuadable user (by the existing flag, brand-intent signal, shopping and social activity) with the effects below;
-    the ``ad_effect_*`` fields are then unused."""
+    persuadable user (by the existing flag, brand-intent signal, shopping and social
+    activity) with the effects below; the ``ad_effect_*`` fields are then unused."""
     persuadable_effect: float = 1.2
     """Typology only: logit-scale effect of the ad on persuadable users."""
     do_not_disturb_effect: float = -1.0
