@@ -273,3 +273,70 @@ def test_uplift_model_does_not_beat_response_model_on_the_homogeneous_world() ->
     """Default ("segment") effects: ranking by P(buy) is (nearly) ranking by uplift."""
     point, low, high = _uplift_vs_response(0, ad_effect_model="segment")
     assert low <= 0.0, (point, low, high)
+
+
+# --- the experiment: --treatment adds uplift models and report.json's uplift block --------------
+
+
+def _small_experiment_config(**changes: object):
+    from fedads import ExperimentConfig, FederationSettings, ProtocolConfig
+
+    return ExperimentConfig(
+        world=WorldConfig(
+            n_users=3000,
+            seed=0,
+            ad_effect_model="typology",
+            holdout_share=0.5,
+            base_conversion_rate=0.2,
+        ),  # fmt: skip
+        federation=FederationSettings(
+            protocol=ProtocolConfig(
+                mode="efficient", batch_size=256, chunk_batches=8, epochs=2, seed=0
+            )  # fmt: skip
+        ),
+        backend="inprocess",
+        references=("ecommerce_only",),
+        n_bootstrap=50,
+        treatment=TREATMENT,
+        **changes,
+    )
+
+
+def test_experiment_with_treatment_reports_uplift_for_every_model(tmp_path) -> None:
+    import json
+
+    from fedads import Experiment
+
+    result = Experiment.from_world(_small_experiment_config()).run(tmp_path / "r", verbose=False)
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    models = {"federated", "ecommerce_only", "uplift_ecommerce", "uplift_federated"}
+    assert set(report["uplift"]) == models
+    for model in models:
+        entry = report["uplift"][model]
+        assert isinstance(entry["qini_auc"], float) and isinstance(entry["uplift_auc"], float)
+        assert entry["true_incremental_at_k"] is not None
+    assert (tmp_path / "r" / "qini_all.png").is_file()
+    assert "## Uplift" in (tmp_path / "r" / "report.md").read_text()
+    assert {"uplift_ecommerce", "uplift_federated"} <= set(result.scores.columns)
+    # Same seed, same numbers.
+    again = Experiment.from_world(_small_experiment_config()).run(verbose=False)
+    assert again.uplift.report_block() == result.uplift.report_block()
+
+
+def test_treatment_column_is_not_a_feature_and_control_values_work(tmp_path) -> None:
+    from fedads.models.uplift import take_treatment
+    from fedads.tables import load_party_table
+
+    world = generate_world(n_users=300, seed=0, holdout_share=0.5)
+    frame = world.ecommerce.assign(arm=np.where(world.ecommerce[TREATMENT] == 1, "ad", "holdout"))
+    frame = frame.drop(columns=[TREATMENT])
+    table = load_party_table(frame, party="ecommerce", key="key", label=LABEL,
+                             existing="is_existing_customer")  # fmt: skip
+    assert "arm" in table.feature_columns  # what load_party_table does with any column
+    stripped, flags = take_treatment(table, "arm", "holdout")
+    assert "arm" not in stripped.frame.columns and "arm" not in stripped.feature_columns
+    assert flags.tolist() == (frame["arm"] == "ad").astype(int).tolist()
+    with pytest.raises(InputError, match="not in the ecommerce table"):
+        take_treatment(table, "nope")
+    with pytest.raises(InputError, match="label"):
+        take_treatment(table, LABEL)

@@ -18,11 +18,15 @@ two-model baseline has no such restriction.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
 from fedads._validation import fail
+from fedads.eval.uplift import treatment_flags
 from fedads.models.baselines import _gbdt_design
 from fedads.tables import PartyTable
 
@@ -96,3 +100,58 @@ def two_model_uplift(
             model.fit(x_train[chosen], y[chosen])
             out += sign * model.predict_proba(x_test)[:, 1]
     return out
+
+
+def take_treatment(
+    table: PartyTable,
+    column: str,
+    control: object = None,
+    *,
+    frame: pd.DataFrame | None = None,
+) -> tuple[PartyTable, np.ndarray]:
+    """Split the label party's treatment column off its table.
+
+    Args:
+        table: the e-commerce table (which may hold ``column`` as a feature, as
+            :func:`fedads.tables.load_party_table` types every other column as one).
+        column: the treatment column.
+        control: the value marking control users (None: the column is 0/1, 0 = control).
+        frame: where to read ``column`` instead (e.g. ``World.ecommerce``, whose party table
+            leaves the flag out), matched to ``table`` by its key column.
+
+    Returns:
+        ``(table without the column, int8 [n_rows] flags, 1 = treated)``. The flag is never a
+        feature of any model and never leaves the label party.
+    """
+    where = f"treatment column {column!r}"
+    if column in (table.key, table.label_column, table.existing_column):
+        raise fail(where, "is the key, label or existing-customer column",
+                   "give the column that says who was shown the ad")  # fmt: skip
+    if frame is not None and column in frame.columns and column not in table.frame.columns:
+        key = table.key if table.key in frame.columns else "key"
+        values = frame.set_index(key)[column].reindex(table.keys()).to_numpy()
+    elif column in table.frame.columns:
+        values = table.frame[column].to_numpy()
+    else:
+        raise fail(where, f"is not in the {table.party} table {table.source}",
+                   "give a column of the e-commerce (label party's) table")  # fmt: skip
+    flags = treatment_flags(values, control, where=where)
+    if column not in table.frame.columns:
+        return table, flags
+    stripped = dataclasses.replace(
+        table,
+        frame=table.frame.drop(columns=[column]),
+        numeric_columns=tuple(c for c in table.numeric_columns if c != column),
+        categorical_columns=tuple(c for c in table.categorical_columns if c != column),
+    )
+    if not stripped.feature_columns:
+        raise fail(where, "was the table's only feature", "add feature columns")
+    return stripped, flags
+
+
+def with_label(table: PartyTable, label: np.ndarray) -> PartyTable:
+    """The label party's table with its label column replaced by ``label`` (``[n_rows]`` 0/1),
+    e.g. the class-transformed target; its own computation, nothing crosses."""
+    frame = table.frame.copy()
+    frame[table.label_column] = np.asarray(label).astype(np.int8)
+    return dataclasses.replace(table, frame=frame)
