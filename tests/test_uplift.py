@@ -340,3 +340,26 @@ def test_treatment_column_is_not_a_feature_and_control_values_work(tmp_path) -> 
         take_treatment(table, "nope")
     with pytest.raises(InputError, match="label"):
         take_treatment(table, LABEL)
+
+
+def test_cli_run_with_treatment_and_control_value(tmp_path, capsys) -> None:
+    import json
+
+    from fedads.cli import main
+
+    world = generate_world(n_users=2000, seed=1, ad_effect_model="typology", holdout_share=0.5,
+                           base_conversion_rate=0.2)  # fmt: skip
+    paths = world.write(tmp_path / "w")
+    shop = pd.read_csv(paths["ecommerce"])
+    shop["arm"] = np.where(shop.pop(TREATMENT) == 1, "ad", "holdout")
+    shop.to_csv(tmp_path / "shop.csv", index=False)
+    code = main([
+        "run", "--social", str(paths["social"]), "--ecommerce", str(tmp_path / "shop.csv"),
+        "--key", "key", "--treatment", "arm", "--control", "holdout", "--backend", "inprocess",
+        "--epochs", "1", "--out", str(tmp_path / "out"), "-q",
+    ])  # fmt: skip
+    assert code == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    for model in ("federated", "ecommerce_only", "uplift_ecommerce", "uplift_federated"):
+        assert set(report["uplift"][model]) >= {"qini_auc", "uplift_auc"}
+    assert "Qini AUC" in capsys.readouterr().out
