@@ -17,8 +17,13 @@ intervals per seed; across seeds :func:`fedads.combine_seeds`).
 
     python benchmarks/campaign.py --users 30000 --seeds 5
     python benchmarks/campaign.py --users 30000 --seeds 5 --unaligned-labels
+    python benchmarks/campaign.py --users 30000 --seeds 5 --unaligned-training
 
-Writes ``benchmarks/results/campaign_<users>[_unaligned_labels].json``.
+Writes ``benchmarks/results/campaign_<users>[_unaligned_labels|_unaligned_training].json``.
+``--unaligned-training`` (issue 15 item 1) runs every seed twice, with and without
+``FederationSettings(unaligned_training=True)`` (the label party also trains on its unaligned
+training users), and adds the paired per-seed differences (``delta``: with minus without;
+t-interval over seeds).
 """
 
 from __future__ import annotations
@@ -51,7 +56,9 @@ BUDGETS = (0.10, 0.20)
 _Z95 = 1.959963984540054
 
 
-def config(n_users: int, seed: int, n_bootstrap: int, labels: bool = False) -> ExperimentConfig:
+def config(
+    n_users: int, seed: int, n_bootstrap: int, labels: bool = False, unaligned: bool = False
+) -> ExperimentConfig:
     return ExperimentConfig(
         world=WorldConfig(n_users=n_users, seed=seed),
         federation=FederationSettings(
@@ -59,6 +66,7 @@ def config(n_users: int, seed: int, n_bootstrap: int, labels: bool = False) -> E
                 mode="efficient", batch_size=512, chunk_batches=8, epochs=5, seed=seed
             ),
             split_seed=seed,
+            unaligned_training=unaligned,
             verbose=False,
         ),
         backend="inprocess",
@@ -75,11 +83,13 @@ def _interval(row: Any) -> dict[str, Any]:
     return {"point": row.point, "ci95": [row.ci_low, row.ci_high]}
 
 
-def one_seed(n_users: int, seed: int, n_bootstrap: int, labels: bool = False) -> dict[str, Any]:
+def one_seed(
+    n_users: int, seed: int, n_bootstrap: int, labels: bool = False, unaligned: bool = False
+) -> dict[str, Any]:
     clock = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FedadsWarning)
-        result = Experiment.from_world(config(n_users, seed, n_bootstrap, labels)).run(
+        result = Experiment.from_world(config(n_users, seed, n_bootstrap, labels, unaligned)).run(
             verbose=False, alignment="clear"
         )
     ev, campaign = result.evaluation, result.campaign
@@ -109,6 +119,56 @@ def one_seed(n_users: int, seed: int, n_bootstrap: int, labels: bool = False) ->
     return out
 
 
+def _values(run: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+    """One run's quantities (lift points, AUC differences) and their within-seed SEs."""
+    values, ses = {}, {}
+    for key, entry in run.items():
+        if isinstance(entry, dict) and "point" in entry:
+            values[key] = entry["point"]
+            low, high = entry["ci95"]
+            ses[key] = (high - low) / (2 * _Z95)
+    for name in ("auc", "auc_new"):
+        share = run["kept_share"][name]
+        values[f"kept_share.{name}"] = float("nan") if share is None else share
+        # The ratio is unstable when the federated gain is near 0: the differences too.
+        auc = run["kept_share"].get(f"{name}_values", {})
+        if auc:
+            values[f"{name}_gain.federated_minus_ecommerce_only"] = (
+                auc["federated"] - auc["ecommerce_only"]
+            )
+            values[f"{name}_gain.local_serving_minus_ecommerce_only"] = (
+                auc["local_serving"] - auc["ecommerce_only"]
+            )
+    strata = run["auc_by_stratum"]
+    values["auc.unaligned.local_serving_minus_ecommerce_gbdt"] = (
+        strata["unaligned"]["local_serving"] - strata["unaligned"]["ecommerce_gbdt"]
+    )
+    values["auc.aligned.federated_minus_ecommerce_gbdt"] = (
+        strata["aligned"]["federated"] - strata["aligned"]["ecommerce_gbdt"]
+    )
+    values["auc.aligned.federated"] = run["aligned_auc"]["federated"]
+    values["auc.unaligned.local_serving"] = strata["unaligned"]["local_serving"]
+    return values, ses
+
+
+def _summary(runs: list[dict[str, Any]], paired: list[dict[str, Any]] | None = None) -> Any:
+    """combine_seeds over the runs; with ``paired``: over the per-seed differences
+    (runs minus paired, t-interval over seeds: no within-seed SE of a difference is known)."""
+    per_seed: dict[int, dict[str, float]] = {}
+    within: dict[int, dict[str, float]] = {}
+    for i, run in enumerate(runs):
+        values, ses = _values(run)
+        if paired is not None:
+            other, _ = _values(paired[i])
+            values = {k: v - other[k] for k, v in values.items() if k in other}
+        per_seed[run["seed"]], within[run["seed"]] = values, ses
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FedadsWarning)
+        if paired is not None:
+            return combine_seeds(per_seed).to_dict()["summary"]
+        return combine_seeds(per_seed, within_se=within).to_dict()["summary"]
+
+
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=30_000)
@@ -120,46 +180,24 @@ def main(argv: Iterable[str] | None = None) -> int:
         action="store_true",
         help="the local model also fits the unaligned training users' labels",
     )
+    parser.add_argument(
+        "--unaligned-training",
+        action="store_true",
+        help="each seed with and without the federated model training on the unaligned users",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     suffix = "_unaligned_labels" if args.unaligned_labels else ""
+    suffix += "_unaligned_training" if args.unaligned_training else ""
     out_path = args.out or RESULTS / f"campaign_{args.users}{suffix}.json"
     torch.set_num_threads(1)
-    runs = []
+    runs, without = [], []
     for seed in range(args.seeds):
-        runs.append(one_seed(args.users, seed, args.bootstrap, args.unaligned_labels))
+        labels = args.unaligned_labels
+        runs.append(one_seed(args.users, seed, args.bootstrap, labels, args.unaligned_training))
         print(json.dumps(runs[-1]), flush=True)
-    per_seed: dict[int, dict[str, float]] = {}
-    within: dict[int, dict[str, float]] = {}
-    for run in runs:
-        values, ses = {}, {}
-        for key, entry in run.items():
-            if isinstance(entry, dict) and "point" in entry:
-                values[key] = entry["point"]
-                low, high = entry["ci95"]
-                ses[key] = (high - low) / (2 * _Z95)
-        for name in ("auc", "auc_new"):
-            share = run["kept_share"][name]
-            values[f"kept_share.{name}"] = float("nan") if share is None else share
-            # The ratio is unstable when the federated gain is near 0: the differences too.
-            auc = run["kept_share"].get(f"{name}_values", {})
-            if auc:
-                values[f"{name}_gain.federated_minus_ecommerce_only"] = (
-                    auc["federated"] - auc["ecommerce_only"]
-                )
-                values[f"{name}_gain.local_serving_minus_ecommerce_only"] = (
-                    auc["local_serving"] - auc["ecommerce_only"]
-                )
-        strata = run["auc_by_stratum"]
-        values["auc.unaligned.local_serving_minus_ecommerce_gbdt"] = (
-            strata["unaligned"]["local_serving"] - strata["unaligned"]["ecommerce_gbdt"]
-        )
-        values["auc.aligned.federated_minus_ecommerce_gbdt"] = (
-            strata["aligned"]["federated"] - strata["aligned"]["ecommerce_gbdt"]
-        )
-        per_seed[run["seed"]], within[run["seed"]] = values, ses
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FedadsWarning)
-        summary = combine_seeds(per_seed, within_se=within)
+        if args.unaligned_training:
+            without.append(one_seed(args.users, seed, args.bootstrap, labels, False))
+            print(json.dumps(without[-1]), flush=True)
     document = {
         "what": "campaign lift (all held-out e-commerce users, federated system vs "
         "ecommerce_gbdt on all other e-commerce users) vs aligned-only lift, and the local "
@@ -167,10 +205,15 @@ def main(argv: Iterable[str] | None = None) -> int:
         "10% and 20% budgets; recipe: efficient, batch 512, 8 batches per message, 5 epochs",
         "size": {"n_users": args.users, "seeds": args.seeds, "n_bootstrap": args.bootstrap},
         "local_serving_labels": args.unaligned_labels,
-        "summary": summary.to_dict()["summary"],
+        "unaligned_training": args.unaligned_training,
+        "summary": _summary(runs),
         "runs": runs,
         "machine": machine(),
     }
+    if args.unaligned_training:
+        document["summary_without"] = _summary(without)
+        document["delta"] = _summary(runs, paired=without)
+        document["runs_without"] = without
     write_json(out_path, document)
     print(f"wrote {out_path}")
     return 0

@@ -17,13 +17,15 @@ variances).
 
     python benchmarks/claim_readings.py --users 20000 --seeds 5
 
-Writes ``benchmarks/results/claim_readings_<users>.json``. This is not the full claim benchmark
+Writes ``benchmarks/results/claim_readings_<users>.json`` (and, seed by seed, ``.seeds.jsonl``
+beside it: a re-run of the same size resumes from it). This is not the full claim benchmark
 (``benchmarks/lift_claim.py``); its size is in the file and must be quoted with its numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -93,7 +95,20 @@ def main(argv: Iterable[str] | None = None) -> int:
     out = args.out or RESULTS / f"claim_readings_{args.users}.json"
     started = time.time()
     points, ses, runs = {}, {}, []
+    # Each finished seed is appended to a log beside the result; a re-run with the same size
+    # keeps the seeds already there (a long run can be stopped and resumed).
+    log = out.with_suffix(".seeds.jsonl")
+    size = {"n_users": args.users, "n_bootstrap": args.bootstrap}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            row = json.loads(line)
+            if row["size"] == size and row["run"]["seed"] < args.seeds:
+                seed = row["run"]["seed"]
+                points[seed], ses[seed] = row["points"], row["ses"]
+                runs.append(row["run"])
     for seed in range(args.seeds):
+        if seed in points:
+            continue
         clock = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FedadsWarning)
@@ -107,6 +122,10 @@ def main(argv: Iterable[str] | None = None) -> int:
         runs.append({"seed": seed, "seconds": round(time.perf_counter() - clock, 1),
                      "strongest_ecommerce": evaluation.strongest_baseline, "auc": aucs,
                      "counts": counts})  # fmt: skip
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as handle:
+            record = {"size": size, "points": points[seed], "ses": ses[seed], "run": runs[-1]}
+            handle.write(json.dumps(record) + "\n")
         p = {k.removesuffix(".prospecting.0.1"): v for k, v in points[seed].items()}
         print(
             f"seed {seed}: {runs[-1]['seconds']} s; strongest {evaluation.strongest_baseline}; "
@@ -125,7 +144,7 @@ def main(argv: Iterable[str] | None = None) -> int:
                  "backend": "inprocess", "budgets": list(BUDGETS)},
         "interval": "mean of per-seed lifts +/- t * sqrt(max(between SD^2, within SE^2) / s)",
         "summary": table,
-        "runs": runs,
+        "runs": sorted(runs, key=lambda run: run["seed"]),
         "wall_seconds": round(time.time() - started, 1),
         "machine": machine(),
     }

@@ -165,6 +165,10 @@ def run_setting(
         "auc_federated": head.get("auc.federated"),
         "auc_ecommerce_only": head.get("auc.ecommerce_only"),
         "lift_prospecting": head.get(f"lift.{POOL}"),
+        # Expected counts (sum of the true conversion probabilities of the selected new
+        # customers, read from the truth table after scoring): the primary measure on synthetic
+        # worlds (issue #14), far less noisy than one campaign's realized conversions.
+        "expected_lift_prospecting": head.get(f"expected_lift.{POOL}"),
         # The whole in-process federated run (party setup, alignment reuse, fit, scoring).
         "train_seconds": float(run.elapsed_s),
         "epoch_seconds": np.asarray(run.values["epoch_seconds"], dtype=float).tolist(),
@@ -188,9 +192,22 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for (defense, strength), rows in groups.items():
         paired = [r for r in rows if r["seed"] in base]
         auc_cost = mean([base[r["seed"]]["auc_federated"] - r["auc_federated"] for r in paired])
-        base_lift = mean([base[r["seed"]]["lift_prospecting"] for r in paired])
         lift = mean([r["lift_prospecting"] for r in rows])
-        lift_kept = None if base_lift in (None, 0) or lift is None else lift / base_lift
+        expected = mean([r.get("expected_lift_prospecting") for r in rows])
+        # The share of the undefended lift kept, on expected counts where the runs have them.
+        kept_key = (
+            "expected_lift_prospecting"
+            if all(r.get("expected_lift_prospecting") is not None for r in paired)
+            else "lift_prospecting"
+        )
+        base_lift = mean([base[r["seed"]][kept_key] for r in paired])
+        kept_lift = mean([r[kept_key] for r in paired])
+        # Undefined without an undefended lift to keep (a ratio of two losses means nothing).
+        lift_kept = (
+            None
+            if base_lift is None or base_lift <= 0 or kept_lift is None
+            else kept_lift / base_lift
+        )
         worst = mean([r["worst_leak_auc"] for r in rows])
         worst_max = max(r["worst_leak_auc"] for r in rows)
         eps = rows[0]["epsilon"]
@@ -208,7 +225,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 "auc_federated": mean([r["auc_federated"] for r in rows]),
                 "auc_cost": auc_cost,
                 "lift_prospecting": lift,
+                "expected_lift_prospecting": expected,
                 "lift_kept_share": lift_kept,
+                "lift_kept_measure": kept_key,
                 "train_seconds": mean([r["train_seconds"] for r in rows]),
                 "attack_share_of_training": mean(
                     [
@@ -247,23 +266,61 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     by_defense: dict[str, list[dict[str, Any]]] = {}
     for s in summary["settings"]:
         by_defense.setdefault(s["defense"], []).append(s)
+    # Expected-count lifts where the runs have them (the primary measure on synthetic worlds).
+    key = (
+        "expected_lift_prospecting"
+        if all(s.get("expected_lift_prospecting") is not None for s in summary["settings"])
+        else "lift_prospecting"
+    )
     for defense, rows in by_defense.items():
         rows = sorted(rows, key=lambda s: s["worst_leak_auc"] or 0)
         ax.plot(
-            [s["lift_prospecting"] for s in rows],
+            [s[key] for s in rows],
             [s["worst_leak_auc"] for s in rows],
             marker="o" if defense != "none" else "*",
             markersize=6 if defense != "none" else 14,
             label=defense if defense != "none" else "none (undefended)",
         )
     ax.axhline(LEAK_TARGET, color="grey", linestyle="--", linewidth=1)
-    ax.set_xlabel(f"new-customer lift over ecommerce_only ({POOL}, {BUDGET:.0%} budget)")
+    counts = "expected" if key.startswith("expected") else "realized"
+    ax.set_xlabel(
+        f"new-customer lift over ecommerce_only ({POOL}, {BUDGET:.0%} budget, {counts} counts)"
+    )
     ax.set_ylabel("worst label-leak AUC (attacks x observers)")
     ax.set_title("Label privacy vs lift (mean over seeds)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    """The docs' frontier table (docs/privacy.md), one row per setting, from a summary."""
+
+    def number(value: float | None, digits: int) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    def percent(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:+.1f}%"
+
+    lines = [
+        "| defense | strength | epsilon | worst leak AUC (mean / max over seeds) | norm | direction"
+        " | spectral | held-out AUC | AUC cost | lift kept | prospecting lift (expected)"
+        " | (realized) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summary["settings"]:
+        leak = s["leak_auc"]
+        name = "none (undefended)" if s["defense"] == "none" else s["defense"]
+        lines.append(
+            f"| {name} | {s['strength']:g} | {number(s['epsilon'], 1)} "
+            f"| {s['worst_leak_auc']:.3f} / {s['worst_leak_auc_max_over_seeds']:.3f} "
+            f"| {leak['social.norm']:.3f} | {leak['social.direction']:.3f} "
+            f"| {leak['social.spectral']:.3f} | {number(s['auc_federated'], 4)} "
+            f"| {number(s['auc_cost'], 4)} | {number(s['lift_kept_share'], 2)} "
+            f"| {percent(s.get('expected_lift_prospecting'))} | {percent(s['lift_prospecting'])} |"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -329,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / f"{args.name}.json").write_text(json.dumps(document, indent=1, default=float) + "\n")
     plot(summary, out / f"{args.name}.png")
     print(json.dumps({"default": summary["default"], "goal_met": summary["goal_met"]}, indent=1))
+    print(markdown_table(summary))
     return 0
 
 

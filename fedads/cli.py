@@ -15,6 +15,11 @@ Exit codes (one rule, README "Exit codes"): 0 success, 2 bad input (one line
 a path the user can fix (permission, missing folder), 1 otherwise (disk full). Report folders are
 written atomically (:func:`fedads.report.write_report`), so an interrupted run leaves no partial
 report. Not covered here: stopping Flower's engine processes on an interrupt (issue #17).
+
+Resume: ``run`` and ``demo`` keep their per-epoch state in the sibling folder ``OUT.resume``
+(:func:`resume_dir_for`) while they run; an interrupted or failed run leaves it and says so in
+its last line, ``--resume`` continues that run after its last completed epoch (refused, exit 2,
+with other tables or options), and a completed run removes it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import json
 import math
 import os
 import signal
@@ -73,15 +79,43 @@ def _on_signal(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _interrupted_exit() -> int | None:
+def _interrupted_exit(hint: str = "") -> int | None:
     """Exit code and one line for a signal received during the run (None: no signal)."""
     if not _RECEIVED:
         return None
     if _RECEIVED[0] == signal.SIGTERM:
-        print("fedads: terminated (SIGTERM)", file=sys.stderr)
+        print(f"fedads: terminated (SIGTERM){hint}", file=sys.stderr)
         return EXIT_SIGTERM
-    print("fedads: interrupted (SIGINT)", file=sys.stderr)
+    print(f"fedads: interrupted (SIGINT){hint}", file=sys.stderr)
     return EXIT_SIGINT
+
+
+RESUME_SUFFIX = ".resume"
+
+
+def resume_dir_for(out: str | Path) -> Path:
+    """Where ``fedads run/demo --out OUT`` keeps its resume state: the sibling ``OUT.resume``
+    (kept after an interrupt or a failure, removed once the report is written)."""
+    out = Path(os.path.abspath(out))
+    return out.with_name(out.name + RESUME_SUFFIX)
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """``; ...--resume...`` when an interrupted ``run`` / ``demo`` left state to resume from."""
+    if getattr(args, "command", None) not in ("run", "demo"):
+        return ""
+    state = resume_dir_for(args.out)
+    try:  # the coordinator's manifest (fedads.protocol.resume), read without importing torch
+        manifest = json.loads((state / "coordinator" / "manifest.json").read_text())
+        if not isinstance(manifest, dict):
+            return ""
+    except (OSError, ValueError):
+        return ""
+    epochs = manifest.get("settings", {}).get("protocol-epochs", "?")
+    return (
+        f"; rerun the same command with --resume to continue after epoch "
+        f"{manifest.get('epoch', 0)}/{epochs} (state kept in {str(state)!r})"
+    )
 
 
 def os_error_exit(exc: OSError) -> tuple[int, str]:
@@ -169,6 +203,7 @@ def _print_summary(result, out_dir: Path | None) -> None:  # noqa: ANN001
             f"  {pool:<12} {_pct(lift.point):>9}   CI [{_pct(lift.ci_low)}, {_pct(lift.ci_high)}]"
             f"   ({lift.model_count} vs {lift.baseline_count} new-customer conversions)"
         )
+    _print_campaign(result)
     if out_dir is not None:
         print(f"\nreport: {out_dir / 'report.md'}  (also report.json, scores.csv, plots)")
 
@@ -189,8 +224,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         timeout_s=args.timeout,
     )
+    config = _with_campaign(config, args)
     out_dir = Path(args.out)
-    result = Experiment.from_world(config).run(out_dir, verbose=not args.quiet)
+    result = Experiment.from_world(config).run(
+        out_dir, verbose=not args.quiet, resume_dir=resume_dir_for(out_dir), resume=args.resume
+    )
     _print_summary(result, out_dir)
     return 0
 
@@ -243,8 +281,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         treatment=args.treatment,
         control=args.control,
     )
+    config = _with_campaign(config, args)
     out_dir = Path(args.out)
-    result = Experiment.from_tables(social, ecommerce, config).run(out_dir, verbose=not args.quiet)
+    result = Experiment.from_tables(social, ecommerce, config).run(
+        out_dir, verbose=not args.quiet, resume_dir=resume_dir_for(out_dir), resume=args.resume
+    )
     print(
         f"\nusers not aligned (present in one table only, not scored by the federated model): "
         f"social {result.data_summary['social_not_aligned']:,}, "
@@ -285,6 +326,46 @@ def _add_defense_flags(command: argparse.ArgumentParser) -> None:
         help="the defense's one parameter (label-dp: epsilon; gaussian: noise multiplier; "
         "marvell: power budget s; max-norm: variance multiplier)",
     )
+
+
+#: ``run`` and ``demo``'s on/off switches, with their help.
+RUN_SWITCHES = {
+    "--resume": "continue the interrupted run with the same --out after its last completed epoch "
+    "(its state is kept in OUT.resume; same tables and options required; no PSI)",
+    "--campaign": "also evaluate the whole campaign: every held-out e-commerce user, aligned or "
+    "not, the users without a social account scored by a local model distilled from the "
+    "federated one (docs/evaluation.md, 'Campaign view')",
+}
+
+
+def _add_run_switches(command: argparse.ArgumentParser) -> None:
+    for flag, help_text in RUN_SWITCHES.items():
+        command.add_argument(flag, action="store_true", help=help_text)
+
+
+def _with_campaign(config, args: argparse.Namespace):  # noqa: ANN001, ANN202 - lazy imports
+    """``--campaign``: ``ExperimentConfig(campaign=True)``."""
+    return config.replace(campaign=True) if getattr(args, "campaign", False) else config
+
+
+def _print_campaign(result) -> None:  # noqa: ANN001
+    if getattr(result, "campaign", None) is None:
+        return
+    block = result.campaign.block
+    print(
+        f"\ncampaign view: {block['test_users']:,} held-out e-commerce users "
+        f"({block['aligned_test_users']:,} aligned); lift of the federated system over "
+        f"{block['baseline']} at budget {block['budget']:.0%} (paired bootstrap 95% CI):"
+    )
+    for pool in ("all", "prospecting"):
+        entry = block["lift"].get(pool)
+        if entry is None:
+            continue
+        low, high = entry["ci95"]
+        print(f"  {pool:<12} {_pct(entry['point']):>9}   CI [{_pct(low)}, {_pct(high)}]")
+    fallback = block.get("serving", {}).get("fallback_users", 0)
+    if fallback:
+        print(f"  {fallback:,} aligned users scored by the local model (social party down)")
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
@@ -343,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     _add_defense_flags(demo)
+    _add_run_switches(demo)
     demo.set_defaults(handler=_cmd_demo)
 
     run = sub.add_parser("run", help="bring-your-own party tables (CSV or Parquet)")
@@ -387,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-q", "--quiet", action="store_true")
     _add_defense_flags(run)
+    _add_run_switches(run)
     run.set_defaults(handler=_cmd_run)
 
     world = sub.add_parser("world", help="write a synthetic world's party tables")
@@ -442,29 +525,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                 warnings.simplefilter("ignore")
             return int(args.handler(args) or 0)
     except InputError as exc:
-        interrupted = _interrupted_exit()
+        interrupted = _interrupted_exit(_resume_hint(args))
         if interrupted is not None:
             return interrupted
         print(f"fedads: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except FedadsError as exc:
-        interrupted = _interrupted_exit()
+        interrupted = _interrupted_exit(_resume_hint(args))
         if interrupted is not None:
             return interrupted
-        print(f"fedads: failed: {exc}", file=sys.stderr)
+        print(f"fedads: failed: {exc}{_resume_hint(args)}", file=sys.stderr)
         return EXIT_FAILURE
     except OSError as exc:
-        interrupted = _interrupted_exit()
+        interrupted = _interrupted_exit(_resume_hint(args))
         if interrupted is not None:
             return interrupted
         code, line = os_error_exit(exc)
         print(line, file=sys.stderr)
         return code
     except KeyboardInterrupt:
-        print("fedads: interrupted (SIGINT)", file=sys.stderr)
+        print(f"fedads: interrupted (SIGINT){_resume_hint(args)}", file=sys.stderr)
         return EXIT_SIGINT
     except Terminated:
-        print("fedads: terminated (SIGTERM)", file=sys.stderr)
+        print(f"fedads: terminated (SIGTERM){_resume_hint(args)}", file=sys.stderr)
         return EXIT_SIGTERM
     finally:
         _RECEIVED.clear()

@@ -24,6 +24,7 @@ import torch
 from fedads._progress import SILENT, Progress
 from fedads._threads import compute_threads
 from fedads._validation import check_choice, check_in_range, check_positive_int, fail
+from fedads.errors import FedadsWarning
 from fedads.eval import EvalData, Evaluation, LiftUndefinedWarning, evaluate
 from fedads.eval.campaign import CampaignSplit, campaign_block, campaign_split, combine_scores
 from fedads.federation import BACKENDS, FederatedRun, FederationSettings, run_federated
@@ -43,6 +44,8 @@ DEFAULT_REFERENCES: tuple[str, ...] = (*REFERENCE_MODELS, "ecommerce_gbdt")
 """Trained by default: the matched references and the practitioner gradient boosting
 (``ecommerce_net`` and ``social_gbdt`` of :mod:`fedads.models.baselines` on request)."""
 _WHERE = "ExperimentConfig"
+SERVING_FALLBACKS: tuple[str, ...] = ("local", "error")
+"""``ExperimentConfig.serving_fallback``: serve with the local model, or fail the run."""
 
 
 @dataclass(frozen=True)
@@ -69,11 +72,18 @@ class ExperimentConfig:
             (:mod:`fedads.serving`, reported as ``local_serving``), and every held-out
             e-commerce user, aligned or not, is ranked in one budget against an e-commerce-only
             gradient boosting trained on all other e-commerce users (``report.json``'s
-            ``campaign`` block). Off by default: it adds a scoring pass and two fits.
+            ``campaign`` block). Off by default (docs/evaluation.md, "Should campaign be on by
+            default?"): about 60% more CPU, and the label party then receives the final social
+            embeddings of every aligned training user, not only of the held-out ones.
         local_serving_labels: with ``campaign``, the local serving model also fits the
             e-commerce training users outside the intersection on their own labels (soft
             targets where the federated model scored, labels elsewhere); default: distilled on
             the aligned training users only.
+        serving_fallback: with ``campaign``, what happens when the social party fails while
+            the held-out users are scored (after training): ``"local"`` (default) serves the
+            users it left unscored with the local serving model, warns (:class:`FedadsWarning`)
+            and lists them in the report (``campaign.serving``); ``"error"`` fails the run.
+            Without ``campaign`` there is no local model and such a failure always fails.
         treatment: the e-commerce table's column saying who was shown the ad in a randomized
             campaign (synthetic worlds: ``"treated"``, with ``WorldConfig.holdout_share > 0``).
             Adds the uplift models and the uplift evaluation of every model
@@ -94,6 +104,7 @@ class ExperimentConfig:
     eval_seed: int = 0
     campaign: bool = False
     local_serving_labels: bool = False
+    serving_fallback: str = "local"
     treatment: str | None = None
     control: str | int | float | None = None
     uplift_federated: bool = True
@@ -101,6 +112,7 @@ class ExperimentConfig:
     def validate(self) -> ExperimentConfig:
         self.federation.validate()
         check_choice(_WHERE, "backend", self.backend, BACKENDS)
+        check_choice(_WHERE, "serving_fallback", self.serving_fallback, SERVING_FALLBACKS)
         for name in self.references:
             check_choice(_WHERE, "references", name, (*REFERENCE_MODELS, *PRACTITIONER_MODELS))
         for budget in (*self.budgets, self.headline_budget):
@@ -194,11 +206,18 @@ class Experiment:
         *,
         verbose: bool = True,
         alignment: Any = None,
+        resume_dir: str | Path | None = None,
+        resume: bool = False,
     ) -> ExperimentResult:
         """Run everything; write the report to ``out_dir`` when given.
 
         ``alignment``: ``None`` runs the PSI; an earlier result over the same tables, or
         ``"clear"`` in a simulation, skips it (see :func:`fedads.federation.run_federated`).
+
+        ``resume_dir``: make the federated training resumable: the parties' and the
+        coordinator's per-epoch state is kept there while the run lasts and removed once it
+        completed; ``resume=True`` continues the interrupted run whose state is there
+        (``run_federated``, docs/protocol.md "Resuming").
 
         Training and scoring in this process use one torch / OpenMP / BLAS thread, as a Flower
         party in the simulation engine does; ``FEDADS_THREADS=N`` in the environment sets
@@ -210,7 +229,15 @@ class Experiment:
         # One torch / OpenMP thread while training and scoring, restored on return
         # (fedads._threads: FEDADS_THREADS; the numbers do not depend on it).
         with compute_threads():
-            return self._run(config, out_dir, verbose=verbose, alignment=alignment)
+            result = self._run(
+                config, out_dir, verbose=verbose, alignment=alignment,
+                resume=(resume_dir, resume),
+            )  # fmt: skip
+        if resume_dir is not None:  # completed: nothing left to resume
+            import shutil
+
+            shutil.rmtree(resume_dir, ignore_errors=True)
+        return result
 
     def _run(
         self,
@@ -219,6 +246,7 @@ class Experiment:
         *,
         verbose: bool,
         alignment: Any,
+        resume: tuple[str | Path | None, bool] = (None, False),
     ) -> ExperimentResult:
         if out_dir is not None:
             from fedads.report.writer import check_out_dir
@@ -252,6 +280,9 @@ class Experiment:
             progress=progress,
             alignment=alignment,
             score_train=config.campaign,
+            resume_dir=resume[0],
+            resume=resume[1],
+            serve_fallback=config.campaign and config.serving_fallback == "local",
         )
         train = np.asarray(run.values["train_positions"], dtype=np.int64)
         test = np.asarray(run.values["test_positions"], dtype=np.int64)
@@ -290,6 +321,10 @@ class Experiment:
                 settings.protocol, label_rows=label_rows, progress=progress,
             )  # fmt: skip
             scores[LOCAL_SERVING] = local_model.predict_proba(ecommerce, run.ecommerce_rows[test])
+            # Serving without the social party: the users it left unscored get the local score.
+            scores["federated"] = served_scores(
+                scores["federated"], scores[LOCAL_SERVING], run, ecommerce, progress
+            )
         progress(
             f"evaluating {len(test)} held-out users ({config.n_bootstrap} bootstrap resamples)"
         )
@@ -415,6 +450,8 @@ def evaluate_campaign(
     )  # fmt: skip
     local = local_model.predict_proba(ecommerce, split.test_rows)
     joint = np.asarray(run.values["scores"], dtype=np.float64)
+    fallback = ~np.isfinite(joint)  # aligned users the social party left unscored
+    joint = np.where(fallback, local[split.aligned], joint)
     scores = {
         "federated": combine_scores(split.aligned, joint, local),
         CAMPAIGN_BASELINE: baseline.scores[CAMPAIGN_BASELINE],
@@ -447,12 +484,51 @@ def evaluate_campaign(
                 f" and fitted on the labels of {local_model.n_labelled} unaligned ones"
                 if local_model.n_labelled
                 else ""
+            )
+            + (
+                "; the federated model also trained on the unaligned training users "
+                "(unaligned_training; compare it with ecommerce_gbdt, which sees them too, "
+                "not with ecommerce_only, which does not)"
+                if settings.unaligned_training
+                else ""
             ),
         ),
     )
+    block["serving"]["fallback"] = config.serving_fallback
+    block["serving"]["fallback_users"] = int(fallback.sum())
+    # Which users the local model served in place of the joint one (their own keys).
+    block["serving"]["fallback_keys"] = [str(k) for k in keys[: split.n_aligned][fallback]]
+    if "scoring_error" in run.values:
+        block["serving"]["scoring_error"] = str(run.values["scoring_error"])
     if aligned is not None:
         block["local_serving_kept_share"] = kept_share(aligned)
     return CampaignResult(evaluation, split, local_model, block)
+
+
+def served_scores(
+    joint: np.ndarray,
+    local: np.ndarray,
+    run: FederatedRun,
+    ecommerce: PartyTable,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """``float64 [n_test]``: the joint model's held-out scores, the local serving model's where
+    the joint model has none (the social party failed while they were scored,
+    ``ExperimentConfig.serving_fallback="local"``); warns once with the count."""
+    joint = np.asarray(joint, dtype=np.float64)
+    fallback = ~np.isfinite(joint)
+    if not fallback.any():
+        return joint
+    message = (
+        f"the social party failed while the held-out users were scored "
+        f"({run.values.get('scoring_error', 'no score')}); the local serving model scored "
+        f"{int(fallback.sum())} of {fallback.size} held-out aligned users in its place "
+        "(report.json campaign.serving lists them)"
+    )
+    warnings.warn(message, FedadsWarning, stacklevel=3)
+    if progress is not None:
+        progress(message)
+    return np.where(fallback, np.asarray(local, dtype=np.float64), joint)
 
 
 def kept_share(evaluation: Evaluation, reference: str = "ecommerce_only") -> dict[str, Any]:

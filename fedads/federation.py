@@ -11,8 +11,10 @@ Everything the job and the factories need travels as a flat Flower run config
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -26,10 +28,12 @@ from fedads._progress import SILENT, Progress
 from fedads._threads import compute_threads
 from fedads._validation import check_choice, check_in_range, check_positive_int, fail
 from fedads.align import DEFAULT_PSI_BACKEND, PSI_BACKENDS, KeyNormalization, coordinate_alignment
+from fedads.errors import PartyError
 from fedads.models import TrainingHistory
 from fedads.privacy.leakage import read_party_outputs
 from fedads.protocol import Coordinator, InProcessTransport, ProtocolConfig
 from fedads.protocol.parties import PartyConfig
+from fedads.protocol.resume import RunCheckpoints, read_manifest
 from fedads.protocol.runtime import (
     ALIGNED_ROWS_FILE,
     SCORES_FILE,
@@ -54,13 +58,29 @@ JOB = "fedads.federation:vfl_job"
 PARTY_FACTORY = "fedads.federation:party_factory"
 REUSE_ALIGNMENT_KEY = "reuse-alignment"
 SCORE_TRAIN_KEY = "score-train"
-"""Run-config key: after the held-out users, the label party also scores the training users
+"""Run-config key: the label party also scores the training users, before the held-out ones
 (into its private output only); a local serving model is distilled from those scores
 (:mod:`fedads.serving`)."""
+SERVE_FALLBACK_KEY = "serve-fallback"
+"""Run-config key: when the social party fails while the held-out users are scored, the job
+ends normally with ``scoring_error`` instead of failing; the users left unscored (NaN in the
+label party's private scores) are served by the local serving model (:mod:`fedads.serving`)."""
+RESUME_DIR_KEY = "resume-dir"
+"""Run-config key: the coordinator's resume folder (its run manifest,
+:mod:`fedads.protocol.resume`); ``""``: the run is not resumable (no per-epoch checkpoints)."""
+RESUME_KEY = "resume"
+"""Run-config flag: continue the run whose manifest is in ``resume-dir`` (no PSI: each party
+reuses its aligned rows; both go back to their state of the manifest's epoch)."""
 #: Run-config keys of the job that are not settings, with their defaults (the Flower app's
 #: ``[tool.flwr.app.config]`` declares them too: ``fedads.flower.config.app_config``).
-JOB_DEFAULTS: dict[str, bool] = {REUSE_ALIGNMENT_KEY: False, SCORE_TRAIN_KEY: False}
-"""Run config flag: the job skips the PSI and each party uses the aligned rows in its own
+JOB_DEFAULTS: dict[str, bool | str] = {
+    REUSE_ALIGNMENT_KEY: False,
+    SCORE_TRAIN_KEY: False,
+    SERVE_FALLBACK_KEY: False,
+    RESUME_DIR_KEY: "",
+    RESUME_KEY: False,
+}
+"""``reuse-alignment``: the job skips the PSI and each party uses the aligned rows in its own
 private folder (``run_federated(alignment=...)``, :class:`fedads.protocol.runtime.AlignedRows`)."""
 RELAY_ATTACK_PREFIX = "relay_attack."
 """Job-result arrays of the relay's label-attack scores (``fedads.privacy.observe``)."""
@@ -98,6 +118,12 @@ class FederationSettings:
         min_query_rows: the label party's query policy: fewest distinct rows a ``score`` /
             ``evaluate`` request may cover (default 256, capped by the rows outside training;
             ``docs/threat-model.md``).
+        unaligned_training: the label party also trains its bottom and top on its own
+            labelled users outside the intersection (less those the campaign view holds out,
+            :func:`fedads.protocol.runtime.split_unaligned`), with a learned "no social
+            account" embedding in place of the social one; nothing about them leaves the party
+            (:class:`fedads.protocol.parties.UnalignedUsers`, docs/evaluation.md). Default
+            False: the intersection only.
         verbose: progress lines from the coordinator.
     """
 
@@ -109,6 +135,7 @@ class FederationSettings:
     psi_backend: str = DEFAULT_PSI_BACKEND
     sealing: bool = True
     min_query_rows: int = 256
+    unaligned_training: bool = False
     verbose: bool = True
 
     def validate(self) -> FederationSettings:
@@ -344,7 +371,12 @@ def party_runtime(
     return PartyRuntime(
         table,
         settings.normalization,
-        party_config=PartyConfig(min_query_rows=settings.min_query_rows),
+        party_config=PartyConfig(
+            min_query_rows=settings.min_query_rows,
+            unaligned_training=settings.unaligned_training,
+            unaligned_test_share=settings.test_share,
+            unaligned_split_seed=settings.split_seed,
+        ),
         out_dir=out_dir,
         psi_backend=settings.psi_backend,
         sealing=keys,
@@ -367,11 +399,26 @@ def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
     held-out scores themselves stay in the label party's private output,
     :data:`~fedads.protocol.runtime.SCORES_FILE`), ``epoch_losses``, ``epoch_seconds``,
     ``epoch_bytes`` float64 ``[epochs]`` (payload bytes per epoch, all links),
-    ``bytes_social_to_ecommerce`` / ``bytes_ecommerce_to_social`` (training, relayed).
+    ``bytes_social_to_ecommerce`` / ``bytes_ecommerce_to_social`` (training, relayed); with
+    :data:`SCORE_TRAIN_KEY` ``n_scored_train``; with :data:`SERVE_FALLBACK_KEY`, after a failure
+    of the social party while the held-out users were scored, ``scoring_error`` (str) and
+    ``n_scored = -1``.
     """
     settings = FederationSettings.from_run_config(dict(run_config))
     progress = Progress(settings.verbose)
-    if bool(run_config.get(REUSE_ALIGNMENT_KEY, False)):
+    checkpoints = None
+    if str(run_config.get(RESUME_DIR_KEY, "") or ""):
+        checkpoints = RunCheckpoints(
+            str(run_config[RESUME_DIR_KEY]),
+            settings.to_run_config(),
+            resume=bool(run_config.get(RESUME_KEY, False)),
+        )
+        if checkpoints.resume:
+            checkpoints.resume_point()  # refuses other settings before any message
+    if checkpoints is not None and checkpoints.resume:
+        progress("resuming an interrupted run: reusing each party's aligned rows (no PSI)")
+        summary = coordinate_reused_alignment(transport.send_all)
+    elif bool(run_config.get(REUSE_ALIGNMENT_KEY, False)):
         progress("reusing each party's aligned rows (no PSI)")
         summary = coordinate_reused_alignment(transport.send_all)
     else:
@@ -381,6 +428,16 @@ def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
         f"aligned {summary.n_aligned} users (social {summary.n_social}, "
         f"ecommerce {summary.n_ecommerce})"
     )
+    if checkpoints is not None:
+        sizes = {
+            "n_social": summary.n_social,
+            "n_ecommerce": summary.n_ecommerce,
+            "n_aligned": summary.n_aligned,
+        }
+        if checkpoints.resume:
+            checkpoints.check_alignment(sizes)
+        else:
+            checkpoints.start(sizes, settings.protocol.mode)
     train, test = split_positions(summary.n_aligned, settings.test_share, settings.split_seed)
     valid_values: dict[str, np.ndarray] = {}
     valid = None
@@ -388,17 +445,30 @@ def vfl_job(transport: Any, run_config: Any) -> dict[str, Any]:
         train, valid = split_valid(train, settings.valid_share, settings.split_seed)
         valid_values["valid_positions"] = valid
     coordinator = Coordinator(transport, settings.protocol, progress=progress)
-    history = coordinator.fit(train, valid)
+    history = coordinator.fit(train, valid, checkpoints=checkpoints)
     if valid is not None:
         valid_values["epoch_valid_losses"] = np.asarray(history.valid_losses, dtype=np.float64)
     if coordinator.best_epoch is not None:
         valid_values["best_epoch"] = int(coordinator.best_epoch)
-    n_scored = coordinator.score(test)
     if bool(run_config.get(SCORE_TRAIN_KEY, False)):
-        # After the held-out users, so their scores do not depend on this option. The label
-        # party keeps these scores too; the social party embeds users it already embedded in
-        # training; only the count reaches the coordinator.
+        # The distillation teacher, before serving starts (a local serving model exists before
+        # the held-out users are served, so it can stand in if the social party fails then).
+        # Scoring changes no state (eval mode, no step), so the held-out scores are the same
+        # with or without this (tests/test_campaign.py). The label party keeps these scores
+        # too; the social party embeds users it already embedded in training; only the count
+        # reaches the coordinator.
         valid_values["n_scored_train"] = coordinator.score(train)
+    try:
+        n_scored = coordinator.score(test)
+    except PartyError as error:
+        # Serving without the social party (issue 15 item 5): only when asked, only for a
+        # failure of the social party; what is left unscored stays NaN in the label party's
+        # private scores and the experimenter serves it with the local model.
+        if not bool(run_config.get(SERVE_FALLBACK_KEY, False)) or error.party != PARTIES[0]:
+            raise
+        progress(f"scoring the held-out users failed ({error}); the local model will serve")
+        n_scored = -1
+        valid_values["scoring_error"] = str(error)
     return {
         "n_social": summary.n_social,
         "n_ecommerce": summary.n_ecommerce,
@@ -480,6 +550,9 @@ def run_federated(
     progress: Progress = SILENT,
     alignment: AlignedRows | FederatedRun | str | None = None,
     score_train: bool = False,
+    resume_dir: str | Path | None = None,
+    resume: bool = False,
+    serve_fallback: bool = False,
 ) -> FederatedRun:
     """Align, train and score the federated model between two party tables.
 
@@ -502,10 +575,24 @@ def run_federated(
             once (:meth:`AlignedRows.in_the_clear`, the PSI's rows and order), for simulations,
             where the experimenter holds both tables anyway. Given rows are checked against
             the tables' keys first.
-        score_train: the label party also scores the training users after the held-out ones
+        score_train: the label party also scores the training users before the held-out ones
             (:data:`SCORE_TRAIN_KEY`); their scores (float32, ``train_positions`` order) are
             read from its private output into ``values["train_scores"]``: what the e-commerce
             side distils its local serving model from (:mod:`fedads.serving`).
+        resume_dir: make the run resumable (docs/protocol.md, "Resuming"): each party's private
+            folder is ``resume_dir/<role>`` (kept on disk), where it saves its state after every
+            completed epoch; the coordinator writes its manifest to ``resume_dir/coordinator``.
+            A new run (``resume=False``) first discards an earlier run's state there. If the run
+            fails before its alignment is done, the folder is removed (nothing to resume).
+        resume: continue the interrupted run whose state is in ``resume_dir``: refused
+            (:class:`~fedads.errors.InputError`) when there is none, or when the settings
+            (other than the timeout), the backend or either table differ; no PSI (each party
+            reuses its aligned rows); training continues after the last completed epoch, and
+            the scores equal those of an uninterrupted run.
+        serve_fallback: with ``score_train``: a failure of the social party while the
+            held-out users are scored does not fail the run (:data:`SERVE_FALLBACK_KEY`);
+            ``values["scores"]`` is NaN for the users left unscored and
+            ``values["scoring_error"]`` says what failed.
     """
     import time
 
@@ -514,13 +601,57 @@ def run_federated(
         settings = replace(
             settings, protocol=replace(settings.protocol, timeout_s=float(timeout_s))
         ).validate()
-    timeout_s = settings.timeout_s
     check_choice("run_federated", "backend", backend, BACKENDS)
     start = time.perf_counter()
+    state = None if resume_dir is None else Path(resume_dir)
+    if resume:
+        if state is None:
+            raise fail("run_federated", "resume=True without resume_dir", "pass resume_dir")
+        if alignment is not None:
+            raise fail(
+                "run_federated",
+                "resume=True with alignment=...",
+                "leave alignment=None: a resumed run reuses its own aligned rows",
+            )
+        done = check_resumable(state, social, ecommerce, settings, backend)
+        progress(f"resuming the interrupted run in {str(state)!r} after epoch {done}")
+    elif state is not None:
+        start_resumable(state, social, ecommerce, backend, progress)
+    try:
+        return _run_federated(
+            social, ecommerce, settings, backend, work_dir, progress, alignment, score_train,
+            serve_fallback, state, resume, start,
+        )  # fmt: skip
+    except BaseException:
+        if state is not None and not resume and read_manifest_quietly(state) is None:
+            shutil.rmtree(state, ignore_errors=True)  # not aligned yet: nothing to resume
+        raise
+
+
+def _run_federated(
+    social: PartyTable,
+    ecommerce: PartyTable,
+    settings: FederationSettings,
+    backend: str,
+    work_dir: str | Path | None,
+    progress: Progress,
+    alignment: AlignedRows | FederatedRun | str | None,
+    score_train: bool,
+    serve_fallback: bool,
+    state: Path | None,
+    resume: bool,
+    start: float,
+) -> FederatedRun:
+    import time
+
+    timeout_s = settings.timeout_s
     reuse = _aligned_rows(alignment, social, ecommerce, settings)
     with tempfile.TemporaryDirectory(prefix="fedads-") as tmp:
         root = Path(work_dir) if work_dir is not None else Path(tmp)
-        outs = {role: root / role / "out" for role in PARTIES}
+        if state is None:
+            outs = {role: root / role / "out" for role in PARTIES}
+        else:  # each party's private folder holds its resume checkpoints
+            outs = {role: state / role for role in PARTIES}
         tables = {"social": social, "ecommerce": ecommerce}
         # Fresh key pairs per run; each party gets only its own secret and the peer's public key.
         keys = fresh_keys() if settings.sealing else dict.fromkeys(PARTIES)
@@ -530,6 +661,11 @@ def run_federated(
             reuse_config[REUSE_ALIGNMENT_KEY] = True
         if score_train:
             reuse_config[SCORE_TRAIN_KEY] = True
+            if serve_fallback:
+                reuse_config[SERVE_FALLBACK_KEY] = True
+        if state is not None:
+            reuse_config[RESUME_DIR_KEY] = str(state / COORDINATOR_DIR)
+            reuse_config[RESUME_KEY] = bool(resume)
         if backend == "inprocess":
             runtimes = {
                 role: party_runtime(tables[role], settings, outs[role], keys[role])
@@ -584,6 +720,115 @@ def run_federated(
         elapsed_s=time.perf_counter() - start,
         party_outputs=party_outputs,
     )
+
+
+COORDINATOR_DIR = "coordinator"
+"""The coordinator's folder inside a resume folder (its run manifest)."""
+LAUNCH_FILE = "launch.json"
+"""The launcher's record in a resume folder: the backend and each table's digest (the
+experimenter holds both tables in a simulation; each party also checks its own on resume)."""
+
+
+def read_manifest_quietly(state: Path) -> dict[str, Any] | None:
+    """The coordinator's manifest in resume folder ``state``; ``None`` if absent or unreadable."""
+    try:
+        return read_manifest(state / COORDINATOR_DIR)
+    except Exception:  # noqa: BLE001 - unreadable counts as absent
+        return None
+
+
+def start_resumable(
+    state: Path,
+    social: PartyTable,
+    ecommerce: PartyTable,
+    backend: str,
+    progress: Progress = SILENT,
+) -> None:
+    """Prepare ``state`` for a new resumable run: discard an earlier run's state there, then
+    record the backend and the tables' digests (:data:`LAUNCH_FILE`).
+
+    Raises:
+        InputError: ``state`` is a file, or a non-empty folder that is not a fedads resume
+            folder (its files are not ours to delete).
+    """
+    from fedads.protocol.resume import table_digest
+
+    if state.exists():
+        if not state.is_dir():
+            raise fail("resume_dir", f"{str(state)!r} is a file", "pass a folder path")
+        if (state / LAUNCH_FILE).exists() or (state / COORDINATOR_DIR).exists():
+            progress(
+                f"discarding the state of an earlier interrupted run in {str(state)!r} "
+                "(--resume / resume=True continues it instead)"
+            )
+            shutil.rmtree(state)
+        elif any(state.iterdir()):
+            raise fail(
+                "resume_dir",
+                f"{str(state)!r} is not empty and holds no fedads run state",
+                "pass a new or empty folder for the run's resume state",
+            )
+    state.mkdir(parents=True, exist_ok=True)
+    launch = {
+        "version": 1,
+        "backend": backend,
+        "tables": {"social": table_digest(social), "ecommerce": table_digest(ecommerce)},
+    }
+    tmp = state / f".{LAUNCH_FILE}.tmp"
+    tmp.write_text(json.dumps(launch, indent=1, sort_keys=True))
+    os.replace(tmp, state / LAUNCH_FILE)
+
+
+def check_resumable(
+    state: Path,
+    social: PartyTable,
+    ecommerce: PartyTable,
+    settings: FederationSettings,
+    backend: str,
+) -> int:
+    """Refuse (InputError, one line saying what to fix) to resume from ``state`` when it holds
+    no interrupted run, or one of other settings, another backend or other tables. Returns the
+    number of epochs the interrupted run completed."""
+    from fedads.errors import ProtocolError
+    from fedads.protocol.resume import settings_differences, settings_fingerprint, table_digest
+
+    where = "resume"
+    start_over = "or run without --resume (resume=False) to start over"
+    try:
+        manifest = read_manifest(state / COORDINATOR_DIR) if state.is_dir() else None
+        launch = json.loads((state / LAUNCH_FILE).read_text()) if manifest is not None else None
+    except (ProtocolError, OSError, ValueError) as exc:
+        problem = f"the state in {str(state)!r} is unreadable ({exc})"
+        raise fail(where, problem, start_over) from None
+    if manifest is None or not isinstance(launch, dict):
+        raise fail(
+            where,
+            f"nothing to resume: {str(state)!r} holds no interrupted run's state (none was "
+            "interrupted after its alignment, or it completed)",
+            "run without --resume (resume=False); an interrupted run keeps its state there",
+        )
+    if launch.get("backend") != backend:
+        raise fail(
+            where,
+            f"the interrupted run used backend {launch.get('backend')!r}, not {backend!r}",
+            f"pass --backend {launch.get('backend')}, {start_over}",
+        )
+    for role, table in (("social", social), ("ecommerce", ecommerce)):
+        if launch.get("tables", {}).get(role) != table_digest(table):
+            raise fail(
+                where,
+                f"the {role} table differs from the interrupted run's",
+                f"pass the same {role} table and columns, {start_over}",
+            )
+    current, sha = settings_fingerprint(settings.to_run_config())
+    if manifest.get("settings_sha256") != sha:
+        diff = settings_differences(manifest.get("settings", {}), current)
+        raise fail(
+            where,
+            "the settings differ from the interrupted run's (" + "; ".join(diff) + ")",
+            f"pass the interrupted run's options, {start_over}",
+        )
+    return int(manifest.get("epoch", 0))
 
 
 def _aligned_rows(

@@ -28,6 +28,7 @@ LONG_FIRST: tuple[str, ...] = (
     "test_notebooks.py",
     "test_deployment_security.py",
     "test_reliability.py",
+    "test_resume.py",
     "test_flower_equivalence.py",
     "test_flower.py",
     "test_experiment.py",

@@ -229,3 +229,235 @@ def test_local_model_can_also_fit_unaligned_training_labels() -> None:
         again.campaign.evaluation.data.scores[LOCAL_SERVING],
         campaign.evaluation.data.scores[LOCAL_SERVING],
     )
+
+
+def _social_down_for(positions: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The social party fails whenever it is asked to embed any of ``positions`` for scoring
+    (it went down after training; an in-process stand-in for an unreachable platform)."""
+    from fedads.protocol.parties import SocialParty
+
+    down = set(np.asarray(positions).tolist())
+    embed = SocialParty._on_embed
+
+    def failing(self, envelope):  # noqa: ANN001, ANN202
+        if down & set(np.asarray(envelope.arrays["positions"]).tolist()):
+            raise ConnectionError("social platform unreachable")
+        return embed(self, envelope)
+
+    monkeypatch.setattr(SocialParty, "_on_embed", failing)
+
+
+def _fallback_case(n_users: int, epochs: int) -> tuple[ExperimentConfig, object, object, object]:
+    config = _config().replace(
+        world=WorldConfig(n_users=n_users, seed=8),
+        federation=dataclasses.replace(
+            SETTINGS,
+            # Two slices of held-out users (each above the query floor of 256 rows).
+            protocol=dataclasses.replace(SETTINGS.protocol, predict_rows=300, epochs=epochs),
+        ),
+    )
+    world = generate_world(config.world)
+    social, ecommerce = world.party_tables()
+    rows = AlignedRows.in_the_clear(social, ecommerce, SETTINGS.normalization)
+    _, test = split_positions(rows.n_aligned, SETTINGS.test_share, SETTINGS.split_seed)
+    return config, world, rows, test
+
+
+def test_social_party_down_at_scoring_falls_back_to_the_local_model(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15 item 5: the social party fails on the second slice of held-out users. The run
+    does not fail: the first slice keeps the joint scores, the second is served by the local
+    model, with a warning, and the report names the users the fallback served."""
+    from fedads.errors import FedadsWarning
+
+    config, world, rows, test = _fallback_case(3_000, 2)
+    social, ecommerce = world.party_tables()
+    assert 300 < test.size <= 600  # two slices of at most 300 rows
+    second = test[test.size // 2 :]  # the coordinator's second slice starts at the middle
+    _social_down_for(test[-1:], monkeypatch)
+    with pytest.warns(FedadsWarning, match="local serving model scored"):
+        result = Experiment.from_tables(social, ecommerce, config, truth=world.truth).run(
+            tmp_path / "report", verbose=False, alignment=rows
+        )
+    joint = result.federated.values["scores"]
+    served = np.isnan(joint)
+    assert 0 < served.sum() < served.size  # the first slice was scored jointly
+    assert "social platform unreachable" in result.federated.values["scoring_error"]
+    assert served.sum() == pytest.approx(second.size, abs=1)
+    fed = result.evaluation.data.scores["federated"]
+    np.testing.assert_array_equal(fed[~served], joint[~served])
+    np.testing.assert_allclose(fed[served], result.evaluation.data.scores[LOCAL_SERVING][served])
+    block = json.loads((tmp_path / "report" / "report.json").read_text())["campaign"]["serving"]
+    keys = ecommerce.keys()[
+        result.federated.ecommerce_rows[result.federated.values["test_positions"]]
+    ]
+    assert block["fallback"] == "local" and block["fallback_users"] == int(served.sum())
+    assert block["fallback_keys"] == [str(k) for k in keys[served]]
+    campaign = result.campaign.evaluation.data.scores["federated"]
+    np.testing.assert_allclose(campaign[: served.size], fed)
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert f"local serving model scored {int(served.sum())} aligned users" in markdown
+
+
+def test_social_party_down_at_scoring_fails_the_run_when_asked(monkeypatch) -> None:
+    from fedads.errors import PartyError
+
+    config, world, rows, test = _fallback_case(3_000, 1)
+    social, ecommerce = world.party_tables()
+    _social_down_for(test, monkeypatch)
+    with pytest.raises(PartyError, match="social platform unreachable"):
+        Experiment.from_tables(social, ecommerce, config.replace(serving_fallback="error")).run(
+            verbose=False, alignment=rows
+        )
+
+
+# ------------------------------------------------- item 1: training with the unaligned users
+def _unaligned_settings(on: bool) -> FederationSettings:
+    return dataclasses.replace(
+        SETTINGS,
+        protocol=ProtocolConfig(mode="efficient", batch_size=128, chunk_batches=4, epochs=1),
+        unaligned_training=on,
+        sealing=False,  # to read every payload
+    )
+
+
+def _captured_job(social, ecommerce, settings, out):  # noqa: ANN001, ANN202
+    from fedads.federation import party_runtime, vfl_job
+    from fedads.protocol import InProcessTransport
+
+    runtimes = {
+        role: party_runtime(table, settings, out / role)
+        for role, table in (("social", social), ("ecommerce", ecommerce))
+    }
+    captured: list = []
+    with InProcessTransport(runtimes, capture=lambda *m: captured.append(m)) as transport:
+        values = vfl_job(transport, settings.to_run_config())
+    return values, runtimes, captured
+
+
+def _shape(envelope) -> tuple:  # noqa: ANN001
+    arrays = tuple(sorted((k, v.shape, str(v.dtype)) for k, v in envelope.arrays.items()))
+    return envelope.kind, arrays, tuple(sorted(envelope.meta))
+
+
+def test_unaligned_training_sends_nothing_about_the_unaligned_users(tmp_path) -> None:
+    """Issue 15 item 1: the label party trains on its unaligned training users, and no byte
+    about them crosses: every message has the kind, arrays, shapes and meta keys of a run
+    without them; none carries their labels, features or keys; the social party sees only
+    aligned positions. The held-out users of the campaign are not trained on."""
+    from test_privacy import _needles
+
+    from fedads.eval.campaign import campaign_split
+    from fedads.protocol.runtime import split_unaligned
+
+    world = generate_world(WorldConfig(n_users=1_500, seed=11))
+    social, ecommerce = world.party_tables()
+    on = _unaligned_settings(True)
+    values, runtimes, captured = _captured_job(social, ecommerce, on, tmp_path / "on")
+    _, _, without = _captured_job(social, ecommerce, _unaligned_settings(False), tmp_path / "off")
+    runtime = runtimes["ecommerce"]
+    party = runtime.party
+    aligned = runtime.aligned_rows
+    # it did train on them: every unaligned training user once in the one epoch
+    rows = runtime.unaligned_rows
+    assert party.n_unaligned == rows.size > 0 and party.unaligned_step == -(-rows.size // 128)
+    want, held_out = split_unaligned(ecommerce.n_rows, aligned, on.test_share, on.split_seed)
+    np.testing.assert_array_equal(rows, want)
+    assert not np.intersect1d(rows, aligned).size
+    split = campaign_split(
+        ecommerce.n_rows, aligned, values["test_positions"], on.test_share, on.split_seed
+    )
+    assert not np.intersect1d(rows, split.test_rows).size  # campaign held-out users: never
+    np.testing.assert_array_equal(split.test_rows[~split.aligned], held_out)
+    # the same messages as without them, in the same order
+    assert [(s, r, _shape(e)) for s, r, _, e in captured] == [
+        (s, r, _shape(e)) for s, r, _, e in without
+    ]
+    # nothing of theirs on the wire
+    binary = ("float32", "float64", "int8")
+    forbidden = _needles(ecommerce.labels(rows), binary, window=64)
+    numeric = ecommerce.numeric_matrix(rows)
+    for j in range(numeric.shape[1]):
+        forbidden += _needles(numeric[:, j], ("float32", "float64"))
+    assert len(forbidden) > 50
+    wire = b"".join(data for _, _, data, _ in captured)
+    for needle in forbidden:
+        assert needle not in wire
+    for key in ecommerce.keys()[rows][:200]:
+        assert str(key).encode()[:12] not in wire
+    n_aligned = int(values["n_aligned"])
+    for _, receiver, _, envelope in captured:
+        positions = envelope.arrays.get("positions")
+        if receiver == "social" and positions is not None:
+            assert positions.max(initial=0) < n_aligned
+
+
+def test_unaligned_training_same_seed_same_numbers() -> None:
+    social, ecommerce = generate_world(WorldConfig(n_users=2_000, seed=12)).party_tables()
+    rows = AlignedRows.in_the_clear(social, ecommerce, SETTINGS.normalization)
+    runs = [
+        run_federated(
+            social, ecommerce, _unaligned_settings(on), backend="inprocess", alignment=rows
+        )
+        for on in (True, True, False)
+    ]
+    np.testing.assert_array_equal(runs[0].values["scores"], runs[1].values["scores"])
+    np.testing.assert_array_equal(runs[0].values["epoch_losses"], runs[1].values["epoch_losses"])
+    assert not np.array_equal(runs[0].values["scores"], runs[2].values["scores"])
+
+
+def test_unaligned_training_survives_a_party_rebuilt_per_message() -> None:
+    """Flower rebuilds a party from its state between messages: the unaligned steps, their
+    counter and the learned "no social account" embedding are in that state."""
+    from fedads.protocol import Coordinator, InProcessTransport
+    from fedads.protocol.parties import EcommerceParty, SocialParty, UnalignedUsers
+    from fedads.protocol.runtime import split_unaligned
+
+    social, ecommerce = generate_world(WorldConfig(n_users=1_200, seed=13)).party_tables()
+    rows = AlignedRows.in_the_clear(social, ecommerce, SETTINGS.normalization)
+    extra, _ = split_unaligned(ecommerce.n_rows, rows.ecommerce, 0.3, 0)
+    unaligned = UnalignedUsers(
+        ecommerce.numeric_matrix(extra),
+        ecommerce.categorical_matrix(extra),
+        ecommerce.labels(extra),
+    )
+    train, test = split_positions(rows.n_aligned, 0.3, 0)
+    config = ProtocolConfig(mode="efficient", batch_size=64, chunk_batches=3, epochs=2, seed=2)
+
+    def build_social() -> SocialParty:
+        return SocialParty.from_table(social, rows.social)
+
+    def build_ecommerce() -> EcommerceParty:
+        e = ecommerce
+        return EcommerceParty(
+            e.numeric_matrix(rows.ecommerce),
+            e.categorical_matrix(rows.ecommerce),
+            e.labels(rows.ecommerce),
+            unaligned=unaligned,
+        )
+
+    class Rebuilt:
+        def __init__(self, build) -> None:  # noqa: ANN001
+            self.build, self.state = build, {}
+            self.name = build().name
+
+        def handle(self, envelope):  # noqa: ANN001, ANN202
+            party = self.build()
+            party.set_state(self.state)
+            reply = party.handle(envelope)
+            self.state = party.get_state()
+            return reply
+
+    scores = []
+    for parties in (
+        {"social": build_social(), "ecommerce": build_ecommerce()},
+        {"social": Rebuilt(build_social), "ecommerce": Rebuilt(build_ecommerce)},
+    ):
+        with InProcessTransport(parties) as transport:
+            coordinator = Coordinator(transport, config)
+            coordinator.fit(train)
+            scores.append(coordinator.predict(test))
+    assert parties["ecommerce"].state["counter.unaligned_step"][0] == 2 * -(-extra.size // 64)
+    assert np.abs(parties["ecommerce"].state["no_social.weight"]).sum() > 0  # it learned
+    np.testing.assert_allclose(scores[1], scores[0], rtol=1e-6, atol=1e-7)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fedads.cli import main
+from fedads import cli
+from fedads.cli import build_parser, main
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 FAST = ["--backend", "inprocess", "--epochs", "2", "--quiet"]
@@ -33,12 +34,21 @@ def test_run_on_shipped_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str
             "key",
             "--out",
             str(out),
+            "--campaign",
             *FAST,
         ],
         capsys,
     )
     assert code == 0, stderr
     report = json.loads((out / "report.json").read_text())
+    # --campaign on own tables without a truth file: realized counts only (issue 15 item 6).
+    campaign = report["campaign"]
+    assert campaign["test_users"] > campaign["aligned_test_users"] == report["data"]["test_users"]
+    for pool in ("all", "prospecting"):
+        assert len(campaign["lift"][pool]["ci95"]) == 2
+        assert "expected" not in campaign["lift"][pool]
+    assert "local_serving" in report["models"]
+    assert "campaign view" in stdout
     social = pd.read_csv(SAMPLE / "social.csv", usecols=["key"])
     ecommerce = pd.read_csv(SAMPLE / "ecommerce.csv", usecols=["key"])
     aligned = len(set(social["key"]) & set(ecommerce["key"]))
@@ -46,6 +56,13 @@ def test_run_on_shipped_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert report["data"]["social_rows"] == len(social)
     assert "users not aligned" in stdout and f"ecommerce {len(ecommerce) - aligned:,}" in stdout
     assert "federated" in stdout and "prospecting" in stdout
+
+
+def test_demo_campaign_flag_sets_the_campaign_view() -> None:
+    args = build_parser().parse_args(["demo", "--campaign", "--quick"])
+    config = cli._demo_config(args.quick, 0, "inprocess", users=500, epochs=1)
+    assert not config.campaign and cli._with_campaign(config, args).campaign
+    assert not build_parser().parse_args(["demo"]).campaign
 
 
 def _bad(tmp_path: Path, name: str, frame: pd.DataFrame) -> str:
@@ -113,7 +130,9 @@ def test_timeout_flag_sets_the_one_timeout(tmp_path: Path, monkeypatch: pytest.M
 
     seen: list[float] = []
 
-    def fake_run(self: Experiment, out_dir: object = None, *, verbose: bool = True) -> None:
+    def fake_run(
+        self: Experiment, out_dir: object = None, *, verbose: bool = True, **kwargs: object
+    ) -> None:
         seen.append(self.config.federation.protocol.timeout_s)
         assert self.config.federation.to_run_config()["timeout-s"] == seen[-1]
         raise KeyboardInterrupt  # stop before training; main() maps it to exit code 130
@@ -197,7 +216,9 @@ def test_key_lower_flag_aligns_keys_whose_case_differs(
 
     seen: list[int] = []
 
-    def checked(self: Experiment, out_dir: object = None, *, verbose: bool = True) -> None:
+    def checked(
+        self: Experiment, out_dir: object = None, *, verbose: bool = True, **kw: object
+    ) -> None:
         settings = self.config.federation
         assert settings.normalization.lower
         seen.append(check_before_training(self.social, self.ecommerce, settings, 0.1))
@@ -219,7 +240,9 @@ def test_interrupts_exit_130_and_143_with_one_line(
 
     from fedads.experiment import Experiment
 
-    def sigterm(self: Experiment, out_dir: object = None, *, verbose: bool = True) -> None:
+    def sigterm(
+        self: Experiment, out_dir: object = None, *, verbose: bool = True, **kw: object
+    ) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler raises before this ends
         raise AssertionError("SIGTERM was not handled")
@@ -231,7 +254,9 @@ def test_interrupts_exit_130_and_143_with_one_line(
     assert code == 143 and "terminated" in _one_line(stderr)
     assert signal.getsignal(signal.SIGTERM) is before  # main() restores the handler
 
-    def sigint(self: Experiment, out_dir: object = None, *, verbose: bool = True) -> None:
+    def sigint(
+        self: Experiment, out_dir: object = None, *, verbose: bool = True, **kw: object
+    ) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Experiment, "run", sigint)
@@ -246,7 +271,9 @@ def test_os_errors_are_one_line(
 
     from fedads.experiment import Experiment
 
-    def disk_full(self: Experiment, out_dir: object = None, *, verbose: bool = True) -> None:
+    def disk_full(
+        self: Experiment, out_dir: object = None, *, verbose: bool = True, **kw: object
+    ) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(out_dir))
 
     monkeypatch.setattr(Experiment, "run", disk_full)
@@ -255,7 +282,9 @@ def test_os_errors_are_one_line(
     line = _one_line(stderr)
     assert code == 1 and line.startswith("fedads: failed:") and "No space left" in line
 
-    def denied(self: Experiment, out_dir: object = None, *, verbose: bool = True) -> None:
+    def denied(
+        self: Experiment, out_dir: object = None, *, verbose: bool = True, **kw: object
+    ) -> None:
         raise PermissionError(errno.EACCES, "Permission denied", str(out_dir))
 
     monkeypatch.setattr(Experiment, "run", denied)
@@ -292,7 +321,9 @@ def test_interrupt_reported_as_a_failure_by_a_backend_still_exits_130_or_143(
     from fedads.errors import ProtocolError
     from fedads.experiment import Experiment
 
-    def engine(self: Experiment, out_dir: object = None, *, verbose: bool = True) -> None:
+    def engine(
+        self: Experiment, out_dir: object = None, *, verbose: bool = True, **kw: object
+    ) -> None:
         try:
             os.kill(os.getpid(), getattr(signal, signum))
             time.sleep(5)

@@ -15,7 +15,10 @@ same settings on the same tables:
   from the parties' checkpoints, which Flower rebuilds between messages);
 * alignment reuse: the Flower run reuses the in-process run's PSI rows and runs no PSI;
 * the default label defense: its noise depends on the seed and the step only (not on the party
-  being rebuilt between messages), so the observers' leak is the same.
+  being rebuilt between messages), so the observers' leak is the same;
+* the campaign view (``campaign=True``, issue 15): the label party scores its training users too
+  (job key ``score-train``), the local serving model is distilled from them, and the campaign's
+  numbers equal those of the same steps on the in-process run.
 
 Each equivalence is its own test (tests below), so each can fail alone. Exact mode equal to
 centralized training is a property of the protocol, checked in process (tests/test_experiment.py,
@@ -35,12 +38,13 @@ import torch
 from _tables import centralized_reference, readme_shaped_tables
 from sklearn.metrics import roc_auc_score
 
-from fedads.experiment import Experiment, ExperimentConfig, ExperimentResult
+from fedads.experiment import Experiment, ExperimentConfig, ExperimentResult, evaluate_campaign
 from fedads.federation import FederatedRun, FederationSettings, run_federated
 from fedads.models import ModelConfig
 from fedads.privacy.leakage import privacy_report
 from fedads.protocol import ProtocolConfig
 from fedads.report import recompute_lift_from_scores
+from fedads.serving import fit_local_serving
 
 HERE = Path(__file__).resolve().parent
 MODELS = ("federated", "ecommerce_only", "social_only", "centralized")
@@ -77,7 +81,7 @@ def reference(tables) -> FederatedRun:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return run_federated(social, shop, SETTINGS, backend="inprocess")
+        return run_federated(social, shop, SETTINGS, backend="inprocess", score_train=True)
     finally:
         torch.set_num_threads(threads)
 
@@ -87,7 +91,7 @@ def flower(tables, reference, tmp_path_factory) -> tuple[ExperimentResult, Path]
     """THE Flower run: the experiment facade, default backend, reusing ``reference``'s rows."""
     out = tmp_path_factory.mktemp("report")
     social, shop = tables
-    config = ExperimentConfig(federation=SETTINGS, n_bootstrap=100)
+    config = ExperimentConfig(federation=SETTINGS, n_bootstrap=100, campaign=True)
     assert config.backend == "simulation"  # the default backend (where issue 16's bug was)
     with pytest.MonkeyPatch.context() as patch:
         # Ray workers inherit the environment: let them import tests/test_zoo.py by name.
@@ -247,3 +251,48 @@ def test_the_experiments_centralized_reference_is_the_split_model_trained_pooled
     finally:
         torch.set_num_threads(threads)
     np.testing.assert_allclose(result.scores["centralized"], scores, rtol=1e-5, atol=1e-7)
+
+
+def test_campaign_view_through_flower_simulation_equals_in_process(
+    tables, reference, flower
+) -> None:
+    """Issue 15 item 6: the same seed gives the same campaign numbers through Flower's
+    simulation engine as in process: the teacher scores of the training users, the local
+    serving model distilled from them, the held-out population and every campaign lift.
+    Own tables without a truth file: realized counts only."""
+    result, out = flower
+    social, shop = tables
+    run = result.federated
+    np.testing.assert_array_equal(
+        run.values["train_positions"], reference.values["train_positions"]
+    )
+    np.testing.assert_allclose(
+        run.values["train_scores"], reference.values["train_scores"], rtol=1e-6, atol=1e-7
+    )
+    config = ExperimentConfig(federation=SETTINGS, n_bootstrap=100, campaign=True)
+    train = reference.values["train_positions"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:  # the steps Experiment.run takes, on the in-process run
+        local = fit_local_serving(
+            shop, reference.ecommerce_rows[train], reference.values["train_scores"], PROTOCOL
+        )
+        want = evaluate_campaign(social, shop, reference, local, config)
+    finally:
+        torch.set_num_threads(threads)
+    got = result.campaign
+    assert got is not None and got.block["unaligned_test_users"] > 0
+    np.testing.assert_array_equal(got.split.test_rows, want.split.test_rows)
+    for name, scores in want.evaluation.data.scores.items():
+        np.testing.assert_allclose(
+            got.evaluation.data.scores[name], scores, rtol=1e-5, atol=1e-6, err_msg=name
+        )
+    report = json.loads((out / "report.json").read_text())["campaign"]
+    assert report["test_users"] == want.block["test_users"]
+    for pool in ("all", "prospecting"):
+        entry, expected = report["lift"][pool], want.block["lift"][pool]
+        assert "expected" not in entry  # no truth table
+        for key in ("model_new_customer_conversions", "baseline_new_customer_conversions"):
+            assert entry[key] == expected[key], (pool, key)
+        assert entry["point"] == pytest.approx(expected["point"], nan_ok=True)
+        assert entry["ci95"] == pytest.approx(expected["ci95"], nan_ok=True)

@@ -206,8 +206,8 @@ def test_current_folder_is_refused(
     [
         ("SIGINT", 130, "epoch 1/", "inprocess"),
         ("SIGTERM", 143, "aligning users", "inprocess"),
-        # Flower simulation: Ray, 2 actors and the ServerApp thread must all end too
-        ("SIGINT", 130, "epoch 1/", "simulation"),
+        # Flower simulation (Ray, 2 actors and the ServerApp thread must all end too): the same
+        # checks, then `--resume`, in tests/test_resume.py (one interrupted Flower run for both)
     ],
 )
 def test_signal_during_a_run_exits_fast_with_no_report(
@@ -215,48 +215,16 @@ def test_signal_during_a_run_exits_fast_with_no_report(
 ) -> None:
     """Fault injection: the signal arrives during PSI or training; the run ends within seconds
     with 130 / 143 and one line, neither the report folder nor a staging folder exists, and no
-    process the run started (Ray's, on the simulation backend) is left running."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
+    process the run started is left running (the simulation backend's case, Ray's processes
+    included, is tests/test_resume.py's interrupted run)."""
+    from _interrupt import interrupt_at, sample_run_argv
 
-    import psutil
-
-    sample = Path(__file__).resolve().parents[1] / "data" / "sample"
-    out = tmp_path / "out"
-    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0"}
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), *sys.path])
-    argv = [sys.executable, "-m", "fedads.cli", "run", "--social", str(sample / "social.csv")]
-    argv += ["--ecommerce", str(sample / "ecommerce.csv"), "--key", "key", "--out", str(out)]
-    argv += ["--backend", backend, "--epochs", "100", "--defense", "none"]
-    process = subprocess.Popen(
-        argv,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        # a child of a background job may inherit SIGINT ignored; a user's Ctrl-C is not
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    argv = sample_run_argv(
+        tmp_path / "out", "--backend", backend, "--epochs", "100", "--defense", "none"
     )
-    assert process.stderr is not None
-    lines = []
-    for line in process.stderr:  # progress lines go to stderr
-        lines.append(line)
-        if stage in line:
-            break
-    else:
-        pytest.fail(f"the run ended before training: {''.join(lines)}")
-    started = psutil.Process(process.pid).children(recursive=True)
-    assert started or backend == "inprocess"  # Ray's processes are the run's children
-    process.send_signal(getattr(signal, signum))
-    start = time.monotonic()
-    rest = process.communicate(timeout=60)[1]
-    assert time.monotonic() - start < 10
-    _, alive = psutil.wait_procs(started, timeout=10)
-    assert not alive, [(p.pid, p.name()) for p in alive]
-    assert process.returncode == code, rest
-    tail = [line for line in rest.splitlines() if line.strip()]
-    assert tail and tail[-1].startswith("fedads: ") and "Traceback" not in rest, rest
-    assert list(tmp_path.iterdir()) == []
+    returncode, tail, rest = interrupt_at(argv, stage, signum)
+    assert returncode == code, rest
+    # No report; at most the run's resume state (`fedads run --resume`), once it has aligned.
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left in ([], ["out.resume"]), left
+    assert ("--resume" in tail[-1]) == bool(left), tail[-1]

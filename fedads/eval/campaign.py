@@ -78,12 +78,12 @@ def campaign_split(
     keep[aligned_rows] = False
     if keep.sum() != n_ecommerce - aligned_rows.size:
         raise fail(where, "aligned rows repeat or exceed the table", "pass one PSI result's rows")
-    unaligned = np.flatnonzero(keep)
     # split_positions' rule (seeded permutation, round(test_share * n) first positions held
-    # out), without its "at least one each side" clamp: a stratum may be empty.
-    n_test = int(round(test_share * unaligned.size))
-    order = np.random.default_rng(seed).permutation(unaligned.size)
-    unaligned_test = unaligned[np.sort(order[:n_test])]
+    # out), without its "at least one each side" clamp: a stratum may be empty. The same
+    # function tells the label party which unaligned users it may train on.
+    from fedads.protocol.runtime import split_unaligned
+
+    _, unaligned_test = split_unaligned(n_ecommerce, aligned_rows, test_share, seed)
     aligned_test = aligned_rows[np.asarray(test_positions, dtype=np.int64)]
     test_rows = np.concatenate([aligned_test, unaligned_test]).astype(np.int64)
     is_aligned = np.zeros(test_rows.size, dtype=bool)

@@ -59,6 +59,10 @@ class AttackLog:
         self._records.append(records)
         self.seconds += time.perf_counter() - start
 
+    def extend(self, records: np.ndarray) -> None:
+        """Add earlier records (``ATTACK_DTYPE``), e.g. those of a resumed run's first epochs."""
+        self._records.append(np.asarray(records, dtype=ATTACK_DTYPE))
+
     def read(self) -> np.ndarray | None:
         """All records (structured ``ATTACK_DTYPE``), ``None`` before any setup."""
         return self._records.read()

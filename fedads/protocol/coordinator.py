@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +49,7 @@ from fedads.protocol import messages as msg
 from fedads.protocol.codec import unpack
 from fedads.protocol.config import EARLY_STOPPING_MIN_DELTA, ProtocolConfig
 from fedads.protocol.envelope import Envelope
+from fedads.protocol.resume import CoordinatorCheckpoint, RunCheckpoints
 from fedads.protocol.transport import Transport
 
 
@@ -143,7 +145,11 @@ class Coordinator:
 
     # ------------------------------------------------------------------ training
     def fit(
-        self, train_positions: np.ndarray, valid_positions: np.ndarray | None = None
+        self,
+        train_positions: np.ndarray,
+        valid_positions: np.ndarray | None = None,
+        *,
+        checkpoints: RunCheckpoints | None = None,
     ) -> TrainingHistory:
         """Set up fresh models and train for ``config.epochs`` epochs (early stopping: at most).
 
@@ -158,6 +164,12 @@ class Coordinator:
             valid_positions: optional positions whose mean BCE is computed after every epoch
                 (by the e-commerce party; only the scalar comes back). Required with early
                 stopping.
+            checkpoints: a resumable run (:class:`~fedads.protocol.resume.RunCheckpoints`):
+                after every completed epoch both parties save their state in their own folders
+                (``checkpoint`` ``save``) and the coordinator writes its manifest; with
+                ``checkpoints.resume`` the parties first go back to the manifest's epoch
+                (``checkpoint`` ``load``) and training continues after it. A pipelined run
+                then drains its pipeline at every epoch end (as with validation rows).
 
         Returns:
             :class:`~fedads.models.train.TrainingHistory` with per-batch and per-epoch losses,
@@ -185,8 +197,17 @@ class Coordinator:
         plan = batch_plan(train, cfg.batch_size, cfg.epochs, cfg.seed)
         per_epoch = batches_per_epoch(train.size, cfg.batch_size)
         epochs = [plan[e * per_epoch : (e + 1) * per_epoch] for e in range(cfg.epochs)]
-        start, first, bytes_before = time.perf_counter(), 0, self.transport.traffic.snapshot()
+        point = None
+        if checkpoints is not None and checkpoints.resume:
+            point = self._resume(checkpoints.resume_point(), per_epoch)
+            # This run's setup (the same messages as the interrupted run's).
+            point.history.setup_bytes = history.setup_bytes
+            history = point.history
+        done = 0 if point is None else point.epoch
+        start, first = time.perf_counter(), len(history.batch_losses)
+        bytes_before = self.transport.traffic.snapshot()
         bar = self.progress.bar(len(plan), "federated training", "batch")
+        bar.update(done * per_epoch)
 
         def close_epoch(epoch: int) -> None:
             nonlocal start, first, bytes_before
@@ -204,26 +225,62 @@ class Coordinator:
             start, first = time.perf_counter(), len(history.batch_losses)
             bytes_before = self.transport.traffic.snapshot()
 
+        def save(epoch: int, **early: Any) -> None:
+            """After epoch ``epoch`` (1-based) of a resumable run: parties, then manifest."""
+            nonlocal start
+            if checkpoints is None:
+                return
+            self._checkpoint("save", epoch=epoch)
+            checkpoints.save(
+                CoordinatorCheckpoint(epoch, history, relay_records=self.relay_log.read(), **early)
+            )
+            start = time.perf_counter()  # the save is not the next epoch's training time
+
         if patience is not None:
             assert valid is not None
-            self._fit_early_stopping(epochs, history, close_epoch, bar.update, patience)
-        elif cfg.pipeline and valid is None:
+            self._fit_early_stopping(
+                epochs, history, close_epoch, bar.update, patience, point, save
+            )
+        elif cfg.pipeline and valid is None and checkpoints is None:
             # One pipeline over all epochs: the next epoch's first chunks fill the pipeline
             # while the last ones drain, instead of n+2 rounds per epoch with the first and
-            # last rounds half idle. Validation needs the parties in sync at each epoch end,
-            # so it keeps one pipeline per epoch.
+            # last rounds half idle. Validation (and resumable checkpoints) need the parties in
+            # sync at each epoch end, so they keep one pipeline per epoch.
             self._train_chunks(epochs, history, close_epoch, bar.update)
         else:
-            for epoch, batches in enumerate(epochs):
+            for epoch in range(done, len(epochs)):
                 self._train_chunks(
-                    [batches],
+                    [epochs[epoch]],
                     history,
                     lambda _, e=epoch: close_epoch(e),
                     bar.update,
                     first_epoch=epoch,
                 )
+                save(epoch + 1)
         bar.close()
         return history
+
+    def _resume(self, point: CoordinatorCheckpoint, per_epoch: int) -> CoordinatorCheckpoint:
+        """Both parties go back to their saved state of ``point.epoch`` (none at epoch 0)."""
+        cfg = self.config
+        if not 0 <= point.epoch <= cfg.epochs:
+            raise ProtocolError(
+                f"cannot resume after epoch {point.epoch} of a {cfg.epochs}-epoch run"
+            )
+        if point.epoch > 0:
+            step = self._checkpoint("load", epoch=point.epoch)
+            if step != point.epoch * per_epoch:
+                raise ProtocolError(
+                    f"resumed parties are at step {step}, not at the end of epoch {point.epoch} "
+                    f"(step {point.epoch * per_epoch})"
+                )
+            if point.relay_records is not None:
+                self.relay_log.extend(point.relay_records)
+        self.progress(
+            f"resuming after epoch {point.epoch}/{cfg.epochs}"
+            + (" (both parties restored their saved state)" if point.epoch else "")
+        )
+        return point
 
     def _fit_early_stopping(
         self,
@@ -232,12 +289,23 @@ class Coordinator:
         close_epoch: Callable[[int], None],
         on_batches: Callable[[int], object],
         patience: int,
+        point: CoordinatorCheckpoint | None = None,
+        save: Callable[..., None] = lambda epoch, **early: None,
     ) -> None:
-        """One epoch at a time; keep the best epoch's state, stop after ``patience`` misses."""
-        best_loss, best_epoch, waited = float("inf"), 0, 0
-        for epoch, batches in enumerate(epochs):
+        """One epoch at a time; keep the best epoch's state, stop after ``patience`` misses.
+
+        ``point``: resume after its epoch with its bookkeeping; ``save(epoch, **bookkeeping)``
+        runs after every epoch's decision (resumable runs)."""
+        best_loss, best_epoch, waited, stopped = float("inf"), 0, 0, False
+        done = 0
+        if point is not None:
+            best_loss, best_epoch, waited = point.best_loss, point.best_epoch, point.waited
+            stopped, done = point.stopped, point.epoch
+        for epoch in range(done, len(epochs)):
+            if stopped:
+                break
             self._train_chunks(
-                [batches], history, lambda _, e=epoch: close_epoch(e), on_batches, epoch
+                [epochs[epoch]], history, lambda _, e=epoch: close_epoch(e), on_batches, epoch
             )
             loss = history.valid_losses[-1]
             if loss < best_loss - EARLY_STOPPING_MIN_DELTA:
@@ -250,18 +318,26 @@ class Coordinator:
                         f"early stopping after epoch {epoch + 1}: no validation improvement in "
                         f"{patience} epoch(s); keeping epoch {best_epoch}"
                     )
-                    break
+                    stopped = True
+            save(
+                epoch + 1,
+                best_loss=best_loss,
+                best_epoch=best_epoch,
+                waited=waited,
+                stopped=stopped,
+            )
         trained = len(history.valid_losses)
         if 0 < best_epoch < trained:
             self._checkpoint("restore")
         # No epoch improved on infinity (every validation loss NaN): the last state stays.
         self.best_epoch = best_epoch or trained
 
-    def _checkpoint(self, action: str) -> None:
-        """Both parties keep (or restore) their best-epoch state; their steps must agree."""
+    def _checkpoint(self, action: str, **meta: int) -> int:
+        """Both parties keep / restore their best-epoch state, or save / load the state of a
+        completed epoch (``epoch`` in meta); their steps must agree. Returns the step."""
         replies = self._exchange(
             {
-                party: Envelope(msg.CHECKPOINT, {}, {"action": action})
+                party: Envelope(msg.CHECKPOINT, {}, {"action": action, **meta})
                 for party in (msg.SOCIAL, msg.ECOMMERCE)
             }
         )
@@ -271,6 +347,7 @@ class Coordinator:
                 f"parties out of step after checkpoint {action!r}: social at "
                 f"{steps[msg.SOCIAL]}, ecommerce at {steps[msg.ECOMMERCE]}"
             )
+        return steps[msg.SOCIAL]
 
     def _train_chunks(
         self,

@@ -36,9 +36,12 @@ Kind (receiver): request arrays [request meta] -> reply arrays [reply meta]
     ``positions`` int64 [m], ``embeddings`` [m, d] -> ``scores`` float32 [m] (probabilities)
 ``evaluate`` (ecommerce)
     ``positions`` int64 [m], ``embeddings`` [m, d] -> nothing [``loss_sum``, ``n_rows``]
-``checkpoint`` (both; early stopping)
+``checkpoint`` (both; early stopping, resumable runs)
     nothing [``action``: ``"keep"`` (remember the current parameters as the best epoch's) or
-    ``"restore"`` (go back to them)] -> nothing [``step``]. The parameters never leave the party.
+    ``"restore"`` (go back to them); ``"save"`` (write the state of the completed epoch
+    ``epoch`` to the party's own private folder) or ``"load"`` (go back to the saved state of
+    epoch ``epoch``), ``fedads.protocol.resume``] -> nothing [``step``]. The parameters never
+    leave the party.
 
 A chunk of ``m`` positions holds ``B`` consecutive batches of ``batch_size`` rows (the last may be
 shorter); ``B = 1`` in exact mode. With ``pipeline`` (efficient mode) the same kinds carry the same
@@ -65,7 +68,10 @@ EMBED = "embed"
 SCORE = "score"
 EVALUATE = "evaluate"
 CHECKPOINT = "checkpoint"
-CHECKPOINT_ACTIONS: tuple[str, ...] = ("keep", "restore")
+CHECKPOINT_ACTIONS: tuple[str, ...] = ("keep", "restore", "save", "load")
+RESUME_ACTIONS: tuple[str, ...] = ("save", "load")
+"""The ``checkpoint`` actions a party runtime answers from its private folder (resumable runs,
+``fedads.protocol.resume``); ``keep`` / ``restore`` are the party's own, in memory."""
 
 SOCIAL = "social"
 ECOMMERCE = "ecommerce"

@@ -109,12 +109,19 @@ class PartyConfig:
             ``evaluate`` request may ask about (default 256); when fewer rows than that are
             outside the training set, a query must cover all of them
             (``docs/threat-model.md``).
+        unaligned_training: (e-commerce only) also train on its own labelled users outside
+            the intersection, except those a campaign holds out (:class:`UnalignedUsers`,
+            :func:`fedads.protocol.runtime.split_unaligned` with ``unaligned_test_share`` and
+            ``unaligned_split_seed``: the run's ``test_share`` and ``split_seed``).
     """
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     bottom_factory: BottomFactory | None = None
     top_factory: TopFactory | None = None
     min_query_rows: int = 256
+    unaligned_training: bool = False
+    unaligned_test_share: float = 0.3
+    unaligned_split_seed: int = 0
 
 
 class _BaseParty:
@@ -214,6 +221,11 @@ class _BaseParty:
             best = self._best
             self.set_state(best)
             self._best = best
+        elif action in msg.RESUME_ACTIONS:
+            raise ProtocolError(
+                f"{self.name} party: checkpoint {action!r} needs a party runtime with a private "
+                "folder (PartyRuntime(out_dir=...)); a bare party keeps no files"
+            )
         else:
             raise ProtocolError(
                 f"{self.name} party: checkpoint action {action!r} is not one of "
@@ -557,6 +569,44 @@ class _PendingChunk:
     step: int
 
 
+@dataclass(frozen=True)
+class UnalignedUsers:
+    """The e-commerce party's own training users outside the intersection (issue 15 item 1).
+
+    They have no social account (or none the PSI found), so no social embedding exists for them;
+    the party trains its bottom and top on them with a **learned "no social account"
+    embedding** in place of ``H_s`` (one vector ``[peer_embedding_dim]``, initialised at zero,
+    trained only by these steps). Nothing about them leaves the party: no position, count,
+    embedding, gradient or loss of theirs is in any envelope.
+
+    Attributes:
+        numeric: float ``[m, n_num]`` (NaN allowed), same columns as the aligned rows.
+        categorical: str ``[m, n_cat]``.
+        labels: float ``[m]`` in ``[0, 1]``.
+    """
+
+    numeric: np.ndarray | None
+    categorical: np.ndarray | None
+    labels: np.ndarray
+
+
+_UNALIGNED_STEP_KEY = "counter.unaligned_step"
+#: Offset of the randomized-response stream of the unaligned users' labels under ``label-dp``
+#: (another stream than the aligned users').
+_UNALIGNED_RR_SEED = 1_000_003
+
+
+class _NoSocialEmbedding(nn.Module):
+    """The learned stand-in for ``H_s`` of a user without a social embedding."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, dim))
+
+    def forward(self, n: int) -> torch.Tensor:
+        return self.weight.expand(n, -1)
+
+
 class EcommerceParty(_BaseParty):
     """The e-commerce ad platform: its features, the labels, its bottom model and the top head.
 
@@ -565,6 +615,11 @@ class EcommerceParty(_BaseParty):
         categorical: str ``[n, n_cat]`` in the aligned order, or ``None``.
         labels: float ``[n]`` in ``[0, 1]`` (the conversion), aligned order. Never leaves the party.
         config: party-local options (:class:`PartyConfig`).
+        unaligned: optional training users outside the intersection (:class:`UnalignedUsers`).
+            After each aligned step of a ``train`` message the party takes local steps on
+            them so that one epoch of aligned batches carries one epoch of unaligned batches
+            (same batch size, a seeded permutation per epoch); the encoder stays the one
+            fitted on the aligned training rows. ``None`` (default): the intersection only.
     """
 
     name = msg.ECOMMERCE
@@ -575,8 +630,29 @@ class EcommerceParty(_BaseParty):
         categorical: np.ndarray | None,
         labels: np.ndarray,
         config: PartyConfig | None = None,
+        unaligned: UnalignedUsers | None = None,
     ) -> None:
+        self._unaligned: UnalignedUsers | None = None
+        self._u_x: tuple[torch.Tensor, torch.Tensor] | None = None  # encoded, cached
+        self._u_labels: torch.Tensor | None = None
+        self._u_train_labels: torch.Tensor | None = None
+        self.unaligned_step = 0
+        self.no_social: _NoSocialEmbedding | None = None
         super().__init__(numeric, categorical, config)
+        if unaligned is not None and np.asarray(unaligned.labels).size > 0:
+            u_labels = np.asarray(unaligned.labels, dtype=np.float32)
+            m = u_labels.size
+            if u_labels.ndim != 1 or not (
+                np.isfinite(u_labels).all() and u_labels.min() >= 0 and u_labels.max() <= 1
+            ):
+                raise fail("EcommerceParty", "unaligned labels", "pass 0/1 labels without NaN")
+            self._unaligned = UnalignedUsers(
+                as_numeric(unaligned.numeric, m, "EcommerceParty unaligned"),
+                as_categorical(unaligned.categorical, m, "EcommerceParty unaligned"),
+                u_labels,
+            )
+            self._u_labels = torch.from_numpy(u_labels)
+            self._u_train_labels = self._u_labels
         y = np.asarray(labels)
         where = "EcommerceParty"
         if y.ndim != 1 or y.shape[0] != self.n_rows:
@@ -646,7 +722,19 @@ class EcommerceParty(_BaseParty):
         reply = super()._on_setup(envelope)
         self.embedding_log.reset(self.peer_embedding_dim)
         self._loss_window = _LossWindow()
+        self.unaligned_step = 0
         return reply
+
+    @property
+    def n_unaligned(self) -> int:
+        """Training users outside the intersection this party also trains on (0: none)."""
+        return 0 if self._u_labels is None else int(self._u_labels.shape[0])
+
+    def _install_encoder(self, encoder: FeatureEncoder) -> bool:
+        changed = super()._install_encoder(encoder)
+        if self._unaligned is not None and (changed or self._u_x is None):
+            self._u_x = encoder.transform(self._unaligned.numeric, self._unaligned.categorical)
+        return changed
 
     def _build_extra(self, model_config: ModelConfig, seed: int, meta: dict[str, Any]) -> None:
         self.peer_embedding_dim = int(meta["peer_embedding_dim"])
@@ -664,10 +752,21 @@ class EcommerceParty(_BaseParty):
             seed,
             self.config.top_factory,
         )
+        if self._unaligned is not None:
+            assert self._u_labels is not None
+            self.no_social = _NoSocialEmbedding(self.peer_embedding_dim)
+            self._u_train_labels = torch.from_numpy(
+                np.ascontiguousarray(
+                    self.defense.train_labels(self._u_labels.numpy(), seed + _UNALIGNED_RR_SEED)
+                )
+            )
 
     def _modules(self) -> dict[str, nn.Module]:
         assert self.bottom is not None and self.top is not None
-        return {"bottom": self.bottom, "top": self.top}
+        modules: dict[str, nn.Module] = {"bottom": self.bottom, "top": self.top}
+        if self.no_social is not None:
+            modules["no_social"] = self.no_social
+        return modules
 
     def _peer_embeddings(self, envelope: Envelope, n: int) -> torch.Tensor:
         embeddings = np.require(
@@ -713,6 +812,8 @@ class EcommerceParty(_BaseParty):
             # The defense runs here, inside the label party, before the rows leave it.
             gradients[start:stop] = self._protect(leaf.grad.numpy(), labels, logits)
             released.extend(self._loss_window.add(float(loss.detach()), int(rows.size), floor))
+            if self._unaligned is not None:
+                self._train_unaligned(batch_size)
         meta: dict[str, int | float | str | bool] = {
             "n_batches": n_batches,
             "step": self.step,
@@ -723,6 +824,39 @@ class EcommerceParty(_BaseParty):
             meta[f"loss_rows_{k}"] = n_rows
         return Envelope(msg.TRAIN, pack(msg.GRADIENTS, gradients, self._compression), meta)
 
+    def _train_unaligned(self, batch_size: int) -> None:
+        """Local steps on the unaligned users, up to the share of their epoch that matches the
+        share of the aligned epoch done (``step`` aligned steps so far).
+
+        A function of ``(step, unaligned_step, seed)`` only, so a party rebuilt between
+        messages (Flower) or restored to its best epoch takes the same steps. Their losses are
+        not released (not even in the loss window) and nothing of them enters the reply.
+        """
+        assert self._setup_meta is not None and self._u_x is not None
+        assert self.bottom is not None and self.top is not None and self.optimizer is not None
+        assert self.no_social is not None and self._u_train_labels is not None
+        n_unaligned = int(self._u_train_labels.shape[0])
+        per_epoch = batches_per_epoch(int(self._setup_meta["n_train"]), batch_size)
+        per_epoch_u = batches_per_epoch(n_unaligned, batch_size)
+        epoch, done = divmod(self.step, per_epoch)
+        target = epoch * per_epoch_u + (done * per_epoch_u) // per_epoch
+        seed = int(self._setup_meta["seed"])
+        x_num, x_cat = self._u_x
+        while self.unaligned_step < target:
+            u_epoch, k = divmod(self.unaligned_step, per_epoch_u)
+            order = np.random.default_rng([seed, u_epoch, _UNALIGNED_RR_SEED]).permutation(
+                n_unaligned
+            )
+            index = torch.from_numpy(order[k * batch_size : (k + 1) * batch_size])
+            h_own = self.bottom(x_num.index_select(0, index), x_cat.index_select(0, index))
+            h_social = self.no_social(int(index.numel()))
+            logits = flatten_logits(self.top(torch.cat([h_social, h_own], dim=1)))
+            loss = batch_loss(logits, self._u_train_labels.index_select(0, index))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.unaligned_step += 1
+
     def _loss_floor(self) -> int:
         """Fewest rows a released training loss may average: the query floor, capped by the
         training set (a smaller training set releases one mean over all of it)."""
@@ -730,10 +864,15 @@ class EcommerceParty(_BaseParty):
         return max(1, min(int(self.config.min_query_rows), n_train))
 
     def _extra_state(self) -> dict[str, np.ndarray]:
-        return {_LOSS_WINDOW_KEY: self._loss_window.to_array()}
+        state = {_LOSS_WINDOW_KEY: self._loss_window.to_array()}
+        if self._unaligned is not None:
+            state[_UNALIGNED_STEP_KEY] = np.array([self.unaligned_step], dtype=np.int64)
+        return state
 
     def _restore_extra(self, state: dict[str, np.ndarray]) -> None:
         self._loss_window = _LossWindow.from_array(state.get(_LOSS_WINDOW_KEY))
+        if _UNALIGNED_STEP_KEY in state:
+            self.unaligned_step = int(np.asarray(state[_UNALIGNED_STEP_KEY]).reshape(-1)[0])
 
     def _protect(
         self, gradients: np.ndarray, labels: torch.Tensor, logits: torch.Tensor

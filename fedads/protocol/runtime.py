@@ -14,6 +14,11 @@ table, or what the experimenter of a simulation placed there, see :class:`Aligne
 answers with the same two sizes its ``psi_done`` would carry (``n_keys``, ``n_aligned``). No row,
 key or digest crosses: the coordinator learns what it learns from a PSI, and less (no round
 trips), and the other party learns nothing.
+
+Resumable runs (:mod:`fedads.protocol.resume`): on ``checkpoint`` ``save`` (meta ``epoch``) the
+runtime writes its party's state, torch's RNG state, its aligned rows and its table's digest to
+``out_dir/resume/epoch-NNNN``; on ``load`` it checks that its table, its rows and the setup are
+the saved ones and restores them. Both replies carry the step only; nothing leaves the folder.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from fedads.align.result import no_overlap_error
 from fedads.errors import ProtocolError
 from fedads.protocol import messages as msg
 from fedads.protocol.envelope import Envelope
-from fedads.protocol.parties import EcommerceParty, PartyConfig, SocialParty
+from fedads.protocol.parties import EcommerceParty, PartyConfig, SocialParty, UnalignedUsers
 from fedads.protocol.sealing import SealedChannel, SealingKeys
 from fedads.tables import PartyTable
 
@@ -110,6 +115,9 @@ class PartyRuntime:
         self.channel: SealedChannel | None = None if sealing is None else SealedChannel(sealing)
         self._psi_started = False
         self.private_scores: np.ndarray | None = None  # float32 [n_aligned] when no out_dir
+        self._digest: str | None = None  # SHA-256 of the table, for resume checkpoints
+        # E-commerce with unaligned training: its training rows outside the intersection.
+        self.unaligned_rows: np.ndarray | None = None
 
     # ------------------------------------------------------------------ messages
     def handle(self, envelope: Envelope) -> Envelope:
@@ -123,6 +131,12 @@ class PartyRuntime:
             reply = self._handle_psi(request)
         elif request.kind == ALIGNMENT_REUSE:
             reply = self._reuse_alignment()
+        elif (
+            request.kind == msg.CHECKPOINT
+            and request.meta.get("action") in msg.RESUME_ACTIONS
+            and self.party is not None
+        ):
+            reply = self._resume_checkpoint(request)
         elif self.party is None:
             raise ProtocolError(
                 f"{self.name} party got {request.kind!r} before alignment; run the PSI first"
@@ -196,6 +210,51 @@ class PartyRuntime:
         self._install_alignment(rows)
         return reply
 
+    def _resume_checkpoint(self, request: Envelope) -> Envelope:
+        """``checkpoint`` ``save`` / ``load`` of a completed epoch, in this party's own private
+        folder (:mod:`fedads.protocol.resume`); the reply carries the step only."""
+        from fedads.protocol import resume
+
+        party = self.party
+        assert party is not None and self.aligned_rows is not None
+        action, epoch = str(request.meta["action"]), int(request.meta.get("epoch", -1))
+        if self.out_dir is None:
+            raise ProtocolError(
+                f"{self.name} party: checkpoint {action!r} needs a private folder (out_dir)"
+            )
+        if epoch < 1:
+            raise ProtocolError(f"{self.name} party: checkpoint {action!r} needs an epoch >= 1")
+        state = party.get_state()
+        if not state:
+            raise ProtocolError(f"{self.name} party got checkpoint {action!r} before 'setup'")
+        if action == "save":
+            resume.save_party_epoch(
+                self.out_dir, epoch, state, self.aligned_rows, self._table_digest()
+            )
+            return Envelope(msg.CHECKPOINT, {}, {"step": party.step})
+        saved = resume.load_party_epoch(self.out_dir, epoch, self.name)
+        refused = f"{self.name} party refuses to resume epoch {epoch}"
+        if saved.digest != self._table_digest():
+            raise ProtocolError(f"{refused}: its table is not the interrupted run's")
+        if not np.array_equal(saved.aligned_rows, self.aligned_rows):
+            raise ProtocolError(f"{refused}: its aligned rows are not the interrupted run's")
+        setup = "setup.meta"
+        if not np.array_equal(saved.party_state.get(setup, np.zeros(0)), state[setup]):
+            raise ProtocolError(f"{refused}: the setup differs from the interrupted run's")
+        party.set_state(saved.party_state)
+        import torch
+
+        torch.set_rng_state(torch.from_numpy(saved.rng_state.copy()))
+        saved.restore_records(self.out_dir)
+        return Envelope(msg.CHECKPOINT, {}, {"step": party.step})
+
+    def _table_digest(self) -> str:
+        if self._digest is None:
+            from fedads.protocol.resume import table_digest
+
+            self._digest = table_digest(self.table)
+        return self._digest
+
     def _new_psi(self) -> PsiBackendParty:
         return make_psi_party(
             self.table.keys(), self.name, self.normalization, backend=self.psi_backend
@@ -210,7 +269,13 @@ class PartyRuntime:
         numeric = table.numeric_matrix(rows) if table.numeric_columns else None
         categorical = table.categorical_matrix(rows) if table.categorical_columns else None
         if self.name == msg.ECOMMERCE:
-            party = EcommerceParty(numeric, categorical, table.labels(rows), self.party_config)
+            party = EcommerceParty(
+                numeric,
+                categorical,
+                table.labels(rows),
+                self.party_config,
+                unaligned=self._unaligned_users(rows),
+            )
             party.score_sink = self._keep_scores  # per-user scores stay with this party
             self.party = party
         else:
@@ -221,6 +286,24 @@ class PartyRuntime:
             self.party.attach_output(self.out_dir)  # privacy instruments' private files
             if not restored:
                 (self.out_dir / SCORES_FILE).unlink(missing_ok=True)  # an earlier run's scores
+
+    def _unaligned_users(self, aligned_rows: np.ndarray) -> UnalignedUsers | None:
+        """(E-commerce, ``PartyConfig.unaligned_training``) its labelled users outside the
+        intersection, less those a campaign holds out; computed here, never sent."""
+        config = self.party_config
+        if config is None or not config.unaligned_training:
+            self.unaligned_rows = None
+            return None
+        table = self.table
+        rows, _ = split_unaligned(
+            table.n_rows, aligned_rows, config.unaligned_test_share, config.unaligned_split_seed
+        )
+        self.unaligned_rows = rows
+        return UnalignedUsers(
+            table.numeric_matrix(rows) if table.numeric_columns else None,
+            table.categorical_matrix(rows) if table.categorical_columns else None,
+            table.labels(rows),
+        )
 
     def _keep_scores(self, positions: np.ndarray, scores: np.ndarray) -> None:
         """Store scores of ``positions`` in this party's private output (never in a reply)."""
@@ -274,6 +357,27 @@ class PartyRuntime:
             party_state = _strip(state, _PARTY_PREFIX)
             if party_state and self.party is not None:
                 self.party.set_state(party_state)
+
+
+def split_unaligned(
+    n_rows: int, aligned_rows: np.ndarray, test_share: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A table's rows outside the intersection, split as the aligned users are.
+
+    The rule of :func:`fedads.federation.split_positions` (a seeded permutation, the first
+    ``round(test_share * m)`` held out) over the ``m`` unaligned rows in table order, without
+    its "at least one each side" clamp. Returns ``(train_rows, test_rows)``, each ``int64``
+    and sorted. The campaign view holds out ``test_rows`` (:func:`fedads.eval.campaign.
+    campaign_split`); the label party trains on ``train_rows`` only.
+    """
+    keep = np.ones(int(n_rows), dtype=bool)
+    keep[np.asarray(aligned_rows, dtype=np.int64)] = False
+    unaligned = np.flatnonzero(keep).astype(np.int64)
+    n_test = int(round(test_share * unaligned.size))
+    order = np.random.default_rng(seed).permutation(unaligned.size)
+    held = np.zeros(unaligned.size, dtype=bool)
+    held[order[:n_test]] = True
+    return unaligned[~held], unaligned[held]
 
 
 def _strip(state: dict[str, Any], prefix: str) -> dict[str, Any]:

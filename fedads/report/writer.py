@@ -420,6 +420,15 @@ def campaign_markdown(block: Mapping[str, Any]) -> str:
     ]
     for pool, entry in block["lift"].items():
         lines.append(f"| {pool} | {fmt(entry)} | {fmt(entry.get('expected'))} |")
+    serving = block.get("serving") or {}
+    if serving.get("fallback_users"):
+        lines += [
+            "",
+            f"**Served without the social party:** it failed while the held-out users were "
+            f"scored, so the local serving model scored {serving['fallback_users']} aligned "
+            "users in place of the joint model (here and in the aligned view's `federated` "
+            "column; `report.json` `campaign.serving.fallback_keys` lists them).",
+        ]
     kept = block.get("local_serving_kept_share")
     if kept and kept.get("auc") is not None:
         lines += [
