@@ -27,6 +27,7 @@ from fedads.errors import (
 if TYPE_CHECKING:
     from fedads.align import KeyNormalization, align_parties, hashed_join
     from fedads.eval import EvalData, combine_seeds, evaluate
+    from fedads.eval.uplift import evaluate_uplift
     from fedads.experiment import Experiment, ExperimentConfig, ExperimentResult
     from fedads.federation import FederationSettings, run_federated
     from fedads.models import ZOO, ModelConfig, TowerSpec
@@ -45,6 +46,7 @@ _LAZY: dict[str, str] = {
     "EvalData": "fedads.eval",
     "combine_seeds": "fedads.eval",
     "evaluate": "fedads.eval",
+    "evaluate_uplift": "fedads.eval.uplift",
     "Experiment": "fedads.experiment",
     "ExperimentConfig": "fedads.experiment",
     "ExperimentResult": "fedads.experiment",
@@ -100,6 +102,7 @@ __all__ = [
     "align_parties",
     "combine_seeds",
     "evaluate",
+    "evaluate_uplift",
     "generate_world",
     "hashed_join",
     "load_party_table",

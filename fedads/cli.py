@@ -278,6 +278,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         budgets=budgets,
         headline_budget=args.budget,
         eval_seed=args.seed,
+        treatment=args.treatment,
+        control=args.control,
     )
     config = _with_campaign(config, args)
     out_dir = Path(args.out)
@@ -290,6 +292,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"ecommerce {result.data_summary['ecommerce_not_aligned']:,}"
     )
     _print_summary(result, out_dir)
+    if result.uplift is not None:
+        qini = {m: s.qini_auc for m, s in result.uplift.scores["all"].items()}
+        print("Qini AUC (uplift): " + "  ".join(f"{m} {v:.3f}" for m, v in qini.items()))
     return 0
 
 
@@ -439,6 +444,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--existing", default="is_existing_customer", help="0/1 existing-customer column"
     )
     run.add_argument("--budget", type=float, default=0.10, help="headline budget share")
+    run.add_argument(
+        "--treatment",
+        default=None,
+        metavar="COLUMN",
+        help="e-commerce column saying who was shown the ad in a randomized campaign: adds "
+        "uplift models and the uplift evaluation (report.json 'uplift'); never a feature",
+    )
+    run.add_argument(
+        "--control",
+        default=None,
+        metavar="VALUE",
+        help="value of --treatment marking held-out (control) users (default: the column is "
+        "0/1, 0 = control)",
+    )
     run.add_argument("--out", default=DEFAULT_OUT)
     run.add_argument("--mode", choices=("exact", "efficient"), default="efficient")
     run.add_argument("--epochs", type=int, default=5)

@@ -84,6 +84,14 @@ class ExperimentConfig:
             users it left unscored with the local serving model, warns (:class:`FedadsWarning`)
             and lists them in the report (``campaign.serving``); ``"error"`` fails the run.
             Without ``campaign`` there is no local model and such a failure always fails.
+        treatment: the e-commerce table's column saying who was shown the ad in a randomized
+            campaign (synthetic worlds: ``"treated"``, with ``WorldConfig.holdout_share > 0``).
+            Adds the uplift models and the uplift evaluation of every model
+            (docs/evaluation.md, "Uplift"; ``report.json``'s ``uplift``). Off by default. The
+            column is never a feature and never leaves the label party.
+        control: the value of ``treatment`` that marks held-out users (None: 0/1, 0 = held out).
+        uplift_federated: with ``treatment``, also train the federated uplift model (a second
+            federated run on the class-transformed label, same alignment and split).
     """
 
     world: WorldConfig = field(default_factory=WorldConfig)
@@ -97,6 +105,9 @@ class ExperimentConfig:
     campaign: bool = False
     local_serving_labels: bool = False
     serving_fallback: str = "local"
+    treatment: str | None = None
+    control: str | int | float | None = None
+    uplift_federated: bool = True
 
     def validate(self) -> ExperimentConfig:
         self.federation.validate()
@@ -107,6 +118,10 @@ class ExperimentConfig:
         for budget in (*self.budgets, self.headline_budget):
             check_in_range(_WHERE, "budget", budget, 0.0, 1.0, low_inclusive=False)
         check_positive_int(_WHERE, "n_bootstrap", self.n_bootstrap)
+        treatment = self.treatment
+        if treatment is not None and (not isinstance(treatment, str) or not treatment):
+            raise fail(_WHERE, f"treatment={self.treatment!r} is not a column name",
+                       "give the treatment column's name, or None")  # fmt: skip
         return self
 
     def replace(self, **changes: Any) -> ExperimentConfig:
@@ -125,6 +140,8 @@ class ExperimentResult:
         privacy: label leakage per attack, the defense and feature inference
             (:func:`fedads.privacy.leakage.privacy_report`; ``report.json``'s ``privacy``).
         campaign: with ``config.campaign``, the campaign evaluation (:class:`CampaignResult`).
+        uplift: with ``config.treatment``, the uplift evaluation
+            (:class:`fedads.eval.uplift.UpliftEvaluation`).
     """
 
     evaluation: Evaluation
@@ -134,6 +151,7 @@ class ExperimentResult:
     report_paths: Any = None
     privacy: dict[str, Any] | None = None
     campaign: CampaignResult | None = None
+    uplift: Any = None
 
     def headline(self) -> dict[str, Any]:
         """The headline lift per pool at the headline budget (see ``Evaluation.headline``)."""
@@ -237,11 +255,20 @@ class Experiment:
             check_out_dir("Experiment.run out_dir", out_dir)
         progress = Progress(verbose)
         social, ecommerce, truth = self.social, self.ecommerce, self.truth
+        world_frame = None
         if social is None or ecommerce is None:
             progress(f"generating the synthetic world ({config.world.n_users} e-commerce users)")
             world = generate_world(config.world)
             social, ecommerce = world.party_tables()
-            truth = world.truth
+            truth, world_frame = world.truth, world.ecommerce
+        flags = None
+        if config.treatment is not None:
+            from fedads.models.uplift import take_treatment
+
+            # The label party's campaign flag: off its features, kept for the uplift models.
+            ecommerce, flags = take_treatment(
+                ecommerce, config.treatment, config.control, frame=world_frame
+            )
         settings = replace(config.federation, verbose=verbose)
         check_before_training(social, ecommerce, settings, config.headline_budget)
         progress(f"federated training ({config.backend}, {settings.protocol.mode} mode)")
@@ -320,6 +347,15 @@ class Experiment:
         # The harness (which knows the labels) turns the observers' attack scores into leak AUCs.
         privacy = privacy_report(run, social, ecommerce, settings.protocol, seed=config.eval_seed)
         result = ExperimentResult(evaluation, run, summary, frame, privacy=privacy)
+        if flags is not None:
+            from fedads.experiment_uplift import run_uplift
+
+            result.uplift, uplift_scores = run_uplift(
+                social, ecommerce, flags, run, scores, settings, config, truth=truth,
+                progress=progress,
+            )  # fmt: skip
+            for name, values in uplift_scores.items():
+                result.scores[name] = values
         if local_model is not None and split is not None:
             result.campaign = evaluate_campaign(
                 social,
@@ -343,6 +379,7 @@ class Experiment:
                 key_column=ecommerce.key,
                 privacy=privacy,
                 campaign=None if result.campaign is None else result.campaign.block,
+                uplift=result.uplift,
             )
             progress(f"report written to {out_dir}")
         return result

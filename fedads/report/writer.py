@@ -302,6 +302,7 @@ def write_report(
     privacy: Mapping[str, Any] | None = None,
     warnings: Sequence[str] = (),
     campaign: Mapping[str, Any] | None = None,
+    uplift: Any = None,
 ) -> ReportPaths:
     """Write ``report.json``, ``report.md``, ``scores.csv`` and PNG plots into ``out_dir``.
 
@@ -325,6 +326,9 @@ def write_report(
             (small held-out sets are added automatically, :func:`held_out_warnings`).
         campaign: the ``campaign`` block (:func:`fedads.eval.campaign.campaign_block`), when
             the whole campaign was evaluated.
+        uplift: a :class:`fedads.eval.uplift.UpliftEvaluation` (randomized campaigns): adds
+            ``report.json``'s ``uplift`` (``uplift.<model>.qini_auc`` ...), a ``## Uplift``
+            section and ``qini_<pool>.png``.
 
     Returns:
         :class:`ReportPaths` (paths inside ``out_dir``).
@@ -376,6 +380,7 @@ def write_report(
             privacy=privacy,
             warnings=report_warnings,
             campaign=campaign,
+            uplift=uplift,
         )
         _swap_into_place(staging, target)
     except BaseException:
@@ -548,10 +553,15 @@ def _write_files(
     privacy: Mapping[str, Any] | None,
     warnings: list[str],
     campaign: Mapping[str, Any] | None = None,
+    uplift: Any = None,
 ) -> ReportPaths:
     """Every report file into the (new, empty) folder ``out``."""
     scores_path = write_scores_csv(out / "scores.csv", evaluation.data, key_column)
     plot_paths = write_plots(evaluation, out) if plots else {}
+    if uplift is not None and plots:
+        from fedads.report.uplift import plot_qini
+
+        plot_paths.update(plot_qini(uplift, out))
     files = {"scores": scores_path.name, "markdown": "report.md"}
     files["plots"] = {name: path.name for name, path in plot_paths.items()}
 
@@ -566,6 +576,10 @@ def _write_files(
         warnings=warnings,
         campaign=campaign,
     )
+    if uplift is not None:
+        document["uplift"] = uplift.report_block()
+        if uplift.notes:
+            document.setdefault("warnings", []).extend(uplift.notes)
     json_path = out / "report.json"
     json_path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     markdown = render_markdown(
@@ -578,6 +592,11 @@ def _write_files(
     )
     if campaign is not None:
         markdown = f"{markdown.rstrip()}\n\n{campaign_markdown(document['campaign'])}\n"
+    if uplift is not None:
+        from fedads.report.uplift import uplift_markdown
+
+        names = {name: path.name for name, path in plot_paths.items()}
+        markdown = f"{markdown.rstrip()}\n\n{uplift_markdown(uplift, names)}\n"
     if warnings:
         lines = "\n".join(f"- {w}" for w in warnings)
         markdown = f"{markdown.rstrip()}\n\n## Warnings\n\n{lines}\n"

@@ -6,7 +6,7 @@ truth table (potential outcomes) for evaluation. Equations and defaults: docs/wo
 
 from __future__ import annotations
 
-from fedads.world.config import WorldConfig
+from fedads.world.config import AD_EFFECT_MODELS, WorldConfig
 from fedads.world.controls import shuffle_features
 from fedads.world.generate import (
     ACTIVE_DAYS_WINDOW,
@@ -28,12 +28,15 @@ from fedads.world.schema import (
     LABEL,
     MEMBER_LEVELS,
     PURCHASE_CATEGORIES,
+    RESPONSE_TYPES,
     SOCIAL_CATEGORICAL,
     SOCIAL_NUMERIC,
+    TREATMENT,
     TRUTH_COLUMNS,
 )
 
 __all__ = [
+    "AD_EFFECT_MODELS",
     "ACTIVE_DAYS_WINDOW",
     "AGE_BANDS",
     "CATEGORY_TOPIC_LOADINGS",
@@ -47,8 +50,10 @@ __all__ = [
     "LABEL",
     "MEMBER_LEVELS",
     "PURCHASE_CATEGORIES",
+    "RESPONSE_TYPES",
     "SOCIAL_CATEGORICAL",
     "SOCIAL_NUMERIC",
+    "TREATMENT",
     "TRUTH_COLUMNS",
     "TRUTH_FILE_STEM",
     "WINDOW_DAYS",

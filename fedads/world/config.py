@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from fedads._validation import check_in_range, check_positive_int, fail
+from fedads._validation import check_choice, check_in_range, check_positive_int, fail
 from fedads.world.schema import (
     AGE_BANDS,
     CITY_TIERS,
@@ -23,6 +23,9 @@ from fedads.world.schema import (
 )
 
 _WHERE = "WorldConfig"
+
+AD_EFFECT_MODELS: tuple[str, ...] = ("segment", "typology")
+"""Values of ``WorldConfig.ad_effect_model`` (docs/world.md, section 6)."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,28 @@ class WorldConfig:
     ad_effect_existing: float = 0.05
     """Logit-scale effect of seeing the ad for existing customers."""
 
+    # --- heterogeneous ad effects and the randomized holdout (docs/world.md, issue #18) ------
+    ad_effect_model: str = "segment"
+    """``"segment"`` (default): the effect is ``ad_effect_new`` / ``ad_effect_existing`` by the
+    existing flag. ``"typology"``: every user is a sure thing, lost cause, do-not-disturb or
+    persuadable user (by the existing flag, brand-intent signal, shopping and social
+    activity) with the effects below; the ``ad_effect_*`` fields are then unused."""
+    persuadable_effect: float = 1.2
+    """Typology only: logit-scale effect of the ad on persuadable users."""
+    do_not_disturb_effect: float = -1.0
+    """Typology only: logit-scale effect of the ad on do-not-disturb users (negative)."""
+    sure_thing_intent: float = 1.0
+    """Typology only: e-commerce intent signal (SD) above which a new user is a sure thing
+    (existing customers always are)."""
+    lost_cause_activity: float = -0.5
+    """Typology only: standardized log shopping activity below which a user is a lost cause."""
+    do_not_disturb_activity: float = 0.84
+    """Typology only: standardized log social activity above which a user between the two
+    intent thresholds is do-not-disturb (0.84: the most active 20 %)."""
+    holdout_share: float = 0.0
+    """Share of e-commerce users held out of the campaign at random (not shown the ad; their
+    label is Y(0)). 0 (default): everyone saw the ad and the table has no treatment column."""
+
     # ------------------------------------------------------------------------------------------
     def validate(self) -> WorldConfig:
         """Check every field; raise :class:`fedads.errors.InputError` naming the field and fix.
@@ -170,6 +195,12 @@ class WorldConfig:
             check_in_range(_WHERE, name, getattr(self, name), -5.0, 5.0)
         for name in ("ad_effect_new", "ad_effect_existing"):
             check_in_range(_WHERE, name, getattr(self, name), -3.0, 3.0)
+        check_choice(_WHERE, "ad_effect_model", self.ad_effect_model, AD_EFFECT_MODELS)
+        for name in ("persuadable_effect", "do_not_disturb_effect"):
+            check_in_range(_WHERE, name, getattr(self, name), -3.0, 3.0)
+        for name in ("sure_thing_intent", "lost_cause_activity", "do_not_disturb_activity"):
+            check_in_range(_WHERE, name, getattr(self, name), -5.0, 5.0)
+        check_in_range(_WHERE, "holdout_share", self.holdout_share, 0.0, 1.0, high_inclusive=False)
         check_in_range(
             _WHERE, "base_conversion_rate", self.base_conversion_rate, 0.0, 1.0,
             low_inclusive=False, high_inclusive=False,

@@ -41,8 +41,10 @@ from fedads.world.schema import (
     LABEL,
     MEMBER_LEVELS,
     PURCHASE_CATEGORIES,
+    RESPONSE_TYPES,
     SOCIAL_CATEGORICAL,
     SOCIAL_NUMERIC,
+    TREATMENT,
 )
 
 if TYPE_CHECKING:
@@ -71,6 +73,7 @@ _STREAMS = {
     "outcome": 6,
     "keys": 7,
     "shuffle": 8,
+    "holdout": 9,
 }
 
 ProgressFn = Callable[[str], None]
@@ -136,8 +139,13 @@ class World:
             categorical=list(SOCIAL_CATEGORICAL),
             numeric=list(SOCIAL_NUMERIC),
         )
+        # The campaign's treatment flag (holdout worlds) is not a feature: the experiment reads
+        # it from World.ecommerce (fedads.eval.uplift.treatment_flags) when asked to.
+        frame = self.ecommerce
+        if TREATMENT in frame.columns:
+            frame = frame.drop(columns=[TREATMENT])
         ecommerce = load_party_table(
-            self.ecommerce,
+            frame,
             party="ecommerce",
             key=KEY,
             label=LABEL,
@@ -214,8 +222,14 @@ def generate_world(
     social_cols = _social_features(cfg, lat, social_ids)
     say("social features drawn")
 
-    p0, p1, y0, y1 = _outcomes(cfg, lat, existing)
+    p0, p1, y0, y1, typology = _outcomes(cfg, lat, existing)
     say(f"outcomes drawn: mean p1 {p1.mean():.4f}")
+    # Observed outcome: Y(1) for users shown the ad, Y(0) for the randomized holdout.
+    label = y1
+    treated = None
+    if cfg.holdout_share > 0:
+        treated = _draw_treatment(cfg, n_e)
+        label = np.where(treated, y1, y0)
 
     # Convert the keys to pandas strings once; each table then takes its rows (3x cheaper at 1M
     # users than converting three object arrays).
@@ -232,9 +246,11 @@ def generate_world(
             KEY: keys.take(order_e),
             **{name: col[order_e] for name, col in ecommerce_cols.items()},
             EXISTING: existing_int[order_e],
-            LABEL: y1.astype(np.int64)[order_e],
+            LABEL: label.astype(np.int64)[order_e],
         }
     )
+    if treated is not None:
+        ecommerce[TREATMENT] = treated.astype(np.int64)[order_e]
     social = pd.DataFrame(
         {
             KEY: keys.take(social_ids[order_s]),
@@ -258,6 +274,8 @@ def generate_world(
             "y1": y1.astype(np.int64),
         }
     )
+    if typology is not None:
+        truth["response_type"], truth["ad_effect"] = typology
     say("tables built")
     return World(config=cfg, social=social, ecommerce=ecommerce, truth=truth)
 
@@ -454,11 +472,12 @@ def _social_features(
 
 def _outcomes(
     cfg: WorldConfig, lat: _Latents, existing: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """True probabilities and potential outcomes, each ``[n_e]``: ``(p0, p1, y0, y1)``.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """True probabilities and potential outcomes, each ``[n_e]``: ``(p0, p1, y0, y1, typ)``.
 
-    ``c0`` is calibrated so that mean(p1) equals ``base_conversion_rate`` (the log is an
-    all-exposed randomized campaign, so p1 is what the observed label rate estimates).
+    ``typ`` is None for ``ad_effect_model="segment"``, else ``(segment [n_e] str, effect [n_e])``.
+    ``c0`` is calibrated so that mean(p1) equals ``base_conversion_rate`` (the conversion rate
+    of an all-exposed campaign).
     """
     n_e = lat.shopping_z.shape[0]
     x = existing.astype(np.float64)
@@ -467,14 +486,56 @@ def _outcomes(
         + cfg.conversion_existing_weight * x
         + cfg.conversion_activity_weight * lat.shopping_z
     )
-    effect = cfg.ad_effect_new * (1.0 - x) + cfg.ad_effect_existing * x
+    typology = None
+    if cfg.ad_effect_model == "typology":
+        segment, effect = _typology(cfg, lat, existing)
+        typology = (segment, effect)
+    else:
+        effect = cfg.ad_effect_new * (1.0 - x) + cfg.ad_effect_existing * x
     c0 = _calibrate_intercept(eta0 + effect, cfg.base_conversion_rate)
     p0 = _sigmoid(c0 + eta0)
     p1 = _sigmoid(c0 + eta0 + effect)
     # One shared uniform per user couples the potential outcomes: with a non-negative effect
-    # the ad never stops a purchase (y1 >= y0), the usual monotonicity assumption.
+    # the ad never stops a purchase (y1 >= y0), the usual monotonicity assumption; with a
+    # negative one (do-not-disturb) it never causes one.
     v = _rng(cfg.seed, "outcome").random(n_e)
-    return p0, p1, v < p0, v < p1
+    return p0, p1, v < p0, v < p1, typology
+
+
+def _typology(
+    cfg: WorldConfig, lat: _Latents, existing: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ad-response type and logit-scale effect per e-commerce user, each ``[n_e]``.
+
+    Rules, first match wins (docs/world.md, section 6a): existing customers and new users whose
+    e-commerce intent signal is above ``sure_thing_intent`` are sure things (effect 0: they buy
+    or not anyway); standardized log shopping activity below ``lost_cause_activity``: lost
+    causes (hardly shop online; effect 0); standardized log social activity above
+    ``do_not_disturb_activity``: do-not-disturb (ad-fatigued heavy social users,
+    ``do_not_disturb_effect``); everyone else is persuadable (``persuadable_effect``). The
+    rules read only latents that the features show directly (the flag; the brand browsing and
+    carting counts; every order and page-view count; every social count), so a model can learn
+    the types.
+    """
+    g = lat.shopping_z
+    h = lat.social_z[: g.shape[0]]
+    code = np.full(g.shape[0], 0)  # persuadable
+    code = np.where(h > cfg.do_not_disturb_activity, 3, code)
+    code = np.where(g < cfg.lost_cause_activity, 2, code)
+    code = np.where(existing | (lat.ecommerce_signal > cfg.sure_thing_intent), 1, code)
+    effects = np.asarray([cfg.persuadable_effect, 0.0, 0.0, cfg.do_not_disturb_effect])
+    return np.asarray(RESPONSE_TYPES, dtype=object)[code], effects[code]
+
+
+def _draw_treatment(cfg: WorldConfig, n_e: int) -> np.ndarray:
+    """``[n_e]`` bool, False for exactly ``round(holdout_share * n_e)`` users drawn uniformly.
+
+    Complete randomization on its own stream, independent of every latent and outcome.
+    """
+    treated = np.ones(n_e, dtype=bool)
+    n_holdout = int(round(cfg.holdout_share * n_e))
+    treated[_rng(cfg.seed, "holdout").choice(n_e, size=n_holdout, replace=False)] = False
+    return treated
 
 
 def _keys(cfg: WorldConfig, n_total: int) -> np.ndarray:

@@ -15,6 +15,14 @@ LABEL = "label"
 EXISTING = "is_existing_customer"
 """1 if the user already bought the brand before the campaign (e-commerce table and truth)."""
 
+TREATMENT = "treated"
+"""Campaign exposure (0/1 int) in the e-commerce table, present only with
+``WorldConfig.holdout_share > 0``: 1 = shown the ad, 0 = randomly held out. The label holder
+logged the campaign, so the flag is on its table; it is not a model feature."""
+
+RESPONSE_TYPES: tuple[str, ...] = ("persuadable", "sure_thing", "lost_cause", "do_not_disturb")
+"""Ad-response types of ``WorldConfig(ad_effect_model="typology")`` (truth ``response_type``)."""
+
 INTEREST_TOPICS: tuple[str, ...] = (
     "fashion",
     "beauty",
@@ -100,4 +108,7 @@ TRUTH_COLUMNS: tuple[str, ...] = (
     "y0",
     "y1",
 )
-"""Columns of ``World.truth`` (one row per e-commerce user); for evaluation only."""
+"""Columns of ``World.truth`` (one row per e-commerce user); for evaluation only.
+
+With ``ad_effect_model="typology"`` the truth also has ``response_type`` (one of
+``RESPONSE_TYPES``) and ``ad_effect`` (the user's logit-scale effect), after these columns."""
