@@ -34,6 +34,7 @@ LONG_FIRST: tuple[str, ...] = (
     "test_experiment.py",
     "test_claim_map.py",
     "test_campaign.py",
+    "test_uplift.py",
     "test_reproducibility.py",
 )
 #: A short file queued behind the first (one long test): it waits there, not a long file.
