@@ -29,6 +29,7 @@ t-interval over seeds).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -91,18 +92,12 @@ def _interval(row: Any) -> dict[str, Any]:
     return {"point": row.point, "ci95": [row.ci_low, row.ci_high]}
 
 
-def one_seed(
-    n_users: int,
-    seed: int,
-    n_bootstrap: int,
-    labels: bool = False,
-    unaligned: bool = False,
-    intent: float | None = None,
-) -> dict[str, Any]:
+def one_seed(experiment_config: ExperimentConfig) -> dict[str, Any]:
+    """One seed's campaign and aligned-only lifts (``config(...)`` builds the recipe)."""
+    seed = experiment_config.world.seed
     clock = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FedadsWarning)
-        experiment_config = config(n_users, seed, n_bootstrap, labels, unaligned, intent)
         result = Experiment.from_world(experiment_config).run(verbose=False, alignment="clear")
     ev, campaign = result.evaluation, result.campaign
     assert campaign is not None
@@ -213,13 +208,11 @@ def main(argv: Iterable[str] | None = None) -> int:
     torch.set_num_threads(1)
     runs, without = [], []
     for seed in range(args.seeds):
-        labels = args.unaligned_labels
-        runs.append(
-            one_seed(args.users, seed, args.bootstrap, labels, args.unaligned_training, intent)
-        )
+        recipe = functools.partial(config, args.users, seed, args.bootstrap, args.unaligned_labels)
+        runs.append(one_seed(recipe(args.unaligned_training, intent)))
         print(json.dumps(runs[-1]), flush=True)
         if args.unaligned_training:
-            without.append(one_seed(args.users, seed, args.bootstrap, labels, False, intent))
+            without.append(one_seed(recipe(False, intent)))
             print(json.dumps(without[-1]), flush=True)
     document = {
         "what": "campaign lift (all held-out e-commerce users, federated system vs "
